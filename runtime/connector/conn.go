@@ -1,0 +1,394 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/session"
+	"github.com/pomelo-go/pomelo/runtime/wire"
+)
+
+// Connection states (PROTOCOL.md section 4).
+const (
+	stateInited int32 = iota
+	stateWaitAck
+	stateWorking
+	stateClosed
+)
+
+// KickReasonSlowConsumer is the kick reason of a client whose send queue
+// overflowed.
+const KickReasonSlowConsumer = "slow consumer"
+
+// KickReasonShutdown is the default kick reason when the server shuts down.
+const KickReasonShutdown = "server shutdown"
+
+var errSlowConsumer = runtime.Errorf(runtime.ErrNameClosed, "client send queue is full")
+
+// conn is one client connection and implements session.Conn.
+type conn struct {
+	c         *Connector
+	transport transport
+	sess      *session.Session
+	ser       runtime.Serializer
+	state     atomic.Int32
+	lastRecv  atomic.Int64 // unix nanos of the last package received
+	timer     *time.Timer  // handshake, then heartbeat timeout
+
+	// send queue, drained by writeLoop
+	mu       sync.Mutex
+	queue    [][]byte
+	spare    [][]byte
+	queued   int
+	closing  bool // no more Sends; flush then close
+	wake     chan struct{}
+	done     chan struct{} // closed when the connection is finished
+	doneOnce sync.Once
+
+	// inbox of messages for the handling chain, in arrival order
+	inMu     sync.Mutex
+	inbox    []*wire.Message
+	inActive bool
+	inCtx    context.Context
+	inCancel context.CancelFunc
+}
+
+func newConn(c *Connector, t transport) *conn {
+	cn := &conn{
+		c:         c,
+		transport: t,
+		ser:       runtime.JSON,
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	cn.inCtx, cn.inCancel = context.WithCancel(c.ctx)
+	cn.lastRecv.Store(time.Now().UnixNano())
+	cn.sess = c.sessions.Create(cn)
+	cn.timer = time.AfterFunc(c.cfg.HandshakeTimeout, cn.onTimer)
+	return cn
+}
+
+// Send implements session.Conn.
+func (cn *conn) Send(pkgs []byte) error {
+	cn.mu.Lock()
+	if cn.closing {
+		cn.mu.Unlock()
+		return runtime.Errorf(runtime.ErrNameClosed, "connection closed")
+	}
+	if cn.queued+len(pkgs) > cn.c.cfg.SendQueueBytes {
+		cn.mu.Unlock()
+		// Kick outside the lock: the close hooks may push to other sessions.
+		go cn.c.sessions.CloseSession(cn.sess, KickReasonSlowConsumer, true)
+		return errSlowConsumer
+	}
+	cn.queue = append(cn.queue, pkgs)
+	cn.queued += len(pkgs)
+	cn.mu.Unlock()
+	cn.signal()
+	return nil
+}
+
+func (cn *conn) signal() {
+	select {
+	case cn.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendControl queues a control package even when the queue is over its
+// limit (heartbeats, handshake replies, the final kick).
+func (cn *conn) sendControl(pkg []byte, thenClose bool) {
+	cn.mu.Lock()
+	if cn.closing {
+		cn.mu.Unlock()
+		return
+	}
+	cn.queue = append(cn.queue, pkg)
+	cn.queued += len(pkg)
+	if thenClose {
+		cn.closing = true
+	}
+	cn.mu.Unlock()
+	cn.signal()
+}
+
+// Kick implements session.Conn: KICK with reason, flush, close.
+func (cn *conn) Kick(reason string) {
+	pkg, _ := wire.AppendPackage(nil, wire.TypeKick, wire.KickBody(reason))
+	cn.sendControl(pkg, true)
+	cn.setState(stateClosed)
+}
+
+// Close implements session.Conn: flush what is queued, then close.
+func (cn *conn) Close() {
+	cn.mu.Lock()
+	cn.closing = true
+	cn.mu.Unlock()
+	cn.setState(stateClosed)
+	cn.signal()
+}
+
+// RemoteAddr implements session.Conn.
+func (cn *conn) RemoteAddr() net.Addr { return cn.transport.remoteAddr() }
+
+// Serializer implements session.Conn.
+func (cn *conn) Serializer() runtime.Serializer { return cn.ser }
+
+func (cn *conn) setState(s int32) { cn.state.Store(s) }
+
+// finish tears the connection down once: called by the reader on any read
+// error, and by the writer after the final flush.
+func (cn *conn) finish() {
+	cn.doneOnce.Do(func() {
+		cn.timer.Stop()
+		cn.inCancel()
+		cn.mu.Lock()
+		cn.closing = true
+		cn.queue, cn.spare = nil, nil
+		cn.mu.Unlock()
+		close(cn.done)
+		cn.transport.closeNow()
+		cn.c.removeConn(cn)
+	})
+}
+
+// shutdown kicks the session (or just closes it when reason is empty).
+func (cn *conn) shutdown(reason string) {
+	cn.c.sessions.CloseSession(cn.sess, reason, reason != "")
+}
+
+// onTimer closes a connection that has not completed its handshake in time,
+// or from which nothing arrived within the heartbeat timeout.
+func (cn *conn) onTimer() {
+	if cn.state.Load() == stateWorking {
+		idle := time.Duration(time.Now().UnixNano() - cn.lastRecv.Load())
+		if left := cn.c.cfg.HeartbeatTimeout - idle; left > 0 {
+			cn.timer.Reset(left)
+			return
+		}
+	}
+	cn.c.sessions.CloseSession(cn.sess, "", false)
+}
+
+func (cn *conn) writeLoop() {
+	var buf []byte
+	for {
+		select {
+		case <-cn.wake:
+		case <-cn.done:
+			return
+		}
+		for {
+			cn.mu.Lock()
+			batch := cn.queue
+			cn.queue, cn.spare = cn.spare[:0], nil
+			cn.queued = 0
+			closing := cn.closing
+			cn.mu.Unlock()
+			if len(batch) == 0 {
+				if closing {
+					cn.transport.close()
+					cn.finish()
+					return
+				}
+				break
+			}
+			// Coalesce every queued package into one frame.
+			buf = buf[:0]
+			for i, p := range batch {
+				buf = append(buf, p...)
+				batch[i] = nil
+			}
+			err := cn.transport.write(buf, cn.c.cfg.WriteTimeout)
+			cn.mu.Lock()
+			if cn.spare == nil {
+				cn.spare = batch[:0]
+			}
+			cn.mu.Unlock()
+			if err != nil {
+				cn.c.sessions.CloseSession(cn.sess, "", false)
+				cn.finish()
+				return
+			}
+			if cap(buf) > 64<<10 {
+				buf = nil
+			}
+		}
+	}
+}
+
+var errProtocol = errors.New("protocol violation")
+
+func (cn *conn) readLoop() {
+	defer func() {
+		// The client left (or broke the protocol): close the session, which
+		// closes the connection; make sure it is finished.
+		cn.c.sessions.CloseSession(cn.sess, "", false)
+		cn.finish()
+	}()
+	for {
+		err := cn.transport.readPackages(cn.onPackage)
+		if err != nil {
+			if !isClosedErr(err) && cn.state.Load() != stateClosed {
+				cn.c.cfg.Logger.Debug("pomelo: closing client connection", "remote", cn.RemoteAddr(), "session", cn.sess.ID(), "err", err)
+			}
+			return
+		}
+	}
+}
+
+func (cn *conn) onPackage(t wire.PackageType, body []byte) error {
+	cn.lastRecv.Store(time.Now().UnixNano())
+	switch cn.state.Load() {
+	case stateInited:
+		if t != wire.TypeHandshake {
+			return fmt.Errorf("%w: %s before handshake", errProtocol, t)
+		}
+		return cn.onHandshake(body)
+	case stateWaitAck:
+		switch t {
+		case wire.TypeHandshakeAck:
+			cn.setState(stateWorking)
+			cn.timer.Reset(cn.c.cfg.HeartbeatTimeout)
+			// The JS client starts heartbeating only after a server one.
+			cn.sendControl(wire.HeartbeatPackage, false)
+			return nil
+		case wire.TypeHeartbeat:
+			return nil
+		}
+		return fmt.Errorf("%w: %s before handshake ack", errProtocol, t)
+	case stateWorking:
+		switch t {
+		case wire.TypeHeartbeat:
+			cn.sendControl(wire.HeartbeatPackage, false)
+			return nil
+		case wire.TypeData:
+			return cn.onData(body)
+		case wire.TypeHandshakeAck:
+			return nil
+		}
+		return fmt.Errorf("%w: %s after handshake", errProtocol, t)
+	}
+	return net.ErrClosed
+}
+
+func (cn *conn) onHandshake(body []byte) error {
+	fail := func(code int) error {
+		resp := wire.HandshakeResponse{Code: code}
+		pkg, _ := wire.AppendPackage(nil, wire.TypeHandshake, resp.Marshal())
+		cn.sendControl(pkg, true)
+		cn.setState(stateClosed)
+		return nil
+	}
+	req, err := wire.ParseHandshake(body)
+	if err != nil {
+		return fail(wire.CodeBadHandshake)
+	}
+	ser, err := runtime.SerializerByName(req.Sys.Serializer)
+	if err != nil {
+		return fail(wire.CodeBadHandshake)
+	}
+	cn.ser = ser
+	user, err := cn.c.h.Handshake(cn.c.ctx, cn.sess, req)
+	if err != nil {
+		var he *HandshakeError
+		if errors.As(err, &he) && he.Code == wire.CodeOldClient {
+			return fail(wire.CodeOldClient)
+		}
+		return fail(wire.CodeBadHandshake)
+	}
+	resp := wire.HandshakeResponse{Code: wire.CodeOK, Sys: &wire.HandshakeResponseSys{
+		Heartbeat: max(1, int(cn.c.cfg.Heartbeat/time.Second)),
+	}, User: user}
+	if d := cn.c.cfg.Dict; d != nil && d.Len() > 0 {
+		resp.Sys.UseDict = true
+		resp.Sys.DictVersion = d.Version()
+		if req.Sys.DictVersion != d.Version() {
+			resp.Sys.Dict = d.Map()
+		}
+	}
+	if ser != runtime.JSON {
+		resp.Sys.Serializer = ser.Name()
+	}
+	pkg, err := wire.AppendPackage(nil, wire.TypeHandshake, resp.Marshal())
+	if err != nil {
+		return fail(wire.CodeBadHandshake)
+	}
+	cn.setState(stateWaitAck)
+	cn.sendControl(pkg, false)
+	return nil
+}
+
+func (cn *conn) onData(body []byte) error {
+	m, err := wire.DecodeMessage(body)
+	if err != nil {
+		return err
+	}
+	switch m.Type {
+	case wire.Request:
+		if m.ID == 0 { // PROTOCOL.md: a request with id 0 is a notify
+			m.Type = wire.Notify
+		}
+	case wire.Notify:
+	default:
+		return fmt.Errorf("%w: client sent a %s message", errProtocol, m.Type)
+	}
+	if m.Compressed {
+		route, ok := cn.c.cfg.Dict.Route(m.RouteCode)
+		if !ok {
+			if m.Type == wire.Request {
+				cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrNameUnknownRoute, "unknown route code %d", m.RouteCode))
+			}
+			return nil
+		}
+		m.Route = route
+	}
+	// The body aliases the read buffer: the chain runs later.
+	m.Body = append([]byte(nil), m.Body...)
+	cn.enqueue(&m)
+	return nil
+}
+
+// enqueue hands m to the handling chain: messages of one session run one
+// at a time in arrival order, on a goroutine that exists only while there
+// is work.
+func (cn *conn) enqueue(m *wire.Message) {
+	cn.inMu.Lock()
+	if len(cn.inbox) >= cn.c.cfg.MaxInFlight {
+		cn.inMu.Unlock()
+		if m.Type == wire.Request {
+			cn.c.h.Reject(cn.sess, m, runtime.Errorf(runtime.ErrNameOverloaded, "too many messages in flight for this session (max %d)", cn.c.cfg.MaxInFlight))
+		}
+		return
+	}
+	cn.inbox = append(cn.inbox, m)
+	start := !cn.inActive
+	cn.inActive = true
+	cn.inMu.Unlock()
+	if start {
+		go cn.drainInbox()
+	}
+}
+
+func (cn *conn) drainInbox() {
+	for {
+		cn.inMu.Lock()
+		if len(cn.inbox) == 0 {
+			cn.inActive = false
+			cn.inbox = nil
+			cn.inMu.Unlock()
+			return
+		}
+		m := cn.inbox[0]
+		cn.inbox[0] = nil
+		cn.inbox = cn.inbox[1:]
+		cn.inMu.Unlock()
+		cn.c.h.ServeMessage(cn.inCtx, cn.sess, m)
+	}
+}

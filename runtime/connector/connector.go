@@ -1,0 +1,333 @@
+// Package connector holds the client side of a frontend server: WebSocket
+// and raw TCP acceptors, the per-connection state machine of the Pomelo
+// protocol (handshake, ack, heartbeat, kick), one reader and one coalescing
+// writer per connection, and the per-session inbox that hands messages to
+// the handling chain in arrival order.
+package connector
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/session"
+	"github.com/pomelo-go/pomelo/runtime/wire"
+)
+
+// Handler is what the connector hands work to: the server's handling chain.
+type Handler interface {
+	// Handshake checks a client's handshake. It returns the "user" part of
+	// the reply; an error with code 501 (see HandshakeError) rejects an old
+	// client, any other error answers 500. Either way the connection closes.
+	Handshake(ctx context.Context, s *session.Session, req *wire.HandshakeRequest) (user json.RawMessage, err error)
+	// ServeMessage handles one REQUEST or NOTIFY of s. Calls for one session
+	// are made one at a time, in arrival order. m.Body is owned by the
+	// callee.
+	ServeMessage(ctx context.Context, s *session.Session, m *wire.Message)
+	// Reject answers a REQUEST that could not be queued (the session has too
+	// many messages in flight) with err. It must not block.
+	Reject(s *session.Session, m *wire.Message, err error)
+}
+
+// HandshakeError rejects a handshake with a protocol code: 501 for a client
+// that is too old, 500 otherwise.
+type HandshakeError struct {
+	Code    int
+	Message string
+}
+
+// Error implements error.
+func (e *HandshakeError) Error() string { return e.Message }
+
+// Config tunes a Connector. The zero value is usable: every limit has a
+// default.
+type Config struct {
+	// Heartbeat is the heartbeat interval sent to clients (default 10s; whole
+	// seconds on the wire).
+	Heartbeat time.Duration
+	// HeartbeatTimeout closes a connection from which nothing arrived for
+	// this long (default 2 x Heartbeat).
+	HeartbeatTimeout time.Duration
+	// HandshakeTimeout closes a connection that has not completed the
+	// handshake and ack in this time (default 10s).
+	HandshakeTimeout time.Duration
+	// MaxPackageSize is the largest package body accepted from a client
+	// (default 256 KiB). A larger one closes the connection before anything
+	// is allocated for it.
+	MaxPackageSize int
+	// MaxConnections caps concurrent connections (default 0: no cap).
+	MaxConnections int
+	// MaxInFlight caps the messages of one session queued or running
+	// (default 64); requests beyond it are answered OVERLOADED, notifies
+	// dropped.
+	MaxInFlight int
+	// SendQueueBytes caps the bytes queued for one client (default 4 MiB); a
+	// client that does not read fast enough is kicked ("slow consumer").
+	SendQueueBytes int
+	// WriteTimeout bounds one write to a client (default 10s).
+	WriteTimeout time.Duration
+	// Dict is the route dictionary offered to clients (nil for none).
+	Dict *wire.Dict
+	// OriginPatterns lists host patterns (path.Match syntax, as in
+	// github.com/coder/websocket) allowed as the Origin of browser
+	// WebSocket connections besides the server's own host. Nil allows any
+	// origin, as Pomelo does.
+	OriginPatterns []string
+	// DisableCompression declines permessage-deflate.
+	DisableCompression bool
+	// TLSConfig, when set, serves wss and TLS-wrapped TCP.
+	TLSConfig *tls.Config
+	// Logger receives connection errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 10 * time.Second
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 2 * c.Heartbeat
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxPackageSize <= 0 {
+		c.MaxPackageSize = 256 << 10
+	}
+	if c.MaxPackageSize > wire.MaxLength {
+		c.MaxPackageSize = wire.MaxLength
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 64
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = 4 << 20
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Connector accepts client connections for one frontend server.
+type Connector struct {
+	cfg      Config
+	sessions *session.Service
+	h        Handler
+	hsOK     []byte // cached success reply when the client has the dict
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    bool
+	count     atomic.Int64
+	wg        sync.WaitGroup
+}
+
+// New returns a connector that creates sessions in sessions and hands
+// messages to h.
+func New(cfg Config, sessions *session.Service, h Handler) *Connector {
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Connector{
+		cfg:       cfg,
+		sessions:  sessions,
+		h:         h,
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}
+	sessions.SetDict(cfg.Dict)
+	return c
+}
+
+// Config returns the connector's configuration, defaults filled in.
+func (c *Connector) Config() Config { return c.cfg }
+
+// Count returns the number of open connections.
+func (c *Connector) Count() int { return int(c.count.Load()) }
+
+var errClosed = errors.New("connector: closed")
+
+func (c *Connector) track(l net.Listener) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errClosed
+	}
+	c.listeners[l] = struct{}{}
+	return nil
+}
+
+func (c *Connector) untrack(l net.Listener) {
+	c.mu.Lock()
+	delete(c.listeners, l)
+	c.mu.Unlock()
+}
+
+// admit reserves a connection slot.
+func (c *Connector) admit() bool {
+	n := c.count.Add(1)
+	if c.cfg.MaxConnections > 0 && n > int64(c.cfg.MaxConnections) {
+		c.count.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (c *Connector) addConn(cn *conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.conns[cn] = struct{}{}
+	c.wg.Add(1)
+	return true
+}
+
+func (c *Connector) removeConn(cn *conn) {
+	c.mu.Lock()
+	delete(c.conns, cn)
+	c.mu.Unlock()
+	c.count.Add(-1)
+	c.wg.Done()
+}
+
+// ServeTCP accepts raw TCP clients on l until l is closed or the connector
+// shuts down.
+func (c *Connector) ServeTCP(l net.Listener) error {
+	if c.cfg.TLSConfig != nil {
+		l = tls.NewListener(l, c.cfg.TLSConfig)
+	}
+	if err := c.track(l); err != nil {
+		l.Close()
+		return err
+	}
+	defer c.untrack(l)
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if c.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !c.admit() {
+			nc.Close()
+			continue
+		}
+		c.serve(newTCPTransport(nc, c.cfg.MaxPackageSize))
+	}
+}
+
+// ServeWS accepts WebSocket clients on l (any path) until l is closed or
+// the connector shuts down.
+func (c *Connector) ServeWS(l net.Listener) error {
+	if err := c.track(l); err != nil {
+		l.Close()
+		return err
+	}
+	defer c.untrack(l)
+	srv := &http.Server{Handler: c, ReadHeaderTimeout: c.cfg.HandshakeTimeout, ErrorLog: slog.NewLogLogger(c.cfg.Logger.Handler(), slog.LevelDebug)}
+	go func() {
+		<-c.ctx.Done()
+		srv.Close()
+	}()
+	var err error
+	if c.cfg.TLSConfig != nil {
+		srv.TLSConfig = c.cfg.TLSConfig
+		err = srv.ServeTLS(l, "", "")
+	} else {
+		err = srv.Serve(l)
+	}
+	if errors.Is(err, http.ErrServerClosed) || c.ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// ServeHTTP upgrades a request to a WebSocket client connection, so the
+// connector can be mounted on an existing HTTP server at any path.
+func (c *Connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !c.admit() {
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	t, err := acceptWS(w, r, &c.cfg)
+	if err != nil {
+		c.count.Add(-1)
+		return
+	}
+	c.serve(t)
+}
+
+func (c *Connector) serve(t transport) {
+	cn := newConn(c, t)
+	if !c.addConn(cn) {
+		c.count.Add(-1)
+		t.closeNow()
+		return
+	}
+	go cn.writeLoop()
+	go cn.readLoop()
+}
+
+// Shutdown stops accepting, kicks every session with reason (when not
+// empty), waits for queued packages to be flushed, then closes. It returns
+// when every connection is gone or ctx is done.
+func (c *Connector) Shutdown(ctx context.Context, reason string) error {
+	c.mu.Lock()
+	c.closed = true
+	for l := range c.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(c.conns))
+	for cn := range c.conns {
+		conns = append(conns, cn)
+	}
+	c.mu.Unlock()
+	c.cancel()
+	for _, cn := range conns {
+		cn.shutdown(reason)
+	}
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, cn := range conns {
+			cn.transport.closeNow()
+		}
+		<-done
+		return ctx.Err()
+	}
+}
+
+var _ = runtime.Version

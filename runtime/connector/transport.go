@@ -1,0 +1,172 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/pomelo-go/pomelo/runtime/wire"
+)
+
+// transport is one client connection's byte pipe: WebSocket frames or a raw
+// TCP stream, both carrying Pomelo packages.
+type transport interface {
+	// readPackages blocks for the next frame (WebSocket) or package (TCP)
+	// and calls fn for each package in it.
+	readPackages(fn func(t wire.PackageType, body []byte) error) error
+	// write writes b, one or more whole packages, as one frame.
+	write(b []byte, timeout time.Duration) error
+	// close closes gracefully (WebSocket close handshake, bounded).
+	close()
+	// closeNow closes at once.
+	closeNow()
+	remoteAddr() net.Addr
+}
+
+// errTooLarge reports a package over the configured maximum.
+var errTooLarge = wire.ErrTooLarge
+
+type wsTransport struct {
+	c       *websocket.Conn
+	ctx     context.Context
+	cancel  context.CancelFunc
+	addr    net.Addr
+	buf     []byte
+	maxBody int
+}
+
+func acceptWS(w http.ResponseWriter, r *http.Request, cfg *Config) (transport, error) {
+	opts := &websocket.AcceptOptions{
+		OriginPatterns:     cfg.OriginPatterns,
+		InsecureSkipVerify: cfg.OriginPatterns == nil,
+		CompressionMode:    websocket.CompressionNoContextTakeover,
+	}
+	if cfg.DisableCompression {
+		opts.CompressionMode = websocket.CompressionDisabled
+	}
+	c, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	// Several packages may share a frame: allow a little more than one
+	// maximum package per frame; each package is still checked on its own.
+	c.SetReadLimit(int64(2*(cfg.MaxPackageSize+wire.HeaderLen)) + 1024)
+	ctx, cancel := context.WithCancel(context.Background())
+	addr, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
+	var a net.Addr = addr
+	if addr == nil {
+		a = stringAddr(r.RemoteAddr)
+	}
+	return &wsTransport{c: c, ctx: ctx, cancel: cancel, addr: a, maxBody: cfg.MaxPackageSize}, nil
+}
+
+type stringAddr string
+
+func (a stringAddr) Network() string { return "tcp" }
+func (a stringAddr) String() string  { return string(a) }
+
+func (t *wsTransport) readPackages(fn func(wire.PackageType, []byte) error) error {
+	_, r, err := t.c.Reader(t.ctx)
+	if err != nil {
+		return err
+	}
+	t.buf = t.buf[:0]
+	for {
+		if len(t.buf) == cap(t.buf) {
+			t.buf = append(t.buf, 0)[:len(t.buf)]
+		}
+		n, err := r.Read(t.buf[len(t.buf):cap(t.buf)])
+		t.buf = t.buf[:len(t.buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// Text frames carry the package bytes as UTF-8: same bytes.
+	err = wire.SplitPackages(t.buf, t.maxBody, fn)
+	if cap(t.buf) > 64<<10 {
+		t.buf = nil // do not keep a large buffer for an idle connection
+	}
+	return err
+}
+
+func (t *wsTransport) write(b []byte, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(t.ctx, timeout)
+	defer cancel()
+	return t.c.Write(ctx, websocket.MessageBinary, b)
+}
+
+func (t *wsTransport) close() {
+	done := make(chan struct{})
+	go func() {
+		// Close waits for the peer's close frame (bounded by the library).
+		t.c.Close(websocket.StatusNormalClosure, "")
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.c.CloseNow()
+		<-done
+	}
+	t.cancel()
+}
+
+func (t *wsTransport) closeNow() {
+	t.c.CloseNow()
+	t.cancel()
+}
+
+func (t *wsTransport) remoteAddr() net.Addr { return t.addr }
+
+type tcpTransport struct {
+	nc net.Conn
+	r  *wire.Reader
+}
+
+func newTCPTransport(nc net.Conn, maxBody int) *tcpTransport {
+	return &tcpTransport{nc: nc, r: wire.NewReader(nc, maxBody)}
+}
+
+func (t *tcpTransport) readPackages(fn func(wire.PackageType, []byte) error) error {
+	typ, body, err := t.r.Next()
+	if err != nil {
+		return err
+	}
+	return fn(typ, body)
+}
+
+func (t *tcpTransport) write(b []byte, timeout time.Duration) error {
+	if err := t.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	_, err := t.nc.Write(b)
+	return err
+}
+
+func (t *tcpTransport) close() {
+	if tc, ok := t.nc.(interface{ CloseWrite() error }); ok {
+		tc.CloseWrite()
+	}
+	t.nc.Close()
+}
+
+func (t *tcpTransport) closeNow() { t.nc.Close() }
+
+func (t *tcpTransport) remoteAddr() net.Addr { return t.nc.RemoteAddr() }
+
+// isClosedErr reports errors that just mean the peer went away.
+func isClosedErr(err error) bool {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	s := websocket.CloseStatus(err)
+	return s == websocket.StatusNormalClosure || s == websocket.StatusGoingAway || s == websocket.StatusNoStatusRcvd
+}

@@ -1,0 +1,272 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/connector"
+	"github.com/pomelo-go/pomelo/runtime/session"
+	"github.com/pomelo-go/pomelo/runtime/wire"
+)
+
+// chainHandler is the connector's view of a frontend server.
+type chainHandler struct{ s *Server }
+
+func (h chainHandler) Handshake(ctx context.Context, sess *session.Session, req *wire.HandshakeRequest) (json.RawMessage, error) {
+	s := h.s
+	if s.cfg.CheckClient != nil && !s.cfg.CheckClient(req.Sys.Type, req.Sys.Version) {
+		return nil, &connector.HandshakeError{Code: wire.CodeOldClient, Message: "client version not supported"}
+	}
+	if s.cfg.HandshakeHook != nil {
+		return s.cfg.HandshakeHook(ctx, sess, req.User)
+	}
+	return nil, nil
+}
+
+func (h chainHandler) Reject(sess *session.Session, m *wire.Message, err error) {
+	h.s.respond(sess, sess.Serializer(), m.ID, runtime.Result{Err: err})
+}
+
+func (h chainHandler) ServeMessage(ctx context.Context, sess *session.Session, m *wire.Message) {
+	s := h.s
+	ser := sess.Serializer()
+	local := session.NewLocal(sess.Snapshot(), s.Origin())
+	r := &runtime.Request{Route: m.Route, Session: local, Serializer: ser, Body: m.Body}
+	if m.Type == wire.Request {
+		r.ID = m.ID
+	}
+	res := s.handleFrontend(runtime.WithSession(ctx, local), r)
+	if !r.Notify() {
+		s.respond(sess, ser, r.ID, res)
+	}
+}
+
+// handleFrontend runs the frontend part of the chain: global filters around
+// local handling or forwarding.
+func (s *Server) handleFrontend(ctx context.Context, r *runtime.Request) (res runtime.Result) {
+	s.mu.RLock()
+	global := s.globalFilters
+	fwd := s.forwarder
+	s.mu.RUnlock()
+	res = runFiltered(ctx, r, global, func(ctx context.Context) runtime.Result {
+		serverType, ok := runtime.ServerTypeOf(r.Route)
+		if !ok {
+			return runtime.Result{Err: runtime.Errorf(runtime.ErrNameUnknownRoute, "route %q is not serverType.handler.method", r.Route)}
+		}
+		if serverType == s.cfg.Type {
+			return s.HandleLocal(ctx, r)
+		}
+		if fwd == nil {
+			return runtime.Result{Err: runtime.Errorf(runtime.ErrNameUnavailable, "no server of type %q for %s", serverType, r.Route)}
+		}
+		local, _ := r.Session.(*session.Local)
+		var snap session.Snapshot
+		if local != nil {
+			snap = local.Snapshot()
+		}
+		body, err := fwd.Forward(ctx, serverType, snap, r)
+		return runtime.Result{Body: body, Err: err}
+	})
+	return s.mapError(ctx, r, res)
+}
+
+// HandleLocal runs a request on this server: the server's filters around
+// its handler. Backends call it for forwarded requests; r.Session must be
+// set and ctx should carry it (runtime.WithSession).
+func (s *Server) HandleLocal(ctx context.Context, r *runtime.Request) runtime.Result {
+	s.mu.RLock()
+	filters := s.filters
+	s.mu.RUnlock()
+	return runFiltered(ctx, r, filters, func(ctx context.Context) runtime.Result {
+		d, ok := s.handlers.Lookup(r.Route)
+		if !ok {
+			return runtime.Result{Err: runtime.Errorf(runtime.ErrNameUnknownRoute, "no handler for %s", r.Route)}
+		}
+		if d.NotifyOnly && !r.Notify() {
+			return runtime.Result{Err: runtime.Errorf(runtime.ErrNameBadRequest, "%s is notify-only: send it as a notify", r.Route)}
+		}
+		return callHandler(ctx, d, r)
+	})
+}
+
+// HandleForwarded runs a forwarded request on a backend and returns the
+// encoded response. Errors are mapped by the error handler.
+func (s *Server) HandleForwarded(ctx context.Context, r *runtime.Request) ([]byte, error) {
+	res := s.mapError(ctx, r, s.HandleLocal(runtime.WithSession(ctx, r.Session), r))
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return encodeResult(r.Serializer, res)
+}
+
+// runFiltered runs the filters' Before in order, then next, then the After
+// of every filter whose Before ran, in reverse order. Panics anywhere are
+// turned into INTERNAL errors.
+func runFiltered(ctx context.Context, r *runtime.Request, filters []runtime.Filter, next func(context.Context) runtime.Result) (res runtime.Result) {
+	ran := 0
+	defer func() {
+		if p := recover(); p != nil {
+			res = panicResult(r, p)
+		}
+		for i := ran - 1; i >= 0; i-- {
+			safeAfter(ctx, filters[i], r, &res)
+		}
+	}()
+	for _, f := range filters {
+		c, err := f.Before(ctx, r)
+		ran++
+		if err != nil {
+			return runtime.Result{Err: err}
+		}
+		if c != nil {
+			ctx = c
+		}
+	}
+	return next(ctx)
+}
+
+func safeAfter(ctx context.Context, f runtime.Filter, r *runtime.Request, res *runtime.Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			*res = panicResult(r, p)
+		}
+	}()
+	f.After(ctx, r, res)
+}
+
+func panicResult(r *runtime.Request, p any) runtime.Result {
+	return runtime.Result{Err: &panicError{route: r.Route, val: p, stack: debug.Stack()}}
+}
+
+type panicError struct {
+	route string
+	val   any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic in %s: %v", e.route, e.val) }
+
+// callHandler runs a handler. When ctx has a deadline (the timeout filter
+// sets one) the handler runs on its own goroutine and the request is
+// answered TIMEOUT when the deadline passes first; the handler's context is
+// cancelled then.
+func callHandler(ctx context.Context, d *runtime.HandlerDesc, r *runtime.Request) runtime.Result {
+	if _, ok := ctx.Deadline(); !ok {
+		return invoke(ctx, d, r)
+	}
+	done := make(chan runtime.Result, 1)
+	go func() { done <- invoke(ctx, d, r) }()
+	select {
+	case res := <-done:
+		return res
+	case <-ctx.Done():
+		return runtime.Result{Err: runtime.Errorf(runtime.ErrNameTimeout, "%s did not finish in time: %v", r.Route, ctx.Err())}
+	}
+}
+
+func invoke(ctx context.Context, d *runtime.HandlerDesc, r *runtime.Request) (res runtime.Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			res = panicResult(r, p)
+		}
+	}()
+	msg, err := d.Handle(ctx, r.Session, r.Serializer, r.Body)
+	return runtime.Result{Message: msg, Err: err}
+}
+
+// mapError runs the error handler and logs internal errors.
+func (s *Server) mapError(ctx context.Context, r *runtime.Request, res runtime.Result) runtime.Result {
+	if res.Err == nil {
+		return res
+	}
+	if pe, ok := res.Err.(*panicError); ok {
+		s.log.Error("pomelo: handler panicked", "route", r.Route, "panic", pe.val, "stack", string(pe.stack))
+		res.Err = runtime.Errorf(runtime.ErrNameInternal, "internal error in %s", r.Route)
+	}
+	s.mu.RLock()
+	eh := s.errorHandler
+	s.mu.RUnlock()
+	if eh != nil {
+		if err := eh(ctx, r, res.Err); err != nil {
+			res.Err = err
+		}
+	}
+	return res
+}
+
+// encodeResult encodes a successful result's response body.
+func encodeResult(ser runtime.Serializer, res runtime.Result) ([]byte, error) {
+	if res.Body != nil || res.Message == nil {
+		if res.Body == nil && ser == runtime.JSON {
+			return []byte("{}"), nil
+		}
+		return res.Body, nil
+	}
+	b, err := ser.Marshal(nil, res.Message)
+	if err != nil {
+		return nil, runtime.Errorf(runtime.ErrNameInternal, "encode response: %v", err)
+	}
+	return b, nil
+}
+
+// EncodeError encodes e as an error response body: JSON
+// {"code":500,"error":"UNKNOWN_ROUTE","message":"..."} (application errors
+// leave out "error"), or a pomelo.sys.v1.Error in binary protobuf.
+func EncodeError(ser runtime.Serializer, e *runtime.Error) []byte {
+	if ser.Name() == runtime.SerializerProtobuf {
+		var b []byte
+		if e.Code != 0 {
+			b = protowire.AppendTag(b, 1, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(int64(e.Code)))
+		}
+		if e.Name != "" {
+			b = protowire.AppendTag(b, 2, protowire.BytesType)
+			b = protowire.AppendString(b, e.Name)
+		}
+		if e.Message != "" {
+			b = protowire.AppendTag(b, 3, protowire.BytesType)
+			b = protowire.AppendString(b, e.Message)
+		}
+		return b
+	}
+	type jsonError struct {
+		Code    int32  `json:"code"`
+		Error   string `json:"error,omitempty"`
+		Message string `json:"message,omitempty"`
+	}
+	b, _ := json.Marshal(jsonError{Code: e.Code, Error: e.Name, Message: e.Message})
+	return b
+}
+
+// respond sends the one RESPONSE of request id.
+func (s *Server) respond(sess *session.Session, ser runtime.Serializer, id uint64, res runtime.Result) {
+	m := wire.Message{Type: wire.Response, ID: id}
+	if res.Err == nil {
+		body, err := encodeResult(ser, res)
+		if err != nil {
+			res.Err = err
+		} else {
+			m.Body = body
+		}
+	}
+	if res.Err != nil {
+		m.Error = true
+		m.Body = EncodeError(ser, runtime.AsError(res.Err))
+	}
+	pkg, err := wire.AppendMessagePackage(nil, &m)
+	if err != nil {
+		// The response is too large for the protocol: answer that instead.
+		m.Error = true
+		m.Body = EncodeError(ser, runtime.Errorf(runtime.ErrNameInternal, "response too large: %v", err))
+		pkg, _ = wire.AppendMessagePackage(nil, &m)
+	}
+	_ = sess.Conn().Send(pkg) // a failed send closes the connection
+}
+
+var _ proto.Message = nil

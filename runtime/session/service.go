@@ -1,0 +1,472 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/wire"
+)
+
+// Policy says what binding a uid that already has a session does.
+type Policy int
+
+const (
+	// AllowMany lets a uid have several sessions (Pomelo's default).
+	AllowMany Policy = iota
+	// RejectNew refuses to bind a uid that already has a session: Bind
+	// returns an error with name DUPLICATE_LOGIN.
+	RejectNew
+	// KickOld kicks the uid's other sessions, with the reason "relogin", and
+	// binds the new one.
+	KickOld
+)
+
+// ErrNameDuplicateLogin is the error name of a Bind refused by RejectNew.
+const ErrNameDuplicateLogin = "DUPLICATE_LOGIN"
+
+// KickReasonRelogin is the kick reason of sessions replaced under KickOld.
+const KickReasonRelogin = "relogin"
+
+// Service is the frontend session service: every session of one frontend
+// server, by id and by uid. It is safe for concurrent use.
+type Service struct {
+	frontendID string
+	policy     Policy
+	nextID     atomic.Uint64
+	dict       atomic.Pointer[wire.Dict]
+
+	mu       sync.RWMutex
+	sessions map[uint64]*Session
+	byUID    map[string][]*Session
+	bound    int
+
+	hookMu   sync.RWMutex
+	onBind   []func(s *Session, uid string)
+	onUnbind []func(s *Session, uid string)
+	onClosed []func(s *Session, reason string)
+}
+
+// NewService returns the session service of frontend frontendID.
+func NewService(frontendID string, policy Policy) *Service {
+	return &Service{
+		frontendID: frontendID,
+		policy:     policy,
+		sessions:   make(map[uint64]*Session),
+		byUID:      make(map[string][]*Session),
+	}
+}
+
+// FrontendID returns the id of the frontend the service belongs to.
+func (svc *Service) FrontendID() string { return svc.frontendID }
+
+// SetDict sets the route dictionary pushes are compressed with.
+func (svc *Service) SetDict(d *wire.Dict) { svc.dict.Store(d) }
+
+// Dict returns the route dictionary, or nil.
+func (svc *Service) Dict() *wire.Dict { return svc.dict.Load() }
+
+// OnBind registers fn to run after a uid is bound to a session.
+func (svc *Service) OnBind(fn func(s *Session, uid string)) {
+	svc.hookMu.Lock()
+	svc.onBind = append(svc.onBind, fn)
+	svc.hookMu.Unlock()
+}
+
+// OnUnbind registers fn to run after a uid is unbound from a session (not
+// when the session closes: see OnClosed).
+func (svc *Service) OnUnbind(fn func(s *Session, uid string)) {
+	svc.hookMu.Lock()
+	svc.onUnbind = append(svc.onUnbind, fn)
+	svc.hookMu.Unlock()
+}
+
+// OnClosed registers fn to run when a session closes, for any reason. It runs
+// after the session has been removed from the service and before its
+// connection is closed; reason is the kick reason, or "" when the client
+// left.
+func (svc *Service) OnClosed(fn func(s *Session, reason string)) {
+	svc.hookMu.Lock()
+	svc.onClosed = append(svc.onClosed, fn)
+	svc.hookMu.Unlock()
+}
+
+// Create registers a new session for conn.
+func (svc *Service) Create(conn Conn) *Session {
+	s := &Session{id: svc.nextID.Add(1), svc: svc, conn: conn}
+	svc.mu.Lock()
+	svc.sessions[s.id] = s
+	svc.mu.Unlock()
+	return s
+}
+
+// Get returns a session by id.
+func (svc *Service) Get(sid uint64) (*Session, bool) {
+	svc.mu.RLock()
+	s, ok := svc.sessions[sid]
+	svc.mu.RUnlock()
+	return s, ok
+}
+
+// GetByUID returns the sessions bound to uid.
+func (svc *Service) GetByUID(uid string) []*Session {
+	svc.mu.RLock()
+	defer svc.mu.RUnlock()
+	return slices.Clone(svc.byUID[uid])
+}
+
+// Count returns the number of sessions.
+func (svc *Service) Count() int {
+	svc.mu.RLock()
+	defer svc.mu.RUnlock()
+	return len(svc.sessions)
+}
+
+// BoundCount returns the number of sessions bound to a uid.
+func (svc *Service) BoundCount() int {
+	svc.mu.RLock()
+	defer svc.mu.RUnlock()
+	return svc.bound
+}
+
+// Range calls fn for every session until fn returns false. fn may call the
+// service.
+func (svc *Service) Range(fn func(*Session) bool) {
+	svc.mu.RLock()
+	all := make([]*Session, 0, len(svc.sessions))
+	for _, s := range svc.sessions {
+		all = append(all, s)
+	}
+	svc.mu.RUnlock()
+	for _, s := range all {
+		if !fn(s) {
+			return
+		}
+	}
+}
+
+func (svc *Service) get(sid uint64) (*Session, error) {
+	s, ok := svc.Get(sid)
+	if !ok {
+		return nil, runtime.Errorf(runtime.ErrNameNotFound, "no session %d on %s", sid, svc.frontendID)
+	}
+	return s, nil
+}
+
+// BindSession binds uid to session sid, applying the service's policy.
+// Binding the uid the session already has is a no-op; binding another uid
+// to a bound session is an error.
+func (svc *Service) BindSession(sid uint64, uid string) error {
+	if uid == "" {
+		return runtime.Errorf(runtime.ErrNameBadRequest, "bind: empty uid")
+	}
+	s, err := svc.get(sid)
+	if err != nil {
+		return err
+	}
+	var kick []*Session
+	svc.mu.Lock()
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		err = runtime.Errorf(runtime.ErrNameClosed, "session %d is closed", sid)
+	case s.uid == uid:
+		s.mu.Unlock()
+		svc.mu.Unlock()
+		return nil
+	case s.uid != "":
+		err = runtime.Errorf(runtime.ErrNameBadRequest, "session %d is already bound to %q", sid, s.uid)
+	case svc.policy == RejectNew && len(svc.byUID[uid]) > 0:
+		err = &runtime.Error{Code: runtime.CodeFrameworkError, Name: ErrNameDuplicateLogin, Message: fmt.Sprintf("uid %q is already online", uid)}
+	default:
+		if svc.policy == KickOld {
+			kick = slices.Clone(svc.byUID[uid])
+		}
+		s.uid = uid
+		svc.byUID[uid] = append(svc.byUID[uid], s)
+		svc.bound++
+	}
+	s.mu.Unlock()
+	svc.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, old := range kick {
+		svc.CloseSession(old, KickReasonRelogin, true)
+	}
+	svc.hookMu.RLock()
+	hooks := svc.onBind
+	svc.hookMu.RUnlock()
+	for _, fn := range hooks {
+		fn(s, uid)
+	}
+	return nil
+}
+
+// UnbindSession removes the uid binding of session sid. uid, when not empty,
+// must be the bound uid.
+func (svc *Service) UnbindSession(sid uint64, uid string) error {
+	s, err := svc.get(sid)
+	if err != nil {
+		return err
+	}
+	svc.mu.Lock()
+	s.mu.Lock()
+	old := s.uid
+	switch {
+	case old == "":
+		err = runtime.Errorf(runtime.ErrNameNotBound, "session %d is not bound", sid)
+	case uid != "" && uid != old:
+		err = runtime.Errorf(runtime.ErrNameBadRequest, "session %d is bound to %q, not %q", sid, old, uid)
+	default:
+		s.uid = ""
+		svc.removeUIDLocked(s, old)
+	}
+	s.mu.Unlock()
+	svc.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	svc.hookMu.RLock()
+	hooks := svc.onUnbind
+	svc.hookMu.RUnlock()
+	for _, fn := range hooks {
+		fn(s, old)
+	}
+	return nil
+}
+
+func (svc *Service) removeUIDLocked(s *Session, uid string) {
+	list := svc.byUID[uid]
+	if i := slices.Index(list, s); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+		svc.bound--
+	}
+	if len(list) == 0 {
+		delete(svc.byUID, uid)
+	} else {
+		svc.byUID[uid] = list
+	}
+}
+
+// CloseSession closes s: it is removed from the service, the closed hooks
+// run, then the connection is closed, with a KICK carrying reason when kick
+// is true. Closing a closed session does nothing.
+func (svc *Service) CloseSession(s *Session, reason string, kick bool) {
+	svc.mu.Lock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		svc.mu.Unlock()
+		return
+	}
+	s.closed = true
+	if s.uid != "" {
+		svc.removeUIDLocked(s, s.uid)
+	}
+	delete(svc.sessions, s.id)
+	s.mu.Unlock()
+	svc.mu.Unlock()
+
+	svc.hookMu.RLock()
+	hooks := svc.onClosed
+	svc.hookMu.RUnlock()
+	for _, fn := range hooks {
+		fn(s, reason)
+	}
+	if kick {
+		s.conn.Kick(reason)
+	} else {
+		s.conn.Close()
+	}
+}
+
+// Kick closes session sid with a KICK carrying reason.
+func (svc *Service) Kick(sid uint64, reason string) error {
+	s, err := svc.get(sid)
+	if err != nil {
+		return err
+	}
+	svc.CloseSession(s, reason, true)
+	return nil
+}
+
+// KickByUID closes every session of uid with a KICK carrying reason and
+// returns how many it closed.
+func (svc *Service) KickByUID(uid, reason string) int {
+	list := svc.GetByUID(uid)
+	for _, s := range list {
+		svc.CloseSession(s, reason, true)
+	}
+	return len(list)
+}
+
+// EncodePush encodes msg as a complete PUSH package for clients using ser,
+// with the route compressed when the dictionary has it.
+func (svc *Service) EncodePush(ser runtime.Serializer, route string, msg proto.Message) ([]byte, error) {
+	body, err := ser.Marshal(nil, msg)
+	if err != nil {
+		return nil, runtime.Errorf(runtime.ErrNameInternal, "encode push %s: %v", route, err)
+	}
+	return svc.EncodePushBody(route, body)
+}
+
+// EncodePushBody wraps an encoded body as a complete PUSH package.
+func (svc *Service) EncodePushBody(route string, body []byte) ([]byte, error) {
+	m := wire.Message{Type: wire.Push, Route: route, Body: body}
+	if code, ok := svc.Dict().Code(route); ok {
+		m.Compressed, m.RouteCode, m.Route = true, code, ""
+	}
+	return wire.AppendMessagePackage(make([]byte, 0, wire.HeaderLen+8+len(route)+len(body)), &m)
+}
+
+// pushEncoder encodes one message at most once per serializer.
+type pushEncoder struct {
+	svc   *Service
+	route string
+	msg   proto.Message
+	enc   [2]struct {
+		ser runtime.Serializer
+		pkg []byte
+		err error
+	}
+	n int
+}
+
+func (e *pushEncoder) packageFor(ser runtime.Serializer) ([]byte, error) {
+	for i := 0; i < e.n; i++ {
+		if e.enc[i].ser == ser {
+			return e.enc[i].pkg, e.enc[i].err
+		}
+	}
+	pkg, err := e.svc.EncodePush(ser, e.route, e.msg)
+	if e.n < len(e.enc) {
+		e.enc[e.n].ser, e.enc[e.n].pkg, e.enc[e.n].err = ser, pkg, err
+		e.n++
+	}
+	return pkg, err
+}
+
+// PushToSessions pushes msg to every listed session, encoding it once per
+// serializer and sharing the bytes. It returns the number of sessions the
+// message was queued to.
+func (svc *Service) PushToSessions(route string, msg proto.Message, sessions []*Session) (int, error) {
+	enc := pushEncoder{svc: svc, route: route, msg: msg}
+	sent := 0
+	var firstErr error
+	for _, s := range sessions {
+		pkg, err := enc.packageFor(s.conn.Serializer())
+		if err == nil {
+			err = s.conn.Send(pkg)
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		sent++
+	}
+	return sent, firstErr
+}
+
+// PushToUIDs pushes msg to every session of the uids and returns the uids
+// that have no session on this frontend.
+func (svc *Service) PushToUIDs(route string, msg proto.Message, uids []string) (failed []string, err error) {
+	var targets []*Session
+	svc.mu.RLock()
+	for _, uid := range uids {
+		list := svc.byUID[uid]
+		if len(list) == 0 {
+			failed = append(failed, uid)
+			continue
+		}
+		targets = append(targets, list...)
+	}
+	svc.mu.RUnlock()
+	_, err = svc.PushToSessions(route, msg, targets)
+	return failed, err
+}
+
+// Broadcast pushes msg to every session (only bound ones with boundOnly) for
+// which filter, when not nil, returns true.
+func (svc *Service) Broadcast(route string, msg proto.Message, boundOnly bool, filter func(*Session) bool) error {
+	var targets []*Session
+	svc.mu.RLock()
+	for _, s := range svc.sessions {
+		if boundOnly && s.uid == "" {
+			continue
+		}
+		targets = append(targets, s)
+	}
+	svc.mu.RUnlock()
+	if filter != nil {
+		targets = slices.DeleteFunc(targets, func(s *Session) bool { return !filter(s) })
+	}
+	_, err := svc.PushToSessions(route, msg, targets)
+	return err
+}
+
+// The Service is the Origin of its own sessions' Local views.
+
+func (svc *Service) checkFrontend(frontendID string) error {
+	if frontendID != svc.frontendID {
+		return runtime.Errorf(runtime.ErrNameNotFound, "session belongs to frontend %q, not %q", frontendID, svc.frontendID)
+	}
+	return nil
+}
+
+// Bind implements Origin.
+func (svc *Service) Bind(_ context.Context, frontendID string, sid uint64, uid string) error {
+	if err := svc.checkFrontend(frontendID); err != nil {
+		return err
+	}
+	return svc.BindSession(sid, uid)
+}
+
+// Unbind implements Origin.
+func (svc *Service) Unbind(_ context.Context, frontendID string, sid uint64, uid string) error {
+	if err := svc.checkFrontend(frontendID); err != nil {
+		return err
+	}
+	return svc.UnbindSession(sid, uid)
+}
+
+// PushSettings implements Origin.
+func (svc *Service) PushSettings(_ context.Context, frontendID string, sid uint64, kv map[string]string, replace bool) error {
+	if err := svc.checkFrontend(frontendID); err != nil {
+		return err
+	}
+	s, err := svc.get(sid)
+	if err != nil {
+		return err
+	}
+	return s.SetSettings(kv, replace)
+}
+
+// KickSession implements Origin.
+func (svc *Service) KickSession(_ context.Context, frontendID string, sid uint64, reason string) error {
+	if err := svc.checkFrontend(frontendID); err != nil {
+		return err
+	}
+	return svc.Kick(sid, reason)
+}
+
+// SendTo implements Origin.
+func (svc *Service) SendTo(_ context.Context, frontendID string, sid uint64, route string, msg proto.Message) error {
+	if err := svc.checkFrontend(frontendID); err != nil {
+		return err
+	}
+	s, err := svc.get(sid)
+	if err != nil {
+		return err
+	}
+	return s.Send(route, msg)
+}
+
+var _ Origin = (*Service)(nil)
