@@ -325,11 +325,25 @@ func (svc *Service) EncodePushBody(route string, body []byte) ([]byte, error) {
 	return wire.AppendMessagePackage(make([]byte, 0, wire.HeaderLen+8+len(route)+len(body)), &m)
 }
 
-// pushEncoder encodes one message at most once per serializer.
+// Body is a push message body that encodes itself for a serializer. A
+// proto.Message is wrapped by MessageBody; a message that arrived encoded
+// from another server implements it over its bytes.
+type Body interface {
+	Encode(ser runtime.Serializer) ([]byte, error)
+}
+
+// MessageBody wraps msg as a Body.
+func MessageBody(msg proto.Message) Body { return messageBody{msg} }
+
+type messageBody struct{ msg proto.Message }
+
+func (b messageBody) Encode(ser runtime.Serializer) ([]byte, error) { return ser.Marshal(nil, b.msg) }
+
+// pushEncoder encodes one push at most once per serializer.
 type pushEncoder struct {
 	svc   *Service
 	route string
-	msg   proto.Message
+	body  Body
 	enc   [2]struct {
 		ser runtime.Serializer
 		pkg []byte
@@ -344,7 +358,13 @@ func (e *pushEncoder) packageFor(ser runtime.Serializer) ([]byte, error) {
 			return e.enc[i].pkg, e.enc[i].err
 		}
 	}
-	pkg, err := e.svc.EncodePush(ser, e.route, e.msg)
+	var pkg []byte
+	body, err := e.body.Encode(ser)
+	if err != nil {
+		err = runtime.Errorf(runtime.ErrNameInternal, "encode push %s: %v", e.route, err)
+	} else {
+		pkg, err = e.svc.EncodePushBody(e.route, body)
+	}
 	if e.n < len(e.enc) {
 		e.enc[e.n].ser, e.enc[e.n].pkg, e.enc[e.n].err = ser, pkg, err
 		e.n++
@@ -356,7 +376,12 @@ func (e *pushEncoder) packageFor(ser runtime.Serializer) ([]byte, error) {
 // serializer and sharing the bytes. It returns the number of sessions the
 // message was queued to.
 func (svc *Service) PushToSessions(route string, msg proto.Message, sessions []*Session) (int, error) {
-	enc := pushEncoder{svc: svc, route: route, msg: msg}
+	return svc.PushBodyToSessions(route, MessageBody(msg), sessions)
+}
+
+// PushBodyToSessions is PushToSessions for a Body.
+func (svc *Service) PushBodyToSessions(route string, body Body, sessions []*Session) (int, error) {
+	enc := pushEncoder{svc: svc, route: route, body: body}
 	sent := 0
 	var firstErr error
 	for _, s := range sessions {
@@ -378,6 +403,11 @@ func (svc *Service) PushToSessions(route string, msg proto.Message, sessions []*
 // PushToUIDs pushes msg to every session of the uids and returns the uids
 // that have no session on this frontend.
 func (svc *Service) PushToUIDs(route string, msg proto.Message, uids []string) (failed []string, err error) {
+	return svc.PushBodyToUIDs(route, MessageBody(msg), uids)
+}
+
+// PushBodyToUIDs is PushToUIDs for a Body.
+func (svc *Service) PushBodyToUIDs(route string, body Body, uids []string) (failed []string, err error) {
 	var targets []*Session
 	svc.mu.RLock()
 	for _, uid := range uids {
@@ -389,13 +419,35 @@ func (svc *Service) PushToUIDs(route string, msg proto.Message, uids []string) (
 		targets = append(targets, list...)
 	}
 	svc.mu.RUnlock()
-	_, err = svc.PushToSessions(route, msg, targets)
+	_, err = svc.PushBodyToSessions(route, body, targets)
+	return failed, err
+}
+
+// PushBodyToSIDs pushes body to the listed sessions and returns the ids of
+// those that do not exist.
+func (svc *Service) PushBodyToSIDs(route string, body Body, sids []uint64) (failed []uint64, err error) {
+	var targets []*Session
+	svc.mu.RLock()
+	for _, sid := range sids {
+		if s, ok := svc.sessions[sid]; ok {
+			targets = append(targets, s)
+		} else {
+			failed = append(failed, sid)
+		}
+	}
+	svc.mu.RUnlock()
+	_, err = svc.PushBodyToSessions(route, body, targets)
 	return failed, err
 }
 
 // Broadcast pushes msg to every session (only bound ones with boundOnly) for
 // which filter, when not nil, returns true.
 func (svc *Service) Broadcast(route string, msg proto.Message, boundOnly bool, filter func(*Session) bool) error {
+	return svc.BroadcastBody(route, MessageBody(msg), boundOnly, filter)
+}
+
+// BroadcastBody is Broadcast for a Body.
+func (svc *Service) BroadcastBody(route string, body Body, boundOnly bool, filter func(*Session) bool) error {
 	var targets []*Session
 	svc.mu.RLock()
 	for _, s := range svc.sessions {
@@ -408,7 +460,7 @@ func (svc *Service) Broadcast(route string, msg proto.Message, boundOnly bool, f
 	if filter != nil {
 		targets = slices.DeleteFunc(targets, func(s *Session) bool { return !filter(s) })
 	}
-	_, err := svc.PushToSessions(route, msg, targets)
+	_, err := svc.PushBodyToSessions(route, body, targets)
 	return err
 }
 
