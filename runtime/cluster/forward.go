@@ -1,0 +1,315 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/session"
+)
+
+func timeFromUnixNano(ns int64) time.Time { return time.Unix(0, ns) }
+
+// ForwardMode selects how a frontend forwards messages to backends.
+type ForwardMode int
+
+const (
+	// ForwardStream keeps one long-lived bidirectional stream per backend
+	// and multiplexes every forwarded message on it (the default).
+	ForwardStream ForwardMode = iota
+	// ForwardUnary makes one unary call per message (for comparison).
+	ForwardUnary
+)
+
+// SetForwardMode selects how this frontend forwards messages.
+func (n *Node) SetForwardMode(m ForwardMode) {
+	n.fwd.mu.Lock()
+	n.fwd.mode = m
+	n.fwd.mu.Unlock()
+}
+
+// forwarder implements server.Forwarder over MsgRemote.
+type forwarder struct {
+	n       *Node
+	mu      sync.Mutex
+	mode    ForwardMode
+	streams map[string]*fwdStream
+}
+
+func newForwarder(n *Node) *forwarder {
+	return &forwarder{n: n, streams: map[string]*fwdStream{}}
+}
+
+// Forward implements server.Forwarder.
+func (f *forwarder) Forward(ctx context.Context, serverType string, snap session.Snapshot, r *runtime.Request) ([]byte, error) {
+	key := snap.UID
+	if key == "" {
+		key = snap.FrontendID + "#" + uitoa(snap.ID)
+	}
+	target, err := f.n.Route(serverType, key)
+	if err != nil {
+		return nil, err
+	}
+	req := &sysv1.ForwardRequest{
+		Session: snapshotToProto(snap),
+		Route:   r.Route,
+		Notify:  r.Notify(),
+		Body:    r.Body,
+	}
+	if r.Serializer.Name() == runtime.SerializerProtobuf {
+		req.Serializer = sysv1.Serializer_SERIALIZER_PROTOBUF
+	}
+	if d, ok := ctx.Deadline(); ok {
+		req.DeadlineUnixNano = d.UnixNano()
+	}
+	f.mu.Lock()
+	mode := f.mode
+	f.mu.Unlock()
+	var res *sysv1.ForwardResponse
+	if mode == ForwardUnary {
+		res, err = f.unary(ctx, target.ID, req)
+	} else {
+		res, err = f.stream(ctx, target.ID, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res == nil { // notify
+		return nil, nil
+	}
+	if res.Error != nil {
+		return nil, fromProtoError(res.Error)
+	}
+	return res.Body, nil
+}
+
+func (f *forwarder) unary(ctx context.Context, serverID string, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
+	c, err := f.n.conn(serverID)
+	if err != nil {
+		return nil, err
+	}
+	cl := sysv1connect.NewMsgRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
+	ctx, cancel := f.n.callCtx(ctx)
+	defer cancel()
+	res, err := cl.ForwardMessage(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, asUnavailable(serverID, err)
+	}
+	if req.Notify {
+		return nil, nil
+	}
+	return res.Msg, nil
+}
+
+func (f *forwarder) stream(ctx context.Context, serverID string, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
+	st, err := f.get(serverID)
+	if err != nil {
+		return nil, err
+	}
+	return st.call(ctx, req)
+}
+
+func (f *forwarder) get(serverID string) (*fwdStream, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.streams[serverID]; ok && !st.isDead() {
+		return st, nil
+	}
+	c, err := f.n.conn(serverID)
+	if err != nil {
+		return nil, err
+	}
+	st := newFwdStream(f, serverID, c)
+	f.streams[serverID] = st
+	return st, nil
+}
+
+func (f *forwarder) drop(st *fwdStream) {
+	f.mu.Lock()
+	if f.streams[st.serverID] == st {
+		delete(f.streams, st.serverID)
+	}
+	f.mu.Unlock()
+}
+
+// prune closes streams to servers that left the cluster.
+func (f *forwarder) prune(v *view) {
+	f.mu.Lock()
+	var gone []*fwdStream
+	for id, st := range f.streams {
+		if _, ok := v.byID[id]; !ok {
+			gone = append(gone, st)
+			delete(f.streams, id)
+		}
+	}
+	f.mu.Unlock()
+	for _, st := range gone {
+		st.drain()
+	}
+}
+
+func (f *forwarder) closeAll() {
+	f.mu.Lock()
+	all := f.streams
+	f.streams = map[string]*fwdStream{}
+	f.mu.Unlock()
+	for _, st := range all {
+		st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "forwarding stopped"))
+	}
+}
+
+// fwdStream is one long-lived Forward stream to a backend. Requests from
+// any session are multiplexed on it and answered by seq.
+type fwdStream struct {
+	f        *forwarder
+	serverID string
+	cancel   context.CancelFunc
+	stream   *connect.BidiStreamForClient[sysv1.ForwardRequest, sysv1.ForwardResponse]
+
+	sendMu sync.Mutex // Send is not safe for concurrent use
+
+	mu      sync.Mutex
+	seq     uint64
+	pending map[uint64]chan *sysv1.ForwardResponse
+	dead     error
+	started  bool
+	draining bool // the server left: finish pending calls, then close
+}
+
+func newFwdStream(f *forwarder, serverID string, c *runtime.RemoteConn) *fwdStream {
+	ctx, cancel := context.WithCancel(context.Background())
+	cl := sysv1connect.NewMsgRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
+	return &fwdStream{
+		f:        f,
+		serverID: serverID,
+		cancel:   cancel,
+		stream:   cl.Forward(ctx),
+		pending:  map[uint64]chan *sysv1.ForwardResponse{},
+	}
+}
+
+func (st *fwdStream) isDead() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.dead != nil
+}
+
+func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
+	var ch chan *sysv1.ForwardResponse
+	st.mu.Lock()
+	if st.dead != nil {
+		err := st.dead
+		st.mu.Unlock()
+		return nil, err
+	}
+	st.seq++
+	req.Seq = st.seq
+	if !req.Notify {
+		ch = make(chan *sysv1.ForwardResponse, 1)
+		st.pending[req.Seq] = ch
+	}
+	start := !st.started
+	st.started = true
+	st.mu.Unlock()
+
+	st.sendMu.Lock()
+	err := st.stream.Send(req)
+	st.sendMu.Unlock()
+	if start {
+		go st.receive()
+	}
+	if err != nil {
+		err = asUnavailable(st.serverID, err)
+		st.fail(err)
+		return nil, err
+	}
+	if ch == nil {
+		return nil, nil
+	}
+	select {
+	case res, ok := <-ch:
+		if !ok {
+			st.mu.Lock()
+			err := st.dead
+			st.mu.Unlock()
+			return nil, err
+		}
+		return res, nil
+	case <-ctx.Done():
+		st.mu.Lock()
+		delete(st.pending, req.Seq)
+		st.mu.Unlock()
+		return nil, runtime.AsError(ctx.Err())
+	}
+}
+
+func (st *fwdStream) receive() {
+	for {
+		res, err := st.stream.Receive()
+		if err != nil {
+			st.fail(asUnavailable(st.serverID, err))
+			return
+		}
+		st.mu.Lock()
+		ch, ok := st.pending[res.Seq]
+		delete(st.pending, res.Seq)
+		done := st.draining && len(st.pending) == 0
+		st.mu.Unlock()
+		if ok {
+			ch <- res
+		}
+		if done {
+			st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s left the cluster", st.serverID))
+			return
+		}
+	}
+}
+
+// drain lets pending calls finish, then closes the stream: the server left
+// the cluster gracefully and gets no new work.
+func (st *fwdStream) drain() {
+	st.mu.Lock()
+	st.draining = true
+	idle := len(st.pending) == 0
+	st.mu.Unlock()
+	if idle {
+		st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s left the cluster", st.serverID))
+	}
+}
+
+// fail marks the stream dead and fails every pending call with err.
+func (st *fwdStream) fail(err error) {
+	st.mu.Lock()
+	if st.dead == nil {
+		st.dead = err
+	}
+	pending := st.pending
+	st.pending = map[uint64]chan *sysv1.ForwardResponse{}
+	st.mu.Unlock()
+	for _, ch := range pending {
+		close(ch)
+	}
+	st.cancel()
+	st.sendMu.Lock()
+	st.stream.CloseRequest()
+	st.sendMu.Unlock()
+	st.f.drop(st)
+}
+
+func uitoa(v uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}

@@ -1,0 +1,194 @@
+// Package cluster connects pomelo-go servers: membership (a static cluster
+// file by default), route functions, the Connect transport for the sys
+// services and user remotes, request forwarding from frontends to backends
+// over long-lived streams, backend sessions, and cross-frontend push.
+package cluster
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// ServerInfo describes one server of the cluster.
+type ServerInfo struct {
+	// ID is unique in the cluster.
+	ID string `json:"id"`
+	// Type is the server type ("connector", "chat").
+	Type string `json:"type"`
+	// Host is the address other servers and clients reach it at.
+	Host string `json:"host"`
+	// RPCPort serves the sys services and user remotes.
+	RPCPort int `json:"rpcPort"`
+	// Frontend servers hold client connections.
+	Frontend bool `json:"frontend,omitempty"`
+	// WSPort and TCPPort are a frontend's client ports (0 for none).
+	WSPort  int `json:"wsPort,omitempty"`
+	TCPPort int `json:"tcpPort,omitempty"`
+	// Metadata is free-form.
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// RPCAddr returns host:rpcPort.
+func (s ServerInfo) RPCAddr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.RPCPort)) }
+
+// Validate checks the fields every server needs.
+func (s ServerInfo) Validate() error {
+	switch {
+	case s.ID == "":
+		return errors.New("cluster: server without an id")
+	case s.Type == "" || strings.ContainsAny(s.Type, ". \t"):
+		return fmt.Errorf("cluster: server %s: bad type %q", s.ID, s.Type)
+	case s.Host == "":
+		return fmt.Errorf("cluster: server %s: no host", s.ID)
+	case s.RPCPort <= 0 || s.RPCPort > 65535:
+		return fmt.Errorf("cluster: server %s: bad rpcPort %d", s.ID, s.RPCPort)
+	}
+	return nil
+}
+
+// File is the static cluster file: every server of the cluster and the
+// shared secret servers authenticate each other with.
+type File struct {
+	// Secret authenticates servers to each other; every server of the
+	// cluster must have the same. Empty disables authentication.
+	Secret string `json:"secret,omitempty"`
+	// Servers lists the members.
+	Servers []ServerInfo `json:"servers"`
+}
+
+// LoadFile reads a JSON cluster file.
+func LoadFile(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseFile(b)
+}
+
+// ParseFile parses a JSON cluster file and validates it.
+func ParseFile(b []byte) (*File, error) {
+	var f File
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("cluster file: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, s := range f.Servers {
+		if err := s.Validate(); err != nil {
+			return nil, fmt.Errorf("cluster file: %w", err)
+		}
+		if seen[s.ID] {
+			return nil, fmt.Errorf("cluster file: server id %q appears twice", s.ID)
+		}
+		seen[s.ID] = true
+	}
+	return &f, nil
+}
+
+// Server returns the server with id.
+func (f *File) Server(id string) (ServerInfo, bool) {
+	for _, s := range f.Servers {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return ServerInfo{}, false
+}
+
+// Membership tells a node which servers are in the cluster.
+type Membership interface {
+	// Servers returns the current members.
+	Servers() []ServerInfo
+	// Subscribe calls fn with the whole member list after every change,
+	// until the returned function is called.
+	Subscribe(fn func([]ServerInfo)) (cancel func())
+}
+
+// Registrar is a Membership that servers join and leave themselves (etcd).
+type Registrar interface {
+	Membership
+	// Register adds self to the cluster and keeps it there.
+	Register(self ServerInfo) error
+	// Deregister removes self, before the server stops serving.
+	Deregister() error
+}
+
+// Static is a membership that changes only when told to: the static cluster
+// file, and tests that add and remove servers by hand. It is safe for
+// concurrent use.
+type Static struct {
+	mu      sync.Mutex
+	servers []ServerInfo
+	subs    map[int]func([]ServerInfo)
+	next    int
+}
+
+// NewStatic returns a static membership of servers.
+func NewStatic(servers ...ServerInfo) *Static {
+	st := &Static{subs: map[int]func([]ServerInfo){}}
+	st.servers = sortServers(slices.Clone(servers))
+	return st
+}
+
+func sortServers(s []ServerInfo) []ServerInfo {
+	slices.SortFunc(s, func(a, b ServerInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return s
+}
+
+// Servers implements Membership.
+func (st *Static) Servers() []ServerInfo {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return slices.Clone(st.servers)
+}
+
+// Subscribe implements Membership.
+func (st *Static) Subscribe(fn func([]ServerInfo)) func() {
+	st.mu.Lock()
+	id := st.next
+	st.next++
+	st.subs[id] = fn
+	st.mu.Unlock()
+	return func() {
+		st.mu.Lock()
+		delete(st.subs, id)
+		st.mu.Unlock()
+	}
+}
+
+// Add adds or replaces a server and notifies subscribers.
+func (st *Static) Add(s ServerInfo) {
+	st.mu.Lock()
+	st.servers = slices.DeleteFunc(st.servers, func(o ServerInfo) bool { return o.ID == s.ID })
+	st.servers = sortServers(append(st.servers, s))
+	st.notifyLocked()
+}
+
+// Remove removes a server and notifies subscribers.
+func (st *Static) Remove(id string) {
+	st.mu.Lock()
+	st.servers = slices.DeleteFunc(st.servers, func(o ServerInfo) bool { return o.ID == id })
+	st.notifyLocked()
+}
+
+// notifyLocked unlocks st.mu and calls the subscribers.
+func (st *Static) notifyLocked() {
+	list := slices.Clone(st.servers)
+	subs := make([]func([]ServerInfo), 0, len(st.subs))
+	for _, fn := range st.subs {
+		subs = append(subs, fn)
+	}
+	st.mu.Unlock()
+	for _, fn := range subs {
+		fn(list)
+	}
+}

@@ -1,0 +1,451 @@
+package cluster
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/server"
+)
+
+// Config describes how a server joins the cluster.
+type Config struct {
+	// Self describes this server; its ID and Type must match the server's.
+	Self ServerInfo
+	// Membership lists the cluster's servers (default: a Static holding
+	// only Self). A Registrar is registered with on Start.
+	Membership Membership
+	// Secret authenticates servers to each other (a bearer token on every
+	// RPC). Empty disables authentication.
+	Secret string
+	// Listener, when set, is the RPC listener (tests pass one bound to port
+	// 0); otherwise the node listens on Self.RPCAddr().
+	Listener net.Listener
+	// CallTimeout is the deadline of a remote call whose context has none
+	// (default 5s).
+	CallTimeout time.Duration
+	// Routes sets route functions per server type (default Rendezvous).
+	Routes map[string]RouteFunc
+	// DrainDelay is how long Close waits after leaving the membership before
+	// it stops serving, so that every server has seen it leave (default 0;
+	// set it to the membership's propagation delay, such as an etcd watch's).
+	DrainDelay time.Duration
+	// Logger receives the node's logs (default: the server's).
+	Logger *slog.Logger
+}
+
+// Node is a server's membership of the cluster. It implements
+// runtime.RemoteInvoker (typed remote clients) and runtime.Pusher.
+type Node struct {
+	cfg  Config
+	srv  *server.Server
+	log  *slog.Logger
+	http *http.Client
+	view atomic.Pointer[view]
+
+	mu      sync.Mutex
+	conns   map[string]*runtime.RemoteConn
+	routes  map[string]RouteFunc
+	unsub   func()
+	rpcSrv  *http.Server
+	ln      net.Listener
+	closed  bool
+	closeCh chan struct{}
+
+	fwd      *forwarder
+	watchers *watchHub
+	bsess    *BackendSessions
+	filters  sync.Map // broadcast filter name -> BroadcastFilter
+	closeFns []func(SessionEvent)
+}
+
+type view struct {
+	byID   map[string]ServerInfo
+	byType map[string][]ServerInfo // sorted by id
+}
+
+func newView(servers []ServerInfo) *view {
+	v := &view{byID: map[string]ServerInfo{}, byType: map[string][]ServerInfo{}}
+	for _, s := range servers {
+		v.byID[s.ID] = s
+		v.byType[s.Type] = append(v.byType[s.Type], s)
+	}
+	for _, l := range v.byType {
+		sortServers(l)
+	}
+	return v
+}
+
+// Join connects srv to the cluster: it mounts the sys services on the
+// server's RPC handler, makes the server forward routes of other types to
+// them, and routes session operations of backends to the frontends. Call
+// Start to begin serving RPC.
+func Join(srv *server.Server, cfg Config) (*Node, error) {
+	if cfg.Self.ID != srv.ID() || cfg.Self.Type != srv.Type() {
+		return nil, fmt.Errorf("cluster: Self is %s/%s but the server is %s/%s", cfg.Self.ID, cfg.Self.Type, srv.ID(), srv.Type())
+	}
+	cfg.Self.Frontend = srv.Frontend()
+	if cfg.Listener == nil {
+		if err := cfg.Self.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Membership == nil {
+		cfg.Membership = NewStatic(cfg.Self)
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = srv.Logger()
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{
+		Protocols:           &protocols,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	n := &Node{
+		cfg:     cfg,
+		srv:     srv,
+		log:     cfg.Logger,
+		http:    &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret}},
+		conns:   map[string]*runtime.RemoteConn{},
+		routes:  map[string]RouteFunc{},
+		closeCh: make(chan struct{}),
+	}
+	for t, fn := range cfg.Routes {
+		n.routes[t] = fn
+	}
+	n.view.Store(newView(cfg.Membership.Servers()))
+	n.unsub = cfg.Membership.Subscribe(n.setMembers)
+	n.fwd = newForwarder(n)
+	n.watchers = newWatchHub()
+	n.bsess = &BackendSessions{n: n}
+
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(32 << 20)}
+	srv.SetRPCHandlerOptions(opts...)
+	if srv.Frontend() {
+		srv.MountRPC(sysv1connect.NewSessionRemoteHandler(&sessionRemote{n: n}, opts...))
+		srv.MountRPC(sysv1connect.NewChannelRemoteHandler(&channelRemote{n: n}, opts...))
+		srv.Sessions().OnClosed(n.onSessionClosed)
+	}
+	srv.MountRPC(sysv1connect.NewMsgRemoteHandler(&msgRemote{n: n}, opts...))
+	srv.SetForwarder(n.fwd)
+	srv.SetOrigin(&origin{n: n})
+	return n, nil
+}
+
+// Self returns this server's description.
+func (n *Node) Self() ServerInfo { return n.cfg.Self }
+
+// Server returns the server.
+func (n *Node) Server() *server.Server { return n.srv }
+
+// Start opens the RPC listener (unless one was given), starts serving the
+// sys services and remotes, and registers with a Registrar membership.
+func (n *Node) Start() error {
+	ln := n.cfg.Listener
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", n.cfg.Self.RPCAddr())
+		if err != nil {
+			return fmt.Errorf("cluster: %s: listen rpc: %w", n.cfg.Self.ID, err)
+		}
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	rs := &http.Server{
+		Handler:           n.authenticate(n.srv.RPCHandler()),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.mu.Lock()
+	n.rpcSrv, n.ln = rs, ln
+	n.mu.Unlock()
+	go rs.Serve(ln)
+	if r, ok := n.cfg.Membership.(Registrar); ok {
+		self := n.cfg.Self
+		if self.RPCPort == 0 {
+			if a, ok := ln.Addr().(*net.TCPAddr); ok {
+				self.RPCPort = a.Port
+			}
+		}
+		if err := r.Register(self); err != nil {
+			rs.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// RPCAddr returns the bound RPC address once started.
+func (n *Node) RPCAddr() net.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ln == nil {
+		return nil
+	}
+	return n.ln.Addr()
+}
+
+// Close leaves the cluster gracefully: deregisters (so that no new work is
+// routed here), shuts the frontend's clients down, finishes in-flight RPCs,
+// and closes streams and connections, waiting at most until ctx is done.
+func (n *Node) Close(ctx context.Context) error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	rs := n.rpcSrv
+	n.mu.Unlock()
+	var errs []error
+	// Leave the membership first, so that no new work is routed here.
+	if r, ok := n.cfg.Membership.(Registrar); ok {
+		errs = append(errs, r.Deregister())
+	}
+	n.unsub()
+	if n.cfg.DrainDelay > 0 {
+		select {
+		case <-time.After(n.cfg.DrainDelay):
+		case <-ctx.Done():
+		}
+	}
+	// Kick this frontend's clients, then end the streams other servers hold
+	// open here once their in-flight work is done.
+	errs = append(errs, n.srv.Shutdown(ctx, ""))
+	close(n.closeCh)
+	if rs != nil {
+		errs = append(errs, rs.Shutdown(ctx))
+	}
+	n.fwd.closeAll()
+	n.watchers.closeAll()
+	n.http.CloseIdleConnections()
+	return errors.Join(errs...)
+}
+
+// Kill stops serving RPC at once, without deregistering or draining: what a
+// crash looks like to the rest of the cluster. For tests.
+func (n *Node) Kill() {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.closed = true
+	close(n.closeCh)
+	rs := n.rpcSrv
+	n.mu.Unlock()
+	n.unsub()
+	if rs != nil {
+		rs.Close()
+	}
+	n.fwd.closeAll()
+	n.watchers.closeAll()
+	n.http.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	n.srv.Shutdown(ctx, "")
+}
+
+func (n *Node) setMembers(servers []ServerInfo) {
+	v := newView(servers)
+	n.view.Store(v)
+	n.mu.Lock()
+	for id := range n.conns {
+		if _, ok := v.byID[id]; !ok {
+			delete(n.conns, id)
+		}
+	}
+	n.mu.Unlock()
+	n.fwd.prune(v)
+}
+
+// Members returns the servers of a type (all servers for ""), sorted by id.
+func (n *Node) Members(serverType string) []ServerInfo {
+	v := n.view.Load()
+	if serverType != "" {
+		return slices.Clone(v.byType[serverType])
+	}
+	out := make([]ServerInfo, 0, len(v.byID))
+	for _, s := range v.byID {
+		out = append(out, s)
+	}
+	return sortServers(out)
+}
+
+// Member returns a server by id.
+func (n *Node) Member(id string) (ServerInfo, bool) {
+	s, ok := n.view.Load().byID[id]
+	return s, ok
+}
+
+// SetRoute sets the route function of a server type.
+func (n *Node) SetRoute(serverType string, fn RouteFunc) {
+	n.mu.Lock()
+	n.routes[serverType] = fn
+	n.mu.Unlock()
+}
+
+// Route picks the server of serverType for key.
+func (n *Node) Route(serverType, key string) (ServerInfo, error) {
+	list := n.view.Load().byType[serverType]
+	if len(list) == 0 {
+		return ServerInfo{}, runtime.Errorf(runtime.ErrNameUnavailable, "no server of type %q", serverType)
+	}
+	n.mu.Lock()
+	fn := n.routes[serverType]
+	n.mu.Unlock()
+	if fn == nil {
+		fn = Rendezvous
+	}
+	return fn(key, list), nil
+}
+
+// RouteServer implements runtime.RemoteInvoker.
+func (n *Node) RouteServer(ctx context.Context, serverType string) (string, error) {
+	key, ok := runtime.RouteKeyFromContext(ctx)
+	if !ok {
+		return "", runtime.ErrNoRouteKey
+	}
+	s, err := n.Route(serverType, key)
+	return s.ID, err
+}
+
+// ServerIDs implements runtime.RemoteInvoker.
+func (n *Node) ServerIDs(serverType string) []string {
+	list := n.view.Load().byType[serverType]
+	ids := make([]string, len(list))
+	for i, s := range list {
+		ids[i] = s.ID
+	}
+	return ids
+}
+
+// RemoteConn implements runtime.RemoteInvoker.
+func (n *Node) RemoteConn(serverID string) (*runtime.RemoteConn, error) {
+	info, ok := n.Member(serverID)
+	if !ok {
+		return nil, runtime.Errorf(runtime.ErrNameUnavailable, "no server %q in the cluster", serverID)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c, ok := n.conns[serverID]; ok {
+		return c, nil
+	}
+	c := &runtime.RemoteConn{
+		ServerID:   serverID,
+		HTTPClient: n.http,
+		BaseURL:    "http://" + info.RPCAddr(),
+		Options: []connect.ClientOption{
+			connect.WithInterceptors(deadlineInterceptor(n.cfg.CallTimeout)),
+			connect.WithReadMaxBytes(32 << 20),
+		},
+	}
+	n.conns[serverID] = c
+	return c, nil
+}
+
+var _ runtime.RemoteInvoker = (*Node)(nil)
+
+// deadlineInterceptor gives every unary call a deadline.
+func deadlineInterceptor(d time.Duration) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if _, ok := ctx.Deadline(); !ok {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, d)
+				defer cancel()
+			}
+			return next(ctx, req)
+		}
+	}
+}
+
+// authTransport adds the cluster secret to every request.
+type authTransport struct {
+	base   http.RoundTripper
+	secret string
+}
+
+func (t authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.secret != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+t.secret)
+	}
+	return t.base.RoundTrip(r)
+}
+
+// authenticate rejects RPCs without the cluster secret.
+func (n *Node) authenticate(h http.Handler) http.Handler {
+	if n.cfg.Secret == "" {
+		return h
+	}
+	want := []byte("Bearer " + n.cfg.Secret)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"code":"unauthenticated","message":"cluster secret required"}`))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// sysClients returns the typed sys clients for a server.
+func (n *Node) conn(serverID string) (*runtime.RemoteConn, error) { return n.RemoteConn(serverID) }
+
+// callCtx applies the default deadline to ctx.
+func (n *Node) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, n.cfg.CallTimeout)
+}
+
+// asUnavailable turns transport failures into UNAVAILABLE errors and keeps
+// structured errors from the remote side.
+func asUnavailable(serverID string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *runtime.Error
+	if errors.As(err, &re) {
+		return re
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		if e := errorFromConnect(ce); e != nil {
+			return e
+		}
+		switch ce.Code() {
+		case connect.CodeDeadlineExceeded:
+			return runtime.Errorf(runtime.ErrNameTimeout, "%s: %v", serverID, err)
+		case connect.CodeUnauthenticated, connect.CodePermissionDenied:
+			return runtime.Errorf(runtime.ErrNameInternal, "%s: %v", serverID, err)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return runtime.Errorf(runtime.ErrNameTimeout, "%s: %v", serverID, err)
+	}
+	return runtime.Errorf(runtime.ErrNameUnavailable, "%s: %v", serverID, err)
+}

@@ -1,0 +1,127 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/runtime"
+)
+
+// channelPush calls ChannelRemote.PushMessage on a frontend.
+func (n *Node) channelPush(ctx context.Context, frontendID string, req *sysv1.PushMessageRequest) (*sysv1.PushMessageResponse, error) {
+	c, err := n.conn(frontendID)
+	if err != nil {
+		return nil, err
+	}
+	cl := sysv1connect.NewChannelRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
+	ctx, cancel := n.callCtx(ctx)
+	defer cancel()
+	res, err := cl.PushMessage(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, asUnavailable(frontendID, err)
+	}
+	return res.Msg, nil
+}
+
+// PushToFrontend pushes msg under route to the uids' sessions on one
+// frontend, returning the uids without a session there. It implements
+// channel.Delivery, so channels on any server reach members on every
+// frontend with one call per frontend per push.
+func (n *Node) PushToFrontend(ctx context.Context, frontendID, route string, msg proto.Message, uids []string) ([]string, error) {
+	if frontendID == n.cfg.Self.ID && n.srv.Frontend() {
+		return n.srv.Sessions().PushToUIDs(route, msg, uids)
+	}
+	p, err := newPayload(msg)
+	if err != nil {
+		return slices.Clone(uids), err
+	}
+	res, err := n.channelPush(ctx, frontendID, &sysv1.PushMessageRequest{Route: route, Payload: p, Uids: uids})
+	if err != nil {
+		return slices.Clone(uids), err
+	}
+	return res.FailedUids, nil
+}
+
+// PushToUIDs implements runtime.Pusher. Without an online-status service
+// it does not know which frontend holds a uid, so it asks every frontend,
+// concurrently; a uid fails when no frontend has it.
+func (n *Node) PushToUIDs(ctx context.Context, route string, msg proto.Message, uids []string) ([]string, error) {
+	var fronts []ServerInfo
+	for _, s := range n.Members("") {
+		if s.Frontend {
+			fronts = append(fronts, s)
+		}
+	}
+	if len(fronts) == 0 {
+		return slices.Clone(uids), runtime.Errorf(runtime.ErrNameUnavailable, "no frontend in the cluster")
+	}
+	var (
+		mu       sync.Mutex
+		misses   = map[string]int{}
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for _, f := range fronts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			failed, err := n.PushToFrontend(ctx, f.ID, route, msg, uids)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			for _, u := range failed {
+				misses[u]++
+			}
+		}()
+	}
+	wg.Wait()
+	var failed []string
+	for _, u := range uids {
+		if misses[u] == len(fronts) {
+			failed = append(failed, u)
+		}
+	}
+	return failed, firstErr
+}
+
+// Broadcast implements runtime.Pusher: every frontend of frontendType
+// pushes msg to its sessions.
+func (n *Node) Broadcast(ctx context.Context, frontendType, route string, msg proto.Message, opts runtime.BroadcastOptions) error {
+	fronts := n.Members(frontendType)
+	if len(fronts) == 0 {
+		return runtime.Errorf(runtime.ErrNameUnavailable, "no server of type %q", frontendType)
+	}
+	p, err := newPayload(msg)
+	if err != nil {
+		return err
+	}
+	req := &sysv1.BroadcastRequest{Route: route, Payload: p, BoundOnly: opts.BoundOnly, Filter: opts.Filter, FilterParam: opts.FilterParam}
+	errs := make([]error, len(fronts))
+	var wg sync.WaitGroup
+	for i, f := range fronts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := n.conn(f.ID)
+			if err == nil {
+				cl := sysv1connect.NewChannelRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
+				cctx, cancel := n.callCtx(ctx)
+				_, err = cl.Broadcast(cctx, connect.NewRequest(req))
+				cancel()
+			}
+			errs[i] = asUnavailable(f.ID, err)
+		}()
+	}
+	wg.Wait()
+	return firstErr(errs...)
+}
+
+var _ runtime.Pusher = (*Node)(nil)

@@ -1,0 +1,407 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/session"
+)
+
+// origin performs session operations on the frontend that holds the
+// session: locally when that is this server, over SessionRemote otherwise.
+type origin struct{ n *Node }
+
+func (o *origin) local(frontendID string) (*session.Service, bool) {
+	if frontendID == o.n.cfg.Self.ID && o.n.srv.Frontend() {
+		return o.n.srv.Sessions(), true
+	}
+	return nil, false
+}
+
+func (o *origin) sessionClient(frontendID string) (sysv1connect.SessionRemoteClient, error) {
+	c, err := o.n.conn(frontendID)
+	if err != nil {
+		return nil, err
+	}
+	return sysv1connect.NewSessionRemoteClient(c.HTTPClient, c.BaseURL, c.Options...), nil
+}
+
+func (o *origin) Bind(ctx context.Context, frontendID string, sid uint64, uid string) error {
+	if svc, ok := o.local(frontendID); ok {
+		return svc.BindSession(sid, uid)
+	}
+	cl, err := o.sessionClient(frontendID)
+	if err != nil {
+		return err
+	}
+	_, err = cl.Bind(ctx, connect.NewRequest(&sysv1.BindRequest{Sid: sid, Uid: uid}))
+	return asUnavailable(frontendID, err)
+}
+
+func (o *origin) Unbind(ctx context.Context, frontendID string, sid uint64, uid string) error {
+	if svc, ok := o.local(frontendID); ok {
+		return svc.UnbindSession(sid, uid)
+	}
+	cl, err := o.sessionClient(frontendID)
+	if err != nil {
+		return err
+	}
+	_, err = cl.Unbind(ctx, connect.NewRequest(&sysv1.BindRequest{Sid: sid, Uid: uid}))
+	return asUnavailable(frontendID, err)
+}
+
+func (o *origin) PushSettings(ctx context.Context, frontendID string, sid uint64, kv map[string]string, replace bool) error {
+	if svc, ok := o.local(frontendID); ok {
+		return svc.PushSettings(ctx, frontendID, sid, kv, replace)
+	}
+	cl, err := o.sessionClient(frontendID)
+	if err != nil {
+		return err
+	}
+	req := connect.NewRequest(&sysv1.PushSettingsRequest{Sid: sid, Settings: kv})
+	if replace {
+		_, err = cl.PushAll(ctx, req)
+	} else {
+		_, err = cl.Push(ctx, req)
+	}
+	return asUnavailable(frontendID, err)
+}
+
+func (o *origin) KickSession(ctx context.Context, frontendID string, sid uint64, reason string) error {
+	if svc, ok := o.local(frontendID); ok {
+		return svc.Kick(sid, reason)
+	}
+	cl, err := o.sessionClient(frontendID)
+	if err != nil {
+		return err
+	}
+	_, err = cl.KickBySid(ctx, connect.NewRequest(&sysv1.KickBySidRequest{Sid: sid, Reason: reason}))
+	return asUnavailable(frontendID, err)
+}
+
+func (o *origin) SendTo(ctx context.Context, frontendID string, sid uint64, route string, msg proto.Message) error {
+	if svc, ok := o.local(frontendID); ok {
+		return svc.SendTo(ctx, frontendID, sid, route, msg)
+	}
+	p, err := newPayload(msg)
+	if err != nil {
+		return err
+	}
+	res, err := o.n.channelPush(ctx, frontendID, &sysv1.PushMessageRequest{Route: route, Payload: p, Sids: []uint64{sid}})
+	if err != nil {
+		return err
+	}
+	if len(res.FailedSids) > 0 {
+		return runtime.Errorf(runtime.ErrNameNotFound, "no session %d on %s", sid, frontendID)
+	}
+	return nil
+}
+
+var _ session.Origin = (*origin)(nil)
+
+// BackendSessions is Pomelo's BackendSessionService: sessions held by
+// frontends, seen and acted on from any server.
+type BackendSessions struct{ n *Node }
+
+// BackendSessions returns the node's backend session service.
+func (n *Node) BackendSessions() *BackendSessions { return n.bsess }
+
+// Get returns a view of session sid on frontendID.
+func (b *BackendSessions) Get(ctx context.Context, frontendID string, sid uint64) (*session.Local, error) {
+	o := &origin{n: b.n}
+	if svc, ok := o.local(frontendID); ok {
+		s, ok := svc.Get(sid)
+		if !ok {
+			return nil, runtime.Errorf(runtime.ErrNameNotFound, "no session %d on %s", sid, frontendID)
+		}
+		return session.NewLocal(s.Snapshot(), o), nil
+	}
+	cl, err := o.sessionClient(frontendID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := cl.GetBackendSessionBySid(ctx, connect.NewRequest(&sysv1.GetBySidRequest{Sid: sid}))
+	if err != nil {
+		return nil, asUnavailable(frontendID, err)
+	}
+	return session.NewLocal(snapshotFromProto(res.Msg), o), nil
+}
+
+// GetByUID returns views of every session of uid on frontendID.
+func (b *BackendSessions) GetByUID(ctx context.Context, frontendID, uid string) ([]*session.Local, error) {
+	o := &origin{n: b.n}
+	var out []*session.Local
+	if svc, ok := o.local(frontendID); ok {
+		for _, s := range svc.GetByUID(uid) {
+			out = append(out, session.NewLocal(s.Snapshot(), o))
+		}
+		return out, nil
+	}
+	cl, err := o.sessionClient(frontendID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := cl.GetBackendSessionsByUid(ctx, connect.NewRequest(&sysv1.GetByUidRequest{Uid: uid}))
+	if err != nil {
+		return nil, asUnavailable(frontendID, err)
+	}
+	for _, s := range res.Msg.Sessions {
+		out = append(out, session.NewLocal(snapshotFromProto(s), o))
+	}
+	return out, nil
+}
+
+// KickBySID kicks one session with reason.
+func (b *BackendSessions) KickBySID(ctx context.Context, frontendID string, sid uint64, reason string) error {
+	return (&origin{n: b.n}).KickSession(ctx, frontendID, sid, reason)
+}
+
+// KickByUID kicks every session of uid on frontendID (every frontend when
+// frontendID is "") and returns how many were kicked.
+func (b *BackendSessions) KickByUID(ctx context.Context, frontendID, uid, reason string) (int, error) {
+	o := &origin{n: b.n}
+	targets := []string{frontendID}
+	if frontendID == "" {
+		targets = targets[:0]
+		for _, s := range b.n.Members("") {
+			if s.Frontend {
+				targets = append(targets, s.ID)
+			}
+		}
+	}
+	total := 0
+	var firstErr error
+	for _, fid := range targets {
+		if svc, ok := o.local(fid); ok {
+			total += svc.KickByUID(uid, reason)
+			continue
+		}
+		cl, err := o.sessionClient(fid)
+		if err == nil {
+			var res *connect.Response[sysv1.KickResponse]
+			res, err = cl.KickByUid(ctx, connect.NewRequest(&sysv1.KickByUidRequest{Uid: uid, Reason: reason}))
+			if err == nil {
+				total += int(res.Msg.Kicked)
+			}
+		}
+		if err != nil && firstErr == nil {
+			firstErr = asUnavailable(fid, err)
+		}
+	}
+	return total, firstErr
+}
+
+// SessionEvent reports that a watched session closed.
+type SessionEvent struct {
+	// Session is the session's last state.
+	Session session.Snapshot
+}
+
+// OnSessionClosed registers fn to run when a session this node watches
+// (WatchSession) closes. On a frontend it also runs for its own sessions
+// that are watched.
+func (n *Node) OnSessionClosed(fn func(SessionEvent)) {
+	n.mu.Lock()
+	n.closeFns = append(n.closeFns, fn)
+	n.mu.Unlock()
+}
+
+func (n *Node) fireClosed(ev SessionEvent) {
+	n.mu.Lock()
+	fns := n.closeFns
+	n.mu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
+}
+
+// WatchSession asks the frontend holding session sid to report its close to
+// this node's OnSessionClosed functions. A session that is already gone is
+// reported at once.
+func (n *Node) WatchSession(ctx context.Context, frontendID string, sid uint64) error {
+	return n.watchers.watch(ctx, n, frontendID, sid)
+}
+
+// watchHub keeps the WatchSessions streams: on a frontend, the subscribers
+// of its sessions; on any server, its own subscriptions to frontends.
+type watchHub struct {
+	mu sync.Mutex
+	// frontend side: session id -> subscribed streams
+	subs map[uint64]map[*watchStream]struct{}
+	// client side: frontend id -> outgoing stream
+	out map[string]*watchClient
+}
+
+type watchStream struct {
+	mu sync.Mutex
+	st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]
+}
+
+type watchClient struct {
+	mu     sync.Mutex
+	stream *connect.BidiStreamForClient[sysv1.WatchSessionsRequest, sysv1.SessionEvent]
+	cancel context.CancelFunc
+}
+
+func newWatchHub() *watchHub {
+	return &watchHub{subs: map[uint64]map[*watchStream]struct{}{}, out: map[string]*watchClient{}}
+}
+
+// serve runs one subscriber's stream on a frontend.
+func (h *watchHub) serve(ctx context.Context, closing <-chan struct{}, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) error {
+	ws := &watchStream{st: st}
+	mine := map[uint64]struct{}{}
+	defer func() {
+		h.mu.Lock()
+		for sid := range mine {
+			if set := h.subs[sid]; set != nil {
+				delete(set, ws)
+				if len(set) == 0 {
+					delete(h.subs, sid)
+				}
+			}
+		}
+		h.mu.Unlock()
+	}()
+	reqs := make(chan *sysv1.WatchSessionsRequest)
+	go func() {
+		defer close(reqs)
+		for {
+			req, err := st.Receive()
+			if err != nil {
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for {
+		var req *sysv1.WatchSessionsRequest
+		select {
+		case r, ok := <-reqs:
+			if !ok {
+				return nil
+			}
+			req = r
+		case <-closing:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+		h.mu.Lock()
+		for _, sid := range req.Subscribe {
+			set := h.subs[sid]
+			if set == nil {
+				set = map[*watchStream]struct{}{}
+				h.subs[sid] = set
+			}
+			set[ws] = struct{}{}
+			mine[sid] = struct{}{}
+		}
+		for _, sid := range req.Unsubscribe {
+			if set := h.subs[sid]; set != nil {
+				delete(set, ws)
+				if len(set) == 0 {
+					delete(h.subs, sid)
+				}
+			}
+			delete(mine, sid)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// onSessionClosed tells a closing session's subscribers.
+func (n *Node) onSessionClosed(s *session.Session, _ string) {
+	h := n.watchers
+	h.mu.Lock()
+	set := h.subs[s.ID()]
+	delete(h.subs, s.ID())
+	h.mu.Unlock()
+	if len(set) == 0 {
+		return
+	}
+	ev := &sysv1.SessionEvent{Type: sysv1.SessionEvent_EVENT_TYPE_CLOSED, Session: snapshotToProto(s.Snapshot())}
+	for ws := range set {
+		ws.mu.Lock()
+		ws.st.Send(ev)
+		ws.mu.Unlock()
+	}
+}
+
+// watch subscribes this node to the close of a session.
+func (h *watchHub) watch(ctx context.Context, n *Node, frontendID string, sid uint64) error {
+	h.mu.Lock()
+	wc := h.out[frontendID]
+	if wc == nil {
+		c, err := n.conn(frontendID)
+		if err != nil {
+			h.mu.Unlock()
+			return err
+		}
+		sctx, cancel := context.WithCancel(context.Background())
+		cl := sysv1connect.NewSessionRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
+		wc = &watchClient{stream: cl.WatchSessions(sctx), cancel: cancel}
+		h.out[frontendID] = wc
+		go h.receive(n, frontendID, wc)
+	}
+	h.mu.Unlock()
+	wc.mu.Lock()
+	err := wc.stream.Send(&sysv1.WatchSessionsRequest{Subscribe: []uint64{sid}})
+	wc.mu.Unlock()
+	if err != nil {
+		h.dropClient(frontendID, wc)
+		return asUnavailable(frontendID, err)
+	}
+	// A session that closed before the subscription arrived is never
+	// reported by the stream: check once after subscribing.
+	if _, err := n.BackendSessions().Get(ctx, frontendID, sid); err != nil {
+		if e := runtime.AsError(err); e.Name == runtime.ErrNameNotFound {
+			go n.fireClosed(SessionEvent{Session: session.Snapshot{ID: sid, FrontendID: frontendID}})
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+func (h *watchHub) receive(n *Node, frontendID string, wc *watchClient) {
+	defer h.dropClient(frontendID, wc)
+	for {
+		ev, err := wc.stream.Receive()
+		if err != nil {
+			return
+		}
+		if ev.Type == sysv1.SessionEvent_EVENT_TYPE_CLOSED {
+			n.fireClosed(SessionEvent{Session: snapshotFromProto(ev.Session)})
+		}
+	}
+}
+
+func (h *watchHub) dropClient(frontendID string, wc *watchClient) {
+	h.mu.Lock()
+	if h.out[frontendID] == wc {
+		delete(h.out, frontendID)
+	}
+	h.mu.Unlock()
+	wc.cancel()
+}
+
+func (h *watchHub) closeAll() {
+	h.mu.Lock()
+	out := h.out
+	h.out = map[string]*watchClient{}
+	h.mu.Unlock()
+	for _, wc := range out {
+		wc.cancel()
+	}
+}

@@ -1,0 +1,300 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/session"
+)
+
+// snapshotToProto converts a session snapshot.
+func snapshotToProto(s session.Snapshot) *sysv1.Session {
+	return &sysv1.Session{Id: s.ID, FrontendId: s.FrontendID, Uid: s.UID, Settings: s.Settings}
+}
+
+// snapshotFromProto converts a session snapshot back.
+func snapshotFromProto(s *sysv1.Session) session.Snapshot {
+	return session.Snapshot{ID: s.GetId(), FrontendID: s.GetFrontendId(), UID: s.GetUid(), Settings: s.GetSettings()}
+}
+
+// sessionRemote serves SessionRemote on frontends.
+type sessionRemote struct {
+	sysv1connect.UnimplementedSessionRemoteHandler
+	n *Node
+}
+
+func (h *sessionRemote) svc() *session.Service { return h.n.srv.Sessions() }
+
+func empty[T any](err error) (*connect.Response[emptypb.Empty], error) {
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(&emptypb.Empty{}), nil
+}
+
+func (h *sessionRemote) Bind(_ context.Context, r *connect.Request[sysv1.BindRequest]) (*connect.Response[emptypb.Empty], error) {
+	return empty[any](h.svc().BindSession(r.Msg.Sid, r.Msg.Uid))
+}
+
+func (h *sessionRemote) Unbind(_ context.Context, r *connect.Request[sysv1.BindRequest]) (*connect.Response[emptypb.Empty], error) {
+	return empty[any](h.svc().UnbindSession(r.Msg.Sid, r.Msg.Uid))
+}
+
+func (h *sessionRemote) setSettings(sid uint64, kv map[string]string, replace bool) error {
+	s, ok := h.svc().Get(sid)
+	if !ok {
+		return runtime.Errorf(runtime.ErrNameNotFound, "no session %d", sid)
+	}
+	return s.SetSettings(kv, replace)
+}
+
+func (h *sessionRemote) Push(_ context.Context, r *connect.Request[sysv1.PushSettingsRequest]) (*connect.Response[emptypb.Empty], error) {
+	return empty[any](h.setSettings(r.Msg.Sid, r.Msg.Settings, false))
+}
+
+func (h *sessionRemote) PushAll(_ context.Context, r *connect.Request[sysv1.PushSettingsRequest]) (*connect.Response[emptypb.Empty], error) {
+	return empty[any](h.setSettings(r.Msg.Sid, r.Msg.Settings, true))
+}
+
+func (h *sessionRemote) GetBackendSessionBySid(_ context.Context, r *connect.Request[sysv1.GetBySidRequest]) (*connect.Response[sysv1.Session], error) {
+	s, ok := h.svc().Get(r.Msg.Sid)
+	if !ok {
+		return nil, toConnectError(runtime.Errorf(runtime.ErrNameNotFound, "no session %d", r.Msg.Sid))
+	}
+	return connect.NewResponse(snapshotToProto(s.Snapshot())), nil
+}
+
+func (h *sessionRemote) GetBackendSessionsByUid(_ context.Context, r *connect.Request[sysv1.GetByUidRequest]) (*connect.Response[sysv1.SessionList], error) {
+	list := &sysv1.SessionList{}
+	for _, s := range h.svc().GetByUID(r.Msg.Uid) {
+		list.Sessions = append(list.Sessions, snapshotToProto(s.Snapshot()))
+	}
+	return connect.NewResponse(list), nil
+}
+
+func (h *sessionRemote) KickBySid(_ context.Context, r *connect.Request[sysv1.KickBySidRequest]) (*connect.Response[sysv1.KickResponse], error) {
+	if err := h.svc().Kick(r.Msg.Sid, r.Msg.Reason); err != nil {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(&sysv1.KickResponse{Kicked: 1}), nil
+}
+
+func (h *sessionRemote) KickByUid(_ context.Context, r *connect.Request[sysv1.KickByUidRequest]) (*connect.Response[sysv1.KickResponse], error) {
+	n := h.svc().KickByUID(r.Msg.Uid, r.Msg.Reason)
+	return connect.NewResponse(&sysv1.KickResponse{Kicked: int32(n)}), nil
+}
+
+func (h *sessionRemote) WatchSessions(ctx context.Context, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) error {
+	return h.n.watchers.serve(ctx, h.n.closeCh, st)
+}
+
+// payloadBody is a push that arrived encoded from another server: binary
+// protobuf clients get its bytes as they are; JSON clients get its JSON,
+// converted here once when the sender did not include it.
+type payloadBody struct {
+	p *sysv1.Payload
+}
+
+func (b payloadBody) Encode(ser runtime.Serializer) ([]byte, error) {
+	switch ser.Name() {
+	case runtime.SerializerProtobuf:
+		return b.p.Proto, nil
+	case runtime.SerializerJSON:
+		if len(b.p.Json) > 0 {
+			return b.p.Json, nil
+		}
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(b.p.Type))
+	if err != nil {
+		return nil, fmt.Errorf("push of %s: message type not linked into this binary: %w", b.p.Type, err)
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(b.p.Proto, m); err != nil {
+		return nil, err
+	}
+	return ser.Marshal(nil, m)
+}
+
+// newPayload encodes a push message for other servers.
+func newPayload(msg proto.Message) (*sysv1.Payload, error) {
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		return nil, runtime.Errorf(runtime.ErrNameInternal, "encode push: %v", err)
+	}
+	return &sysv1.Payload{Type: string(msg.ProtoReflect().Descriptor().FullName()), Proto: b}, nil
+}
+
+// channelRemote serves ChannelRemote on frontends.
+type channelRemote struct {
+	sysv1connect.UnimplementedChannelRemoteHandler
+	n *Node
+}
+
+func (h *channelRemote) PushMessage(_ context.Context, r *connect.Request[sysv1.PushMessageRequest]) (*connect.Response[sysv1.PushMessageResponse], error) {
+	svc := h.n.srv.Sessions()
+	body := session.Body(payloadBody{r.Msg.Payload})
+	res := &sysv1.PushMessageResponse{}
+	var err1, err2 error
+	if len(r.Msg.Uids) > 0 {
+		res.FailedUids, err1 = svc.PushBodyToUIDs(r.Msg.Route, body, r.Msg.Uids)
+	}
+	if len(r.Msg.Sids) > 0 {
+		res.FailedSids, err2 = svc.PushBodyToSIDs(r.Msg.Route, body, r.Msg.Sids)
+	}
+	if err := firstErr(err1, err2); err != nil && isEncodeError(err) {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(res), nil
+}
+
+func (h *channelRemote) Broadcast(_ context.Context, r *connect.Request[sysv1.BroadcastRequest]) (*connect.Response[emptypb.Empty], error) {
+	var filter func(*session.Session) bool
+	if r.Msg.Filter != "" {
+		v, ok := h.n.filters.Load(r.Msg.Filter)
+		if !ok {
+			return nil, toConnectError(runtime.Errorf(runtime.ErrNameBadRequest, "no broadcast filter %q on %s", r.Msg.Filter, h.n.cfg.Self.ID))
+		}
+		bf, param := v.(BroadcastFilter), r.Msg.FilterParam
+		filter = func(s *session.Session) bool { return bf(s, param) }
+	}
+	err := h.n.srv.Sessions().BroadcastBody(r.Msg.Route, payloadBody{r.Msg.Payload}, r.Msg.BoundOnly, filter)
+	if err != nil && isEncodeError(err) {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(&emptypb.Empty{}), nil
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// isEncodeError tells a push that could not be encoded (the caller's
+// problem) from one that could not be queued to some slow or closed client
+// (that client's problem, handled by kicking it).
+func isEncodeError(err error) bool {
+	e := runtime.AsError(err)
+	return e.Name == runtime.ErrNameInternal
+}
+
+// BroadcastFilter selects the sessions a filtered broadcast reaches; param
+// comes from the broadcasting server.
+type BroadcastFilter func(s *session.Session, param []byte) bool
+
+// RegisterBroadcastFilter makes a named broadcast filter available on this
+// frontend.
+func (n *Node) RegisterBroadcastFilter(name string, f BroadcastFilter) {
+	n.filters.Store(name, f)
+}
+
+// msgRemote serves MsgRemote: forwarded client messages, on backends.
+type msgRemote struct {
+	sysv1connect.UnimplementedMsgRemoteHandler
+	n *Node
+}
+
+func (h *msgRemote) ForwardMessage(ctx context.Context, r *connect.Request[sysv1.ForwardRequest]) (*connect.Response[sysv1.ForwardResponse], error) {
+	return connect.NewResponse(h.n.runForwarded(ctx, r.Msg)), nil
+}
+
+// maxStreamInFlight bounds the forwarded messages one stream runs at once;
+// beyond it the stream stops reading (back-pressure to the frontend).
+const maxStreamInFlight = 1024
+
+func (h *msgRemote) Forward(ctx context.Context, st *connect.BidiStream[sysv1.ForwardRequest, sysv1.ForwardResponse]) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		sendMu  sync.Mutex
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, maxStreamInFlight)
+		sendErr error
+	)
+	defer wg.Wait()
+	reqs := make(chan *sysv1.ForwardRequest)
+	go func() {
+		defer close(reqs)
+		for {
+			req, err := st.Receive()
+			if err != nil {
+				return // the frontend closed the stream or went away
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for {
+		var req *sysv1.ForwardRequest
+		select {
+		case r, ok := <-reqs:
+			if !ok {
+				return nil
+			}
+			req = r
+		case <-h.n.closeCh:
+			// Leaving the cluster: finish what runs (deferred Wait), then
+			// end the stream so the frontend stops using it.
+			return nil
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			res := h.n.runForwarded(ctx, req)
+			if req.Notify {
+				return
+			}
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			if sendErr == nil {
+				if sendErr = st.Send(res); sendErr != nil {
+					cancel()
+				}
+			}
+		}()
+	}
+}
+
+// runForwarded runs one forwarded message through the backend's chain.
+func (n *Node) runForwarded(ctx context.Context, req *sysv1.ForwardRequest) *sysv1.ForwardResponse {
+	res := &sysv1.ForwardResponse{Seq: req.Seq}
+	if req.DeadlineUnixNano > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, timeFromUnixNano(req.DeadlineUnixNano))
+		defer cancel()
+	}
+	ser := runtime.JSON
+	if req.Serializer == sysv1.Serializer_SERIALIZER_PROTOBUF {
+		ser = runtime.Protobuf
+	}
+	local := session.NewLocal(snapshotFromProto(req.Session), &origin{n: n})
+	r := &runtime.Request{Route: req.Route, Session: local, Serializer: ser, Body: req.Body}
+	if !req.Notify {
+		r.ID = max(req.Seq, 1) // any non-zero id: this is a request
+	}
+	body, err := n.srv.HandleForwarded(ctx, r)
+	if err != nil {
+		res.Error = toProtoError(err)
+	} else {
+		res.Body = body
+	}
+	return res
+}
+
