@@ -173,9 +173,9 @@ type fwdStream struct {
 
 	sendMu sync.Mutex // Send is not safe for concurrent use
 
-	mu      sync.Mutex
-	seq     uint64
-	pending map[uint64]chan *sysv1.ForwardResponse
+	mu       sync.Mutex
+	seq      uint64
+	pending  map[uint64]chan *sysv1.ForwardResponse
 	dead     error
 	started  bool
 	draining bool // the server left: finish pending calls, then close

@@ -297,4 +297,3 @@ func (n *Node) runForwarded(ctx context.Context, req *sysv1.ForwardRequest) *sys
 	}
 	return res
 }
-
