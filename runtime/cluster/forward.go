@@ -47,11 +47,7 @@ func newForwarder(n *Node) *forwarder {
 
 // Forward implements server.Forwarder.
 func (f *forwarder) Forward(ctx context.Context, serverType string, snap session.Snapshot, r *runtime.Request) ([]byte, error) {
-	key := snap.UID
-	if key == "" {
-		key = snap.FrontendID + "#" + uitoa(snap.ID)
-	}
-	target, err := f.n.Route(serverType, key)
+	target, err := f.n.RouteBy(serverType, RouteContext{Session: r.Session})
 	if err != nil {
 		return nil, err
 	}
@@ -299,17 +295,4 @@ func (st *fwdStream) fail(err error) {
 	st.stream.CloseRequest()
 	st.sendMu.Unlock()
 	st.f.drop(st)
-}
-
-func uitoa(v uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			return string(b[i:])
-		}
-	}
 }

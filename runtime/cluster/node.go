@@ -305,8 +305,13 @@ func (n *Node) SetRoute(serverType string, fn RouteFunc) {
 	n.mu.Unlock()
 }
 
-// Route picks the server of serverType for key.
+// Route picks the server of serverType for key (with no session).
 func (n *Node) Route(serverType, key string) (ServerInfo, error) {
+	return n.RouteBy(serverType, RouteContext{Key: key})
+}
+
+// RouteBy picks the server of serverType by the type's route function.
+func (n *Node) RouteBy(serverType string, rc RouteContext) (ServerInfo, error) {
 	list := n.view.Load().byType[serverType]
 	if len(list) == 0 {
 		return ServerInfo{}, runtime.Errorf(runtime.ErrNameUnavailable, "no server of type %q", serverType)
@@ -315,9 +320,12 @@ func (n *Node) Route(serverType, key string) (ServerInfo, error) {
 	fn := n.routes[serverType]
 	n.mu.Unlock()
 	if fn == nil {
-		fn = Rendezvous
+		fn = RendezvousRoute
 	}
-	return fn(key, list), nil
+	if rc.Session != nil && rc.Key == "" {
+		rc.Key = runtime.SessionRouteKey(rc.Session)
+	}
+	return fn(rc, list), nil
 }
 
 // RouteServer implements runtime.RemoteInvoker.
@@ -326,7 +334,8 @@ func (n *Node) RouteServer(ctx context.Context, serverType string) (string, erro
 	if !ok {
 		return "", runtime.ErrNoRouteKey
 	}
-	s, err := n.Route(serverType, key)
+	sess, _ := runtime.SessionFromContext(ctx)
+	s, err := n.RouteBy(serverType, RouteContext{Key: key, Session: sess})
 	return s.ID, err
 }
 

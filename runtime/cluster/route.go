@@ -1,10 +1,33 @@
 package cluster
 
+import "github.com/pomelo-go/pomelo/runtime"
+
+// RouteContext is what a route function decides by.
+type RouteContext struct {
+	// Key is the default routing key: an explicit runtime.WithRouteKey, or
+	// the session's uid, or "frontendID#sessionID" for an unbound session.
+	Key string
+	// Session is the session of the forwarded message or of the remote
+	// call's context; nil when the call carries only a route key.
+	Session runtime.Session
+}
+
 // RouteFunc picks the server a message or remote call goes to, from the
-// servers of one type (never empty, sorted by id) and the route key: the
-// session's uid, or "frontendID#sessionID" for an unbound session, or an
-// explicit runtime.WithRouteKey.
-type RouteFunc func(key string, servers []ServerInfo) ServerInfo
+// servers of one type (never empty, sorted by id). A chat application may
+// route by a room id kept in the session, for example:
+//
+//	func(rc cluster.RouteContext, servers []cluster.ServerInfo) cluster.ServerInfo {
+//		if rid, ok := rc.Session.Get("rid"); ok {
+//			return cluster.Rendezvous(rid, servers)
+//		}
+//		return cluster.Rendezvous(rc.Key, servers)
+//	}
+type RouteFunc func(rc RouteContext, servers []ServerInfo) ServerInfo
+
+// RendezvousRoute is the default RouteFunc: Rendezvous of the key.
+func RendezvousRoute(rc RouteContext, servers []ServerInfo) ServerInfo {
+	return Rendezvous(rc.Key, servers)
+}
 
 // Rendezvous is the default route function: highest-random-weight hashing
 // of the key. Adding a server moves only the keys it now wins (about
