@@ -29,7 +29,8 @@ const (
 type ServiceKind int32
 
 const (
-	// SERVICE_KIND_UNSPECIFIED services are ignored by protoc-gen-pomelo.
+	// SERVICE_KIND_UNSPECIFIED is an error on an annotated service; services
+	// without the pomelo.v1.service annotation are ignored by protoc-gen-pomelo.
 	ServiceKind_SERVICE_KIND_UNSPECIFIED ServiceKind = 0
 	// SERVICE_KIND_HANDLER services are client-facing: each method is a route
 	// `serverType.handlerName.methodName` that clients request or notify.
