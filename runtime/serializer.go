@@ -30,7 +30,7 @@ const (
 // keys), writes zero values too (stock clients read fields such as users: []
 // without checking), and ignores unknown fields on input (stock clients send
 // extra keys).
-var JSON Serializer = jsonSerializer{
+var JSON Serializer = &jsonSerializer{
 	m: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 	u: protojson.UnmarshalOptions{DiscardUnknown: true},
 }

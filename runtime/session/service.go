@@ -408,7 +408,7 @@ func (svc *Service) PushToUIDs(route string, msg proto.Message, uids []string) (
 
 // PushBodyToUIDs is PushToUIDs for a Body.
 func (svc *Service) PushBodyToUIDs(route string, body Body, uids []string) (failed []string, err error) {
-	var targets []*Session
+	targets := make([]*Session, 0, len(uids))
 	svc.mu.RLock()
 	for _, uid := range uids {
 		list := svc.byUID[uid]
@@ -426,7 +426,7 @@ func (svc *Service) PushBodyToUIDs(route string, body Body, uids []string) (fail
 // PushBodyToSIDs pushes body to the listed sessions and returns the ids of
 // those that do not exist.
 func (svc *Service) PushBodyToSIDs(route string, body Body, sids []uint64) (failed []uint64, err error) {
-	var targets []*Session
+	targets := make([]*Session, 0, len(sids))
 	svc.mu.RLock()
 	for _, sid := range sids {
 		if s, ok := svc.sessions[sid]; ok {
@@ -448,8 +448,8 @@ func (svc *Service) Broadcast(route string, msg proto.Message, boundOnly bool, f
 
 // BroadcastBody is Broadcast for a Body.
 func (svc *Service) BroadcastBody(route string, body Body, boundOnly bool, filter func(*Session) bool) error {
-	var targets []*Session
 	svc.mu.RLock()
+	targets := make([]*Session, 0, len(svc.sessions))
 	for _, s := range svc.sessions {
 		if boundOnly && s.uid == "" {
 			continue
