@@ -495,3 +495,26 @@ func TestDeadBackendFailsFast(t *testing.T) {
 		t.Fatalf("dead backend took %v to fail", d)
 	}
 }
+
+func TestHungBackendAnswersTimeout(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	cc := testkit.Start(t, testkit.Options{
+		Servers:       []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+		ConfigureNode: func(cfg *cluster.Config) { cfg.ForwardTimeout = 200 * time.Millisecond },
+		Setup: func(m *testkit.Member) error {
+			if m.Info.Type == "chat" {
+				handle(t, m, "chat.h.hang", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					<-release // ignores its context on purpose
+					return nil, nil
+				})
+			}
+			return nil
+		},
+	})
+	c := dial(t, cc.Members("connector")[0])
+	_, err := tryCall(c, "chat.h.hang", nil)
+	if !errors.Is(err, runtime.ErrTimeout) {
+		t.Fatalf("err = %v, want TIMEOUT", err)
+	}
+}

@@ -60,6 +60,11 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 	if r.Serializer.Name() == runtime.SerializerProtobuf {
 		req.Serializer = sysv1.Serializer_SERIALIZER_PROTOBUF
 	}
+	if _, ok := ctx.Deadline(); !ok && !req.Notify {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.n.cfg.ForwardTimeout)
+		defer cancel()
+	}
 	if d, ok := ctx.Deadline(); ok {
 		req.DeadlineUnixNano = d.UnixNano()
 	}

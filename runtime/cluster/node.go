@@ -36,6 +36,11 @@ type Config struct {
 	// CallTimeout is the deadline of a remote call whose context has none
 	// (default 5s).
 	CallTimeout time.Duration
+	// ForwardTimeout is the deadline of a forwarded client request whose
+	// context has none (default 30s; a timeout filter sets a shorter one).
+	// The backend's handler context carries the same deadline, and the
+	// client is answered TIMEOUT when it passes.
+	ForwardTimeout time.Duration
 	// Routes sets route functions per server type (default Rendezvous).
 	Routes map[string]RouteFunc
 	// DrainDelay is how long Close waits after leaving the membership before
@@ -107,6 +112,9 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = srv.Logger()

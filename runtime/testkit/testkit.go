@@ -35,6 +35,9 @@ type Options struct {
 	// Configure, when set, adjusts each server's configuration before it is
 	// created.
 	Configure func(cfg *server.Config)
+	// ConfigureNode, when set, adjusts each server's cluster configuration
+	// before it joins.
+	ConfigureNode func(cfg *cluster.Config)
 	// Setup, when set, runs for each server after it joined the cluster and
 	// before it starts: register handlers, remotes and filters here.
 	Setup func(m *Member) error
@@ -111,7 +114,11 @@ func (c *Cluster) Add(serverType string, frontend bool) (*Member, error) {
 		return nil, err
 	}
 	info := cluster.ServerInfo{ID: id, Type: serverType, Host: "127.0.0.1", RPCPort: ln.Addr().(*net.TCPAddr).Port, Frontend: frontend}
-	node, err := cluster.Join(srv, cluster.Config{Self: info, Membership: c.Membership, Secret: c.opts.Secret, Listener: ln})
+	ncfg := cluster.Config{Self: info, Membership: c.Membership, Secret: c.opts.Secret, Listener: ln}
+	if c.opts.ConfigureNode != nil {
+		c.opts.ConfigureNode(&ncfg)
+	}
+	node, err := cluster.Join(srv, ncfg)
 	if err != nil {
 		ln.Close()
 		return nil, err
