@@ -1,0 +1,139 @@
+package cluster_test
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/client"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/server"
+	"github.com/pomelo-go/pomelo/runtime/testkit"
+)
+
+// benchEcho answers Echo with its text and nothing else.
+type benchEcho struct {
+	testingv1.UnimplementedEchoHandlerServer
+}
+
+func (benchEcho) Echo(_ context.Context, _ pomelo.Session, r *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
+	return &testingv1.EchoResponse{Code: 200, Text: r.Text}, nil
+}
+
+// benchCPU returns the process's CPU time (user + system).
+func benchCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchReportCPU(b *testing.B, start time.Duration) {
+	if b.N > 0 {
+		b.ReportMetric(float64(benchCPU()-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+// benchClients is how many concurrent clients the parallel variants use.
+const benchClients = 64
+
+// BenchmarkForward measures a client request/response round trip of
+// echo.echoHandler.echo over loopback TCP with the Go client and the
+// protobuf serializer, handled three ways in the same run:
+//
+//   - local: on an "echo" frontend that runs the handler itself;
+//   - stream: on a "connector" frontend that forwards it to an "echo"
+//     backend over the long-lived Forward stream (the default);
+//   - unary: the same frontend and backend, one ForwardMessage call per
+//     message (node.SetForwardMode(cluster.ForwardUnary)).
+//
+// Every server is a cluster member (testkit), so the local path carries
+// the same cluster wiring. The plain variants send one request at a time;
+// -p64 ones run 64 clients, one request in flight each (throughput).
+// cpu-ns/op is the CPU time of the whole process (client, frontend and
+// backend) per request: forwarded minus local is the CPU a forwarded
+// message costs.
+func BenchmarkForward(b *testing.B) {
+	configure := func(cfg *server.Config) { cfg.Connector.Heartbeat = 10 * time.Minute }
+	setup := func(m *testkit.Member) error {
+		if m.Info.Type == "echo" {
+			return testingv1.RegisterEchoHandlerServer(m.Server, benchEcho{})
+		}
+		return nil
+	}
+	local := testkit.Start(b, testkit.Options{
+		Servers:   []testkit.Spec{{Type: "echo", Frontend: true}},
+		Configure: configure, Setup: setup,
+	})
+	fwd := testkit.Start(b, testkit.Options{
+		Servers:   []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "echo"}},
+		Configure: configure, Setup: setup,
+	})
+	fe := fwd.Members("connector")[0]
+	parent := b
+	pools := map[*testkit.Member][]*client.Client{}
+	clients := func(b *testing.B, m *testkit.Member, n int) []*client.Client {
+		for len(pools[m]) < n {
+			c, err := client.Dial(context.Background(), m.TCPURL(), client.WithSerializer(pomelo.Protobuf))
+			if err != nil {
+				b.Fatal(err)
+			}
+			parent.Cleanup(func() { c.Close() })
+			pools[m] = append(pools[m], c)
+		}
+		return pools[m][:n]
+	}
+	req := &testingv1.EchoRequest{Text: "hello, pomelo"}
+	ctx := context.Background()
+	for _, v := range []struct {
+		name string
+		m    *testkit.Member
+		mode cluster.ForwardMode
+	}{
+		{"local", local.Members("echo")[0], cluster.ForwardStream},
+		{"stream", fe, cluster.ForwardStream},
+		{"unary", fe, cluster.ForwardUnary},
+	} {
+		v.m.Node.SetForwardMode(v.mode)
+		b.Run(v.name, func(b *testing.B) {
+			ec := testingv1.NewEchoHandlerClient(clients(b, v.m, 1)[0])
+			if res, err := ec.Echo(ctx, req); err != nil || res.Text != req.Text {
+				b.Fatalf("echo: %v %v", res, err)
+			}
+			b.ReportAllocs()
+			cpu := benchCPU()
+			for b.Loop() {
+				if _, err := ec.Echo(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			benchReportCPU(b, cpu)
+		})
+		b.Run(v.name+"-p64", func(b *testing.B) {
+			procs := runtime.GOMAXPROCS(0)
+			p := max(1, (benchClients+procs-1)/procs)
+			b.SetParallelism(p)
+			cs := clients(b, v.m, p*procs)
+			var next atomic.Int64
+			b.ReportAllocs()
+			cpu := benchCPU()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ec := testingv1.NewEchoHandlerClient(cs[next.Add(1)-1])
+				for pb.Next() {
+					if _, err := ec.Echo(ctx, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			benchReportCPU(b, cpu)
+		})
+	}
+}
