@@ -1,0 +1,436 @@
+// Package app is the chat example's servers: a gate, connectors and chat
+// servers in the architecture of Pomelo's chat demo (chatofpomelo-websocket),
+// with its routes and JSON bodies, so that the demo's clients work
+// unchanged. Start runs any subset of the servers of a cluster file in one
+// process; the example's main package and its tests use it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
+	"github.com/pomelo-go/pomelo/example/chat/web"
+	"github.com/pomelo-go/pomelo/runtime/channel"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/connector"
+	"github.com/pomelo-go/pomelo/runtime/server"
+	"github.com/pomelo-go/pomelo/runtime/session"
+)
+
+// The server types of the example.
+const (
+	// TypeGate servers tell clients which connector to use.
+	TypeGate = "gate"
+	// TypeConnector servers hold the client connections.
+	TypeConnector = "connector"
+	// TypeChat servers hold the rooms.
+	TypeChat = "chat"
+)
+
+// serverTypes are the server types this process knows how to run, and
+// whether they are frontends.
+var serverTypes = map[string]bool{
+	TypeGate:      true,
+	TypeConnector: true,
+	TypeChat:      false,
+}
+
+// MetadataOptional is the cluster file metadata key that marks a server as
+// not started by default: "optional": "true" lists a server that a process
+// runs only when asked by id (Options.Servers), such as a chat server added
+// later.
+const MetadataOptional = "optional"
+
+// Defaults of the Options.
+const (
+	// DefaultHeartbeat is the heartbeat interval, the demo's.
+	DefaultHeartbeat = 3 * time.Second
+	// DefaultMinClientVersion is the lowest client version accepted: what
+	// the stock JS client sends.
+	DefaultMinClientVersion = "0.0.1"
+	// DefaultProbeInterval is how often the membership probes the servers
+	// this process does not run.
+	DefaultProbeInterval = time.Second
+)
+
+// Options configure the servers of one process.
+type Options struct {
+	// Cluster lists every server that may run, and the shared secret.
+	Cluster *cluster.File
+	// Servers are the ids of the servers to run here. Empty runs every
+	// server of the file not marked optional.
+	Servers []string
+	// Heartbeat is the heartbeat interval of the frontends (default
+	// DefaultHeartbeat).
+	Heartbeat time.Duration
+	// MinClientVersion is the lowest sys.version a client may send in its
+	// handshake; older clients are refused with code 501 (default
+	// DefaultMinClientVersion).
+	MinClientVersion string
+	// ProbeInterval is how often the servers this process does not run are
+	// probed (default DefaultProbeInterval).
+	ProbeInterval time.Duration
+	// WebAddr is the listen address of the web page ("127.0.0.1:3001");
+	// empty for none.
+	WebAddr string
+	// EphemeralPorts makes every server run here listen on a port picked by
+	// the system, whatever the file says, and publish it to the membership
+	// (for tests).
+	EphemeralPorts bool
+	// Logger receives the logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server is one server run by the process.
+type Server struct {
+	// Info is the server's entry in the membership, with the bound ports.
+	Info cluster.ServerInfo
+	// Server is the pomelo-go server.
+	Server *server.Server
+	// Node is its membership of the cluster.
+	Node *cluster.Node
+
+	channels *channel.Service // chat servers
+}
+
+// App is the servers of one process.
+type App struct {
+	opts    Options
+	log     *slog.Logger
+	members *Probed
+	servers []*Server // in start order: chat, connector, gate
+	leaves  sync.WaitGroup
+
+	web   *http.Server
+	webLn net.Listener
+}
+
+// startOrder ranks server types: backends first, so that frontends never
+// forward to a server of this process that is not serving yet.
+func startOrder(t string) int {
+	switch t {
+	case TypeChat:
+		return 0
+	case TypeConnector:
+		return 1
+	}
+	return 2
+}
+
+// Select returns the entries of the servers to run: the ids given, or every
+// server not marked optional.
+func Select(f *cluster.File, ids []string) ([]cluster.ServerInfo, error) {
+	var out []cluster.ServerInfo
+	if len(ids) == 0 {
+		for _, s := range f.Servers {
+			if s.Metadata[MetadataOptional] != "true" {
+				out = append(out, s)
+			}
+		}
+	} else {
+		for _, id := range ids {
+			s, ok := f.Server(id)
+			if !ok {
+				return nil, fmt.Errorf("no server %q in the cluster file", id)
+			}
+			if slices.ContainsFunc(out, func(o cluster.ServerInfo) bool { return o.ID == id }) {
+				return nil, fmt.Errorf("server %q listed twice", id)
+			}
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no server to run")
+	}
+	for _, s := range out {
+		frontend, ok := serverTypes[s.Type]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("server %s: unknown type %q", s.ID, s.Type)
+		case s.Frontend != frontend:
+			return nil, fmt.Errorf("server %s: the frontend flag of a %s server must be %v", s.ID, s.Type, frontend)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b cluster.ServerInfo) int { return startOrder(a.Type) - startOrder(b.Type) })
+	return out, nil
+}
+
+// Start starts the selected servers and the web page. On error, what was
+// started is stopped again.
+func Start(opts Options) (*App, error) {
+	if opts.Cluster == nil {
+		return nil, errors.New("no cluster file")
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.MinClientVersion == "" {
+		opts.MinClientVersion = DefaultMinClientVersion
+	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = DefaultProbeInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	run, err := Select(opts.Cluster, opts.Servers)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{opts: opts, log: opts.Logger}
+
+	// Bind the RPC listeners first: the membership publishes their ports.
+	lns := make([]net.Listener, len(run))
+	closeListeners := func() {
+		for _, ln := range lns {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+	}
+	for i := range run {
+		addr := run[i].RPCAddr()
+		if opts.EphemeralPorts {
+			addr = net.JoinHostPort(run[i].Host, "0")
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeListeners()
+			return nil, fmt.Errorf("%s: listen rpc: %w", run[i].ID, err)
+		}
+		lns[i] = ln
+		run[i].RPCPort = ln.Addr().(*net.TCPAddr).Port
+	}
+	all := slices.Clone(opts.Cluster.Servers)
+	var ids []string
+	for _, s := range run {
+		ids = append(ids, s.ID)
+		for i := range all {
+			if all[i].ID == s.ID {
+				all[i] = s
+			}
+		}
+	}
+	a.members = NewProbed(all, ids, opts.ProbeInterval, a.log)
+
+	for i, info := range run {
+		s, err := a.startServer(info, lns[i])
+		if err != nil {
+			lns[i].Close()
+			for _, ln := range lns[i+1:] {
+				ln.Close()
+			}
+			a.Close(context.Background())
+			return nil, fmt.Errorf("%s: %w", info.ID, err)
+		}
+		a.servers = append(a.servers, s)
+	}
+	a.members.Start()
+
+	if opts.WebAddr != "" {
+		ln, err := net.Listen("tcp", opts.WebAddr)
+		if err != nil {
+			a.Close(context.Background())
+			return nil, fmt.Errorf("web page: %w", err)
+		}
+		a.webLn = ln
+		a.web = &http.Server{
+			Handler:           web.Handler(a.gateAddr),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		}
+		go a.web.Serve(ln)
+	}
+	return a, nil
+}
+
+func (a *App) startServer(info cluster.ServerInfo, ln net.Listener) (*Server, error) {
+	frontend := info.Frontend
+	cfg := server.Config{
+		ID:       info.ID,
+		Type:     info.Type,
+		Frontend: frontend,
+		Logger:   a.log,
+	}
+	if frontend {
+		port := func(p int) string {
+			if a.opts.EphemeralPorts {
+				p = 0
+			}
+			return net.JoinHostPort(info.Host, strconv.Itoa(p))
+		}
+		if info.WSPort > 0 {
+			cfg.WSAddr = port(info.WSPort)
+		}
+		if info.TCPPort > 0 {
+			cfg.TCPAddr = port(info.TCPPort)
+		}
+		cfg.Connector = connector.Config{Heartbeat: a.opts.Heartbeat}
+		minVersion := a.opts.MinClientVersion
+		cfg.CheckClient = func(_, version string) bool { return VersionAtLeast(version, minVersion) }
+		if info.Type == TypeConnector {
+			cfg.SessionPolicy = session.KickOld
+		}
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	node, err := cluster.Join(srv, cluster.Config{
+		Self:       info,
+		Membership: a.members,
+		Secret:     a.opts.Cluster.Secret,
+		Listener:   ln,
+		Routes:     map[string]cluster.RouteFunc{TypeChat: ChatRoute},
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Info: info, Server: srv, Node: node}
+	switch info.Type {
+	case TypeGate:
+		err = chatv1.RegisterGateHandlerServer(srv, &gate{node: node})
+	case TypeConnector:
+		err = chatv1.RegisterEntryHandlerServer(srv, newEntry(node, &a.leaves))
+	case TypeChat:
+		s.channels = channel.NewService(channel.DeliveryFunc(node.PushToFrontend))
+		rs := newRooms(info.ID, s.channels, srv.Logger())
+		err = chatv1.RegisterChatHandlerServer(srv, rs)
+		chatv1.RegisterChatRemoteServer(srv, rs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	if err := node.Start(); err != nil {
+		srv.Shutdown(context.Background(), "")
+		return nil, err
+	}
+	if frontend && a.opts.EphemeralPorts {
+		if addr, ok := srv.WSAddr().(*net.TCPAddr); ok {
+			s.Info.WSPort = addr.Port
+		}
+		if addr, ok := srv.TCPAddr().(*net.TCPAddr); ok {
+			s.Info.TCPPort = addr.Port
+		}
+		a.members.Update(s.Info)
+	}
+	return s, nil
+}
+
+// gateAddr returns where clients reach a gate that is up, for the web page.
+func (a *App) gateAddr() (host string, port int, ok bool) {
+	for _, s := range a.members.Servers() {
+		if s.Type == TypeGate && s.WSPort > 0 {
+			host = s.Host
+			if h := s.Metadata[MetadataClientHost]; h != "" {
+				host = h
+			}
+			return host, s.WSPort, true
+		}
+	}
+	return "", 0, false
+}
+
+// Servers returns the servers run by this process, in start order.
+func (a *App) Servers() []*Server { return slices.Clone(a.servers) }
+
+// Server returns a server run by this process, by id.
+func (a *App) Server(id string) *Server {
+	for _, s := range a.servers {
+		if s.Info.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// Membership returns the process's view of the cluster.
+func (a *App) Membership() *Probed { return a.members }
+
+// WebURL returns the URL of the web page, or "" when it is not served.
+func (a *App) WebURL() string {
+	if a.webLn == nil {
+		return ""
+	}
+	return "http://" + a.webLn.Addr().String() + "/"
+}
+
+// PrintAddresses writes what runs where.
+func (a *App) PrintAddresses(w io.Writer) {
+	if u := a.WebURL(); u != "" {
+		fmt.Fprintf(w, "  %-12s %-10s %s\n", "web page", "", u)
+	}
+	for _, s := range a.servers {
+		var client string
+		if s.Info.WSPort > 0 {
+			client = "ws://" + net.JoinHostPort(s.Info.Host, strconv.Itoa(s.Info.WSPort)) + "  "
+		}
+		if s.Info.TCPPort > 0 {
+			client += "tcp://" + net.JoinHostPort(s.Info.Host, strconv.Itoa(s.Info.TCPPort)) + "  "
+		}
+		fmt.Fprintf(w, "  %-12s %-10s %srpc %s\n", s.Info.ID, s.Info.Type, client, s.Info.RPCAddr())
+	}
+}
+
+// Close stops the web page, then the frontends (their clients are kicked
+// with the reason "shutdown", and their sessions leave their rooms), then
+// the chat servers, each leaving the cluster gracefully; it waits at most
+// until ctx is done.
+func (a *App) Close(ctx context.Context) error {
+	var errs []error
+	if a.web != nil {
+		errs = append(errs, a.web.Shutdown(ctx))
+	}
+	closeAll := func(frontends bool) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, s := range a.servers {
+			if s.Server.Frontend() != frontends {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := s.Node.Close(ctx)
+				if s.channels != nil {
+					err = errors.Join(err, s.channels.Close())
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: %w", s.Info.ID, err))
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	closeAll(true)
+	// Let the sessions closed by the frontends leave their rooms.
+	left := make(chan struct{})
+	go func() {
+		a.leaves.Wait()
+		close(left)
+	}()
+	select {
+	case <-left:
+	case <-ctx.Done():
+	}
+	closeAll(false)
+	if a.members != nil {
+		a.members.Close()
+	}
+	return errors.Join(errs...)
+}

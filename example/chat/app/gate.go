@@ -1,0 +1,42 @@
+package app
+
+import (
+	"context"
+
+	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
+)
+
+// MetadataClientHost is the cluster file metadata key of the host clients
+// reach a connector at, when it differs from the host servers use.
+const MetadataClientHost = "clientHost"
+
+// gate serves gate.gateHandler.* on "gate" servers.
+type gate struct {
+	chatv1.UnimplementedGateHandlerServer
+	node *cluster.Node
+}
+
+// QueryEntry picks the connector for the uid by rendezvous hashing over the
+// connectors with a WebSocket port.
+func (g *gate) QueryEntry(_ context.Context, _ runtime.Session, req *chatv1.QueryEntryRequest) (*chatv1.QueryEntryResponse, error) {
+	if req.GetUid() == "" {
+		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "queryEntry needs a uid")
+	}
+	var connectors []cluster.ServerInfo
+	for _, s := range g.node.Members(TypeConnector) {
+		if s.WSPort > 0 {
+			connectors = append(connectors, s)
+		}
+	}
+	if len(connectors) == 0 {
+		return nil, runtime.Errorf(runtime.ErrNameUnavailable, "no connector is up")
+	}
+	c := cluster.Rendezvous(req.GetUid(), connectors)
+	host := c.Host
+	if h := c.Metadata[MetadataClientHost]; h != "" {
+		host = h
+	}
+	return &chatv1.QueryEntryResponse{Code: 200, Host: host, Port: int32(c.WSPort)}, nil
+}

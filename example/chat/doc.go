@@ -1,0 +1,41 @@
+// Command chat is the pomelo-go example: the chat application of Pomelo's
+// chatofpomelo-websocket demo, with its routes and JSON bodies, so that the
+// demo's clients work unchanged, and a web page.
+//
+//	go run ./example/chat
+//
+// starts the whole cluster of the committed cluster file (cluster.json,
+// embedded in the binary) in one process on loopback: the gate (WebSocket
+// port 3014), two connectors (3010 and 3011), two chat servers, and the web
+// page on http://127.0.0.1:3001. The same binary runs any subset of the
+// servers, so that it deploys as a real cluster:
+//
+//	chat -cluster cluster.json -servers chat-3
+//
+// runs only chat-3, which the file marks optional (not started by
+// default): the running servers find it at their next probe of the cluster
+// file's servers and place new rooms on it. See README.md.
+//
+// Flags, each also read from an environment variable:
+//
+//	-cluster path              POMELO_CLUSTER: the cluster file (default: the embedded one)
+//	-servers id,id             POMELO_SERVERS: the servers to run (default: every server not optional)
+//	-web addr                  POMELO_WEB: the web page's address, "off" for none
+//	                           (default 127.0.0.1:3001 when a gate runs here)
+//	-heartbeat 3s              POMELO_HEARTBEAT: the heartbeat interval
+//	-min-client-version 0.0.1  POMELO_MIN_CLIENT_VERSION: older clients get code 501
+//	-probe 1s                  POMELO_PROBE: how often other servers are probed
+//	-v                         POMELO_VERBOSE: debug logs
+//
+// POMELO_SECRET, when set, replaces the cluster file's secret.
+//
+// The example's protos are in proto/chat/v1; regenerate gen/ after editing
+// them, from the repository root, with
+//
+//	go generate ./...
+//
+// which runs, for this package, the command below (buf with the example's
+// workspace and template).
+package main
+
+//go:generate go -C ../.. tool -modfile=tools/go.mod buf generate --config example/chat/buf.yaml --template example/chat/buf.gen.yaml --path example/chat/proto/chat

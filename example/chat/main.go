@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pomelo-go/pomelo/example/chat/app"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
+)
+
+//go:embed cluster.json
+var defaultCluster []byte
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "chat:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+func envBool(name string) bool {
+	v, _ := strconv.ParseBool(os.Getenv(name))
+	return v
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	clusterPath := fs.String("cluster", env("POMELO_CLUSTER", ""), "cluster file (default: the embedded cluster.json)")
+	servers := fs.String("servers", env("POMELO_SERVERS", ""), "comma-separated ids of the servers to run (default: every server not marked optional)")
+	webAddr := fs.String("web", env("POMELO_WEB", ""), `web page address, "off" for none (default 127.0.0.1:3001 when a gate runs here)`)
+	heartbeat := fs.Duration("heartbeat", envDuration("POMELO_HEARTBEAT", app.DefaultHeartbeat), "heartbeat interval")
+	minVersion := fs.String("min-client-version", env("POMELO_MIN_CLIENT_VERSION", app.DefaultMinClientVersion), "lowest client version accepted (older clients get 501)")
+	probe := fs.Duration("probe", envDuration("POMELO_PROBE", app.DefaultProbeInterval), "how often the servers not run here are probed")
+	verbose := fs.Bool("v", envBool("POMELO_VERBOSE"), "debug logs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	var f *cluster.File
+	var err error
+	if *clusterPath == "" {
+		f, err = cluster.ParseFile(defaultCluster)
+	} else {
+		f, err = cluster.LoadFile(*clusterPath)
+	}
+	if err != nil {
+		return err
+	}
+	if s := os.Getenv("POMELO_SECRET"); s != "" {
+		f.Secret = s
+	}
+	var ids []string
+	for _, id := range strings.Split(*servers, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	run, err := app.Select(f, ids)
+	if err != nil {
+		return err
+	}
+	switch *webAddr {
+	case "off", "none":
+		*webAddr = ""
+	case "":
+		for _, s := range run {
+			if s.Type == app.TypeGate {
+				*webAddr = "127.0.0.1:3001"
+			}
+		}
+	}
+
+	a, err := app.Start(app.Options{
+		Cluster:          f,
+		Servers:          ids,
+		Heartbeat:        *heartbeat,
+		MinClientVersion: *minVersion,
+		ProbeInterval:    *probe,
+		WebAddr:          *webAddr,
+		Logger:           log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println("pomelo-go chat example is running:")
+	a.PrintAddresses(os.Stdout)
+	if u := a.WebURL(); u != "" {
+		fmt.Printf("Open %s in two browser windows. Ctrl-C stops.\n", u)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	<-ctx.Done()
+	stop() // a second signal kills the process
+	log.Info("shutting down")
+	closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := a.Close(closeCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

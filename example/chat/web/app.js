@@ -1,0 +1,167 @@
+// The chat page: the flow of Pomelo's chat demo on pomelo-client.js. Ask the
+// gate for a connector, connect to it, enter a room, then chat; pushes keep
+// the user list and the conversation up to date.
+import { PomeloClient } from './pomelo-client.js';
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  client: null,
+  username: '',
+  rid: '',
+  users: [],
+};
+
+function setStatus(text, kind = '') {
+  const el = $('status');
+  el.textContent = text;
+  el.className = 'status' + (kind ? ' ' + kind : '');
+}
+
+function showLogin(error) {
+  $('chat').hidden = true;
+  $('login').hidden = false;
+  $('enter').disabled = false;
+  const el = $('login-error');
+  el.hidden = !error;
+  el.textContent = error || '';
+}
+
+function addLine(kind, from, text) {
+  const li = document.createElement('li');
+  li.className = kind;
+  if (from) {
+    const who = document.createElement('span');
+    who.className = 'from';
+    who.textContent = from;
+    li.append(who);
+  }
+  li.append(document.createTextNode(text));
+  const list = $('messages');
+  list.append(li);
+  list.scrollTop = list.scrollHeight;
+}
+
+function renderUsers() {
+  const ul = $('users');
+  ul.replaceChildren(...state.users.map((name) => {
+    const li = document.createElement('li');
+    li.textContent = name;
+    if (name === state.username) li.className = 'me';
+    return li;
+  }));
+  const target = $('target');
+  const current = target.value;
+  const options = [new Option('everyone', '*')];
+  for (const name of state.users) {
+    if (name !== state.username) options.push(new Option(name, name));
+  }
+  target.replaceChildren(...options);
+  target.value = options.some((o) => o.value === current) ? current : '*';
+}
+
+async function gateAddress() {
+  const res = await fetch('config.json', { cache: 'no-store' });
+  if (!res.ok) throw new Error(`config.json: ${res.status}`);
+  const cfg = await res.json();
+  if (!cfg.gate) throw new Error('no gate server is up');
+  return `ws://${cfg.gate.host}:${cfg.gate.port}/`;
+}
+
+async function enter(username, rid) {
+  setStatus('asking the gate for a connector…');
+  const gate = new PomeloClient();
+  await gate.connect(await gateAddress());
+  let entry;
+  try {
+    entry = await gate.request('gate.gateHandler.queryEntry', { uid: username });
+  } finally {
+    gate.disconnect();
+  }
+
+  const url = `ws://${entry.host}:${entry.port}/`;
+  setStatus(`connecting to ${url}…`);
+  const client = new PomeloClient();
+  client.on('onChat', (m) => {
+    const to = m.target === '*' ? '' : ` → ${m.target}`;
+    addLine(m.target === '*' ? 'msg' : 'msg private', m.from + to, m.msg);
+  });
+  client.on('onAdd', ({ user }) => {
+    if (!state.users.includes(user)) state.users.push(user);
+    renderUsers();
+    addLine('system', '', `${user} entered the room`);
+  });
+  client.on('onLeave', ({ user }) => {
+    state.users = state.users.filter((u) => u !== user);
+    renderUsers();
+    addLine('system', '', `${user} left the room`);
+  });
+  client.on('kick', ({ reason }) => {
+    addLine('system', '', reason === 'relogin'
+      ? 'you entered this room from somewhere else: disconnected here'
+      : `disconnected by the server (${reason || 'no reason'})`);
+  });
+  client.on('close', ({ kicked }) => {
+    if (state.client !== client) return;
+    state.client = null;
+    setStatus(kicked !== null ? `kicked: ${kicked}` : 'disconnected', 'offline');
+    $('say').querySelectorAll('input, select, button').forEach((el) => { el.disabled = true; });
+    $('leave').textContent = 'Back';
+  });
+  await client.connect(url);
+  const res = await client.request('connector.entryHandler.enter', { username, rid });
+  state.client = client;
+  state.username = username;
+  state.rid = rid;
+  state.users = res.users || [];
+  setStatus(`online as ${username} on ${entry.host}:${entry.port}`, 'online');
+}
+
+$('login').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const username = $('username').value.trim();
+  const rid = $('room').value.trim();
+  if (!username || !rid) return;
+  $('enter').disabled = true;
+  try {
+    await enter(username, rid);
+  } catch (err) {
+    setStatus('not connected', 'offline');
+    showLogin(err.message || String(err));
+    return;
+  }
+  $('room-name').textContent = rid;
+  $('messages').replaceChildren();
+  $('leave').textContent = 'Leave';
+  $('say').querySelectorAll('input, select, button').forEach((el) => { el.disabled = false; });
+  renderUsers();
+  $('login').hidden = true;
+  $('chat').hidden = false;
+  addLine('system', '', `you entered ${rid}`);
+  $('text').focus();
+});
+
+$('say').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const content = $('text').value;
+  if (!content || !state.client) return;
+  const target = $('target').value;
+  $('text').value = '';
+  try {
+    await state.client.request('chat.chatHandler.send', { content, target });
+  } catch (err) {
+    addLine('system', '', `not sent: ${err.message}`);
+  }
+});
+
+$('leave').addEventListener('click', () => {
+  const client = state.client;
+  state.client = null;
+  if (client) client.disconnect();
+  setStatus('not connected');
+  showLogin('');
+});
+
+const params = new URLSearchParams(location.search);
+if (params.get('name')) $('username').value = params.get('name');
+if (params.get('room')) $('room').value = params.get('room');
