@@ -53,7 +53,8 @@ type conn struct {
 
 	// inbox of messages for the handling chain, in arrival order
 	inMu     sync.Mutex
-	inbox    []*wire.Message
+	inbox    []*wire.Message // inbox[inHead:] waits to run
+	inHead   int
 	inActive bool
 	inCtx    context.Context
 	inCancel context.CancelFunc
@@ -360,7 +361,7 @@ func (cn *conn) onData(body []byte) error {
 // is work.
 func (cn *conn) enqueue(m *wire.Message) {
 	cn.inMu.Lock()
-	if len(cn.inbox) >= cn.c.cfg.MaxInFlight {
+	if len(cn.inbox)-cn.inHead >= cn.c.cfg.MaxInFlight {
 		cn.inMu.Unlock()
 		if m.Type == wire.Request {
 			cn.c.h.Reject(cn.sess, m, runtime.Errorf(runtime.ErrNameOverloaded, "too many messages in flight for this session (max %d)", cn.c.cfg.MaxInFlight))
@@ -372,22 +373,23 @@ func (cn *conn) enqueue(m *wire.Message) {
 	cn.inActive = true
 	cn.inMu.Unlock()
 	if start {
-		go cn.drainInbox()
+		cn.c.workers.Go(cn.drainInbox)
 	}
 }
 
 func (cn *conn) drainInbox() {
 	for {
 		cn.inMu.Lock()
-		if len(cn.inbox) == 0 {
+		if cn.inHead == len(cn.inbox) {
+			// Keep the backing array: the next message reuses it.
+			cn.inbox, cn.inHead = cn.inbox[:0], 0
 			cn.inActive = false
-			cn.inbox = nil
 			cn.inMu.Unlock()
 			return
 		}
-		m := cn.inbox[0]
-		cn.inbox[0] = nil
-		cn.inbox = cn.inbox[1:]
+		m := cn.inbox[cn.inHead]
+		cn.inbox[cn.inHead] = nil
+		cn.inHead++
 		cn.inMu.Unlock()
 		cn.c.h.ServeMessage(cn.inCtx, cn.sess, m)
 	}

@@ -126,8 +126,9 @@ type Connector struct {
 	h        Handler
 	hsOK     []byte // cached success reply when the client has the dict
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx     context.Context
+	cancel  context.CancelFunc
+	workers *workers
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -151,6 +152,7 @@ func New(cfg Config, sessions *session.Service, h Handler) *Connector {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}
+	c.workers = newWorkers(ctx)
 	sessions.SetDict(cfg.Dict)
 	return c
 }

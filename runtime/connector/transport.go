@@ -32,12 +32,11 @@ type transport interface {
 var errTooLarge = wire.ErrTooLarge
 
 type wsTransport struct {
-	c       *websocket.Conn
-	ctx     context.Context
-	cancel  context.CancelFunc
-	addr    net.Addr
-	buf     []byte
-	maxBody int
+	c        *websocket.Conn
+	addr     net.Addr
+	buf      []byte
+	maxBody  int
+	watchdog *time.Timer // closes the connection when a write takes too long
 }
 
 func acceptWS(w http.ResponseWriter, r *http.Request, cfg *Config) (transport, error) {
@@ -56,13 +55,15 @@ func acceptWS(w http.ResponseWriter, r *http.Request, cfg *Config) (transport, e
 	// Several packages may share a frame: allow a little more than one
 	// maximum package per frame; each package is still checked on its own.
 	c.SetReadLimit(int64(2*(cfg.MaxPackageSize+wire.HeaderLen)) + 1024)
-	ctx, cancel := context.WithCancel(context.Background())
 	addr, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
 	var a net.Addr = addr
 	if addr == nil {
 		a = stringAddr(r.RemoteAddr)
 	}
-	return &wsTransport{c: c, ctx: ctx, cancel: cancel, addr: a, maxBody: cfg.MaxPackageSize}, nil
+	t := &wsTransport{c: c, addr: a, maxBody: cfg.MaxPackageSize}
+	t.watchdog = time.AfterFunc(time.Hour, func() { c.CloseNow() })
+	t.watchdog.Stop()
+	return t, nil
 }
 
 type stringAddr string
@@ -71,7 +72,8 @@ func (a stringAddr) Network() string { return "tcp" }
 func (a stringAddr) String() string  { return string(a) }
 
 func (t *wsTransport) readPackages(fn func(wire.PackageType, []byte) error) error {
-	_, r, err := t.c.Reader(t.ctx)
+	// No cancellable context per read: closing the connection unblocks it.
+	_, r, err := t.c.Reader(context.Background())
 	if err != nil {
 		return err
 	}
@@ -98,9 +100,12 @@ func (t *wsTransport) readPackages(fn func(wire.PackageType, []byte) error) erro
 }
 
 func (t *wsTransport) write(b []byte, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(t.ctx, timeout)
-	defer cancel()
-	return t.c.Write(ctx, websocket.MessageBinary, b)
+	// One reusable timer bounds the write, instead of a timeout context per
+	// frame: if it fires, the connection is closed and Write fails.
+	t.watchdog.Reset(timeout)
+	err := t.c.Write(context.Background(), websocket.MessageBinary, b)
+	t.watchdog.Stop()
+	return err
 }
 
 func (t *wsTransport) close() {
@@ -116,12 +121,11 @@ func (t *wsTransport) close() {
 		t.c.CloseNow()
 		<-done
 	}
-	t.cancel()
 }
 
 func (t *wsTransport) closeNow() {
+	t.watchdog.Stop()
 	t.c.CloseNow()
-	t.cancel()
 }
 
 func (t *wsTransport) remoteAddr() net.Addr { return t.addr }

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/connector"
@@ -80,6 +80,14 @@ func (s *Server) handleFrontend(ctx context.Context, r *runtime.Request) (res ru
 // its handler. Backends call it for forwarded requests; r.Session must be
 // set and ctx should carry it (runtime.WithSession).
 func (s *Server) HandleLocal(ctx context.Context, r *runtime.Request) runtime.Result {
+	return s.handleLocal(ctx, r, time.Time{})
+}
+
+// handleLocal runs a request here. inherited is the deadline the request
+// arrived with from a frontend, which answers TIMEOUT itself when it passes:
+// only a deadline set here (by a filter) needs the handler to run on its own
+// goroutine so that the answer can be sent before the handler returns.
+func (s *Server) handleLocal(ctx context.Context, r *runtime.Request, inherited time.Time) runtime.Result {
 	s.mu.RLock()
 	filters := s.filters
 	s.mu.RUnlock()
@@ -91,14 +99,15 @@ func (s *Server) HandleLocal(ctx context.Context, r *runtime.Request) runtime.Re
 		if d.NotifyOnly && !r.Notify() {
 			return runtime.Result{Err: runtime.Errorf(runtime.ErrNameBadRequest, "%s is notify-only: send it as a notify", r.Route)}
 		}
-		return callHandler(ctx, d, r)
+		return callHandler(ctx, d, r, inherited)
 	})
 }
 
 // HandleForwarded runs a forwarded request on a backend and returns the
 // encoded response. Errors are mapped by the error handler.
 func (s *Server) HandleForwarded(ctx context.Context, r *runtime.Request) ([]byte, error) {
-	res := s.mapError(ctx, r, s.HandleLocal(runtime.WithSession(ctx, r.Session), r))
+	inherited, _ := ctx.Deadline()
+	res := s.mapError(ctx, r, s.handleLocal(runtime.WithSession(ctx, r.Session), r, inherited))
 	if res.Err != nil {
 		return nil, res.Err
 	}
@@ -152,12 +161,12 @@ type panicError struct {
 
 func (e *panicError) Error() string { return fmt.Sprintf("panic in %s: %v", e.route, e.val) }
 
-// callHandler runs a handler. When ctx has a deadline (the timeout filter
-// sets one) the handler runs on its own goroutine and the request is
-// answered TIMEOUT when the deadline passes first; the handler's context is
-// cancelled then.
-func callHandler(ctx context.Context, d *runtime.HandlerDesc, r *runtime.Request) runtime.Result {
-	if _, ok := ctx.Deadline(); !ok {
+// callHandler runs a handler. When ctx has a deadline of its own (the
+// timeout filter sets one), not only the one inherited from the frontend,
+// the handler runs on its own goroutine and the request is answered TIMEOUT
+// when the deadline passes first; the handler's context is cancelled then.
+func callHandler(ctx context.Context, d *runtime.HandlerDesc, r *runtime.Request, inherited time.Time) runtime.Result {
+	if dl, ok := ctx.Deadline(); !ok || dl.Equal(inherited) {
 		return invoke(ctx, d, r)
 	}
 	done := make(chan runtime.Result, 1)
@@ -268,5 +277,3 @@ func (s *Server) respond(sess *session.Session, ser runtime.Serializer, id uint6
 	}
 	_ = sess.Conn().Send(pkg) // a failed send closes the connection
 }
-
-var _ proto.Message = nil

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"connectrpc.com/connect"
 
@@ -306,5 +305,3 @@ func (s *Server) Shutdown(ctx context.Context, reason string) error {
 	return c.Shutdown(ctx, reason)
 }
 
-// now is replaceable in tests.
-var now = time.Now
