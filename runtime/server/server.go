@@ -304,4 +304,3 @@ func (s *Server) Shutdown(ctx context.Context, reason string) error {
 	}
 	return c.Shutdown(ctx, reason)
 }
-
