@@ -1,0 +1,110 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+
+	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+)
+
+// ToConnectError converts an error returned by a remote or sys service
+// handler into a Connect error whose code fits its name, carrying the
+// *Error (code, name, message) as a pomelo.sys.v1.Error detail so that the
+// caller gets it back unchanged.
+func ToConnectError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		var e *Error
+		if !errors.As(err, &e) {
+			return err // already a Connect error, with its own code
+		}
+	}
+	e := AsError(err)
+	code := connect.CodeInternal
+	switch e.Name {
+	case ErrNameNotFound:
+		code = connect.CodeNotFound
+	case ErrNameBadRequest, ErrNameNotBound:
+		code = connect.CodeInvalidArgument
+	case ErrNameUnavailable, ErrNameClosed:
+		code = connect.CodeUnavailable
+	case ErrNameTimeout:
+		code = connect.CodeDeadlineExceeded
+	case ErrNameOverloaded, ErrNameRateLimited:
+		code = connect.CodeResourceExhausted
+	case ErrNameUnknownRoute:
+		code = connect.CodeUnimplemented
+	case "":
+		code = connect.CodeUnknown // an application error
+	}
+	out := connect.NewError(code, errors.New(e.Message))
+	if d, derr := connect.NewErrorDetail(&sysv1.Error{Code: e.Code, Name: e.Name, Message: e.Message}); derr == nil {
+		out.AddDetail(d)
+	}
+	return out
+}
+
+// FromConnectError converts an error of a remote call into an *Error: the
+// one the remote handler returned when it carried one, otherwise by the
+// Connect code (a server that cannot be reached is UNAVAILABLE, a deadline
+// TIMEOUT). server names the remote server in messages.
+func FromConnectError(server string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		for _, d := range ce.Details() {
+			if v, derr := d.Value(); derr == nil {
+				if pe, ok := v.(*sysv1.Error); ok {
+					return &Error{Code: pe.GetCode(), Name: pe.GetName(), Message: pe.GetMessage()}
+				}
+			}
+		}
+		switch ce.Code() {
+		case connect.CodeDeadlineExceeded:
+			return Errorf(ErrNameTimeout, "%s: %v", server, ce.Message())
+		case connect.CodeUnavailable, connect.CodeCanceled:
+			return Errorf(ErrNameUnavailable, "%s: %v", server, ce.Message())
+		case connect.CodeUnimplemented, connect.CodeNotFound:
+			return Errorf(ErrNameUnknownRoute, "%s: %v", server, ce.Message())
+		case connect.CodeResourceExhausted:
+			return Errorf(ErrNameOverloaded, "%s: %v", server, ce.Message())
+		case connect.CodeInvalidArgument:
+			return Errorf(ErrNameBadRequest, "%s: %v", server, ce.Message())
+		}
+		return Errorf(ErrNameInternal, "%s: %v", server, ce.Message())
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Errorf(ErrNameTimeout, "%s: %v", server, err)
+	}
+	return Errorf(ErrNameUnavailable, "%s: %v", server, err)
+}
+
+// ErrorInterceptor carries *Error values across unary remote calls: on the
+// handler side it turns them into Connect errors with a detail, on the
+// client side back into *Error (see ToConnectError and FromConnectError).
+// The cluster installs it on every server and client.
+func ErrorInterceptor() connect.Interceptor {
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			res, err := next(ctx, req)
+			if err == nil {
+				return res, nil
+			}
+			if req.Spec().IsClient {
+				return nil, FromConnectError(req.Peer().Addr, err)
+			}
+			return nil, ToConnectError(err)
+		}
+	})
+}
