@@ -28,8 +28,8 @@ func (f failingRemote) Whoami(context.Context, *testingv1.WhoamiRequest) (*testi
 type oneServer struct{ conn *runtime.RemoteConn }
 
 func (o oneServer) RouteServer(context.Context, string) (string, error) { return "s", nil }
-func (o oneServer) ServerIDs(string) []string                         { return []string{"s"} }
-func (o oneServer) RemoteConn(string) (*runtime.RemoteConn, error)    { return o.conn, nil }
+func (o oneServer) ServerIDs(string) []string                           { return []string{"s"} }
+func (o oneServer) RemoteConn(string) (*runtime.RemoteConn, error)      { return o.conn, nil }
 
 func TestErrorInterceptorCarriesErrors(t *testing.T) {
 	cases := []struct {
