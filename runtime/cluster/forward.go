@@ -35,14 +35,15 @@ func (n *Node) SetForwardMode(m ForwardMode) {
 
 // forwarder implements server.Forwarder over MsgRemote.
 type forwarder struct {
-	n       *Node
-	mu      sync.Mutex
-	mode    ForwardMode
-	streams map[string]*fwdStream
+	n            *Node
+	mu           sync.Mutex
+	mode         ForwardMode
+	streams      map[string]*fwdStream
+	unaryClients map[string]sysv1connect.MsgRemoteClient
 }
 
 func newForwarder(n *Node) *forwarder {
-	return &forwarder{n: n, streams: map[string]*fwdStream{}}
+	return &forwarder{n: n, streams: map[string]*fwdStream{}, unaryClients: map[string]sysv1connect.MsgRemoteClient{}}
 }
 
 // Forward implements server.Forwarder.
@@ -60,13 +61,13 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 	if r.Serializer.Name() == runtime.SerializerProtobuf {
 		req.Serializer = sysv1.Serializer_SERIALIZER_PROTOBUF
 	}
-	if _, ok := ctx.Deadline(); !ok && !req.Notify {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, f.n.cfg.ForwardTimeout)
-		defer cancel()
-	}
+	// Every forwarded request has a deadline: the context's, or
+	// ForwardTimeout from now. Streams enforce it by a periodic sweep rather
+	// than a timer per message.
 	if d, ok := ctx.Deadline(); ok {
 		req.DeadlineUnixNano = d.UnixNano()
+	} else if !req.Notify {
+		req.DeadlineUnixNano = time.Now().Add(f.n.cfg.ForwardTimeout).UnixNano()
 	}
 	f.mu.Lock()
 	mode := f.mode
@@ -90,13 +91,15 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 }
 
 func (f *forwarder) unary(ctx context.Context, serverID string, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
-	c, err := f.n.conn(serverID)
+	cl, err := f.unaryClient(serverID)
 	if err != nil {
 		return nil, err
 	}
-	cl := sysv1connect.NewMsgRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
-	ctx, cancel := f.n.callCtx(ctx)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok && req.DeadlineUnixNano > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, timeFromUnixNano(req.DeadlineUnixNano))
+		defer cancel()
+	}
 	res, err := cl.ForwardMessage(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, asUnavailable(serverID, err)
@@ -105,6 +108,21 @@ func (f *forwarder) unary(ctx context.Context, serverID string, req *sysv1.Forwa
 		return nil, nil
 	}
 	return res.Msg, nil
+}
+
+func (f *forwarder) unaryClient(serverID string) (sysv1connect.MsgRemoteClient, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cl, ok := f.unaryClients[serverID]; ok {
+		return cl, nil
+	}
+	c, err := f.n.conn(serverID)
+	if err != nil {
+		return nil, err
+	}
+	cl := sysv1connect.NewMsgRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
+	f.unaryClients[serverID] = cl
+	return cl, nil
 }
 
 func (f *forwarder) stream(ctx context.Context, serverID string, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
@@ -141,6 +159,11 @@ func (f *forwarder) drop(st *fwdStream) {
 // prune closes streams to servers that left the cluster.
 func (f *forwarder) prune(v *view) {
 	f.mu.Lock()
+	for id := range f.unaryClients {
+		if _, ok := v.byID[id]; !ok {
+			delete(f.unaryClients, id)
+		}
+	}
 	var gone []*fwdStream
 	for id, st := range f.streams {
 		if _, ok := v.byID[id]; !ok {
@@ -169,6 +192,7 @@ func (f *forwarder) closeAll() {
 type fwdStream struct {
 	f        *forwarder
 	serverID string
+	ctx      context.Context
 	cancel   context.CancelFunc
 	stream   *connect.BidiStreamForClient[sysv1.ForwardRequest, sysv1.ForwardResponse]
 
@@ -176,7 +200,7 @@ type fwdStream struct {
 
 	mu       sync.Mutex
 	seq      uint64
-	pending  map[uint64]chan *sysv1.ForwardResponse
+	pending  map[uint64]pendingCall
 	dead     error
 	started  bool
 	draining bool // the server left: finish pending calls, then close
@@ -188,9 +212,43 @@ func newFwdStream(f *forwarder, serverID string, c *runtime.RemoteConn) *fwdStre
 	return &fwdStream{
 		f:        f,
 		serverID: serverID,
+		ctx:      ctx,
 		cancel:   cancel,
 		stream:   cl.Forward(ctx),
-		pending:  map[uint64]chan *sysv1.ForwardResponse{},
+		pending:  map[uint64]pendingCall{},
+	}
+}
+
+// pendingCall is a forwarded request waiting for its response.
+type pendingCall struct {
+	ch       chan *sysv1.ForwardResponse
+	deadline int64 // unix nanos; 0 for none
+}
+
+// sweepInterval is how often a stream answers the requests whose deadline
+// passed: the precision of forwarded request timeouts.
+const sweepInterval = 20 * time.Millisecond
+
+// sweep answers TIMEOUT to pending calls past their deadline, until the
+// stream dies.
+func (st *fwdStream) sweep(ctx context.Context) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			ns := now.UnixNano()
+			st.mu.Lock()
+			for seq, p := range st.pending {
+				if p.deadline > 0 && p.deadline <= ns {
+					delete(st.pending, seq)
+					p.ch <- &sysv1.ForwardResponse{Seq: seq, Error: toProtoError(runtime.Errorf(runtime.ErrNameTimeout, "%s did not answer in time", st.serverID))}
+				}
+			}
+			st.mu.Unlock()
+		}
 	}
 }
 
@@ -212,7 +270,7 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 	req.Seq = st.seq
 	if !req.Notify {
 		ch = make(chan *sysv1.ForwardResponse, 1)
-		st.pending[req.Seq] = ch
+		st.pending[req.Seq] = pendingCall{ch: ch, deadline: req.DeadlineUnixNano}
 	}
 	start := !st.started
 	st.started = true
@@ -223,6 +281,7 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 	st.sendMu.Unlock()
 	if start {
 		go st.receive()
+		go st.sweep(st.ctx)
 	}
 	if err != nil {
 		err = asUnavailable(st.serverID, err)
@@ -257,12 +316,12 @@ func (st *fwdStream) receive() {
 			return
 		}
 		st.mu.Lock()
-		ch, ok := st.pending[res.Seq]
+		p, ok := st.pending[res.Seq]
 		delete(st.pending, res.Seq)
 		done := st.draining && len(st.pending) == 0
 		st.mu.Unlock()
 		if ok {
-			ch <- res
+			p.ch <- res
 		}
 		if done {
 			st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s left the cluster", st.serverID))
@@ -290,10 +349,10 @@ func (st *fwdStream) fail(err error) {
 		st.dead = err
 	}
 	pending := st.pending
-	st.pending = map[uint64]chan *sysv1.ForwardResponse{}
+	st.pending = map[uint64]pendingCall{}
 	st.mu.Unlock()
-	for _, ch := range pending {
-		close(ch)
+	for _, p := range pending {
+		close(p.ch)
 	}
 	st.cancel()
 	st.sendMu.Lock()
