@@ -194,12 +194,12 @@ type fwdStream struct {
 	serverID string
 	ctx      context.Context
 	cancel   context.CancelFunc
-	stream   *connect.BidiStreamForClient[sysv1.ForwardRequest, sysv1.ForwardResponse]
-
-	sendMu sync.Mutex // Send is not safe for concurrent use
+	stream   *connect.BidiStreamForClient[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]
+	wake     chan struct{} // a request was queued
 
 	mu       sync.Mutex
 	seq      uint64
+	queue    []*sysv1.ForwardRequest // written by send as one batch
 	pending  map[uint64]pendingCall
 	dead     error
 	started  bool
@@ -215,7 +215,39 @@ func newFwdStream(f *forwarder, serverID string, c *runtime.RemoteConn) *fwdStre
 		ctx:      ctx,
 		cancel:   cancel,
 		stream:   cl.Forward(ctx),
+		wake:     make(chan struct{}, 1),
 		pending:  map[uint64]pendingCall{},
+	}
+}
+
+// send writes the queued requests, all of them in one stream message,
+// until the stream dies. While one write is under way the next requests
+// queue up: under load, many requests share a write.
+func (st *fwdStream) send() {
+	var spare []*sysv1.ForwardRequest
+	batch := &sysv1.ForwardBatch{}
+	for {
+		select {
+		case <-st.wake:
+		case <-st.ctx.Done():
+			return
+		}
+		st.mu.Lock()
+		reqs := st.queue
+		if len(reqs) == 0 {
+			st.mu.Unlock()
+			continue
+		}
+		st.queue = spare[:0] // never the array being sent: spare is the last batch's
+		st.mu.Unlock()
+		batch.Requests = reqs
+		err := st.stream.Send(batch)
+		clear(reqs)
+		spare = reqs
+		if err != nil {
+			st.fail(asUnavailable(st.serverID, err))
+			return
+		}
 	}
 }
 
@@ -272,21 +304,18 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 		ch = make(chan *sysv1.ForwardResponse, 1)
 		st.pending[req.Seq] = pendingCall{ch: ch, deadline: req.DeadlineUnixNano}
 	}
+	st.queue = append(st.queue, req)
 	start := !st.started
 	st.started = true
 	st.mu.Unlock()
-
-	st.sendMu.Lock()
-	err := st.stream.Send(req)
-	st.sendMu.Unlock()
 	if start {
+		go st.send()
 		go st.receive()
 		go st.sweep(st.ctx)
 	}
-	if err != nil {
-		err = asUnavailable(st.serverID, err)
-		st.fail(err)
-		return nil, err
+	select {
+	case st.wake <- struct{}{}:
+	default:
 	}
 	if ch == nil {
 		return nil, nil
@@ -310,19 +339,20 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 
 func (st *fwdStream) receive() {
 	for {
-		res, err := st.stream.Receive()
+		batch, err := st.stream.Receive()
 		if err != nil {
 			st.fail(asUnavailable(st.serverID, err))
 			return
 		}
 		st.mu.Lock()
-		p, ok := st.pending[res.Seq]
-		delete(st.pending, res.Seq)
+		for _, res := range batch.Responses {
+			if p, ok := st.pending[res.Seq]; ok {
+				delete(st.pending, res.Seq)
+				p.ch <- res // buffered: never blocks
+			}
+		}
 		done := st.draining && len(st.pending) == 0
 		st.mu.Unlock()
-		if ok {
-			p.ch <- res
-		}
 		if done {
 			st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s left the cluster", st.serverID))
 			return
@@ -354,9 +384,8 @@ func (st *fwdStream) fail(err error) {
 	for _, p := range pending {
 		close(p.ch)
 	}
+	// Cancelling the stream's context ends the sender, the receiver and the
+	// sweep, and closes the request side.
 	st.cancel()
-	st.sendMu.Lock()
-	st.stream.CloseRequest()
-	st.sendMu.Unlock()
 	st.f.drop(st)
 }

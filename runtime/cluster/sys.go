@@ -14,6 +14,7 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/internal/workpool"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -215,60 +216,142 @@ func (h *msgRemote) ForwardMessage(ctx context.Context, r *connect.Request[sysv1
 // beyond it the stream stops reading (back-pressure to the frontend).
 const maxStreamInFlight = 1024
 
-func (h *msgRemote) Forward(ctx context.Context, st *connect.BidiStream[sysv1.ForwardRequest, sysv1.ForwardResponse]) error {
+func (h *msgRemote) Forward(ctx context.Context, st *connect.BidiStream[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		sendMu  sync.Mutex
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, maxStreamInFlight)
-		sendErr error
-	)
-	defer wg.Wait()
-	reqs := make(chan *sysv1.ForwardRequest)
+	out := newResponseQueue()
+	senderDone := make(chan struct{})
 	go func() {
-		defer close(reqs)
+		defer close(senderDone)
+		if err := out.run(ctx, st); err != nil {
+			cancel() // the frontend is gone: stop the handlers too
+		}
+	}()
+	var (
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, maxStreamInFlight)
+	)
+	defer func() {
+		wg.Wait()
+		out.close()
+		<-senderDone
+	}()
+	batches := make(chan *sysv1.ForwardBatch)
+	go func() {
+		defer close(batches)
 		for {
-			req, err := st.Receive()
+			b, err := st.Receive()
 			if err != nil {
 				return // the frontend closed the stream or went away
 			}
 			select {
-			case reqs <- req:
+			case batches <- b:
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
 	for {
-		var req *sysv1.ForwardRequest
+		var b *sysv1.ForwardBatch
 		select {
-		case r, ok := <-reqs:
+		case r, ok := <-batches:
 			if !ok {
 				return nil
 			}
-			req = r
+			b = r
 		case <-h.n.closeCh:
-			// Leaving the cluster: finish what runs (deferred Wait), then
-			// end the stream so the frontend stops using it.
+			// Leaving the cluster: finish what runs (deferred), then end
+			// the stream so the frontend stops using it.
+			return nil
+		case <-ctx.Done():
 			return nil
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			res := h.n.runForwarded(ctx, req)
-			if req.Notify {
-				return
+		for _, req := range b.Requests {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return nil
 			}
-			sendMu.Lock()
-			defer sendMu.Unlock()
-			if sendErr == nil {
-				if sendErr = st.Send(res); sendErr != nil {
-					cancel()
+			wg.Add(1)
+			handlerPool.Go(func() {
+				defer func() { <-sem; wg.Done() }()
+				res := h.n.runForwarded(ctx, req)
+				if !req.Notify {
+					out.push(res)
 				}
+			})
+		}
+	}
+}
+
+// handlerPool runs forwarded handlers on reused goroutines; idle ones exit
+// after a second.
+var handlerPool = workpool.New(context.Background())
+
+// responseQueue collects a Forward stream's responses; run writes
+// everything queued as one stream message, so responses that finish while
+// a write is under way share the next one.
+type responseQueue struct {
+	mu     sync.Mutex
+	queue  []*sysv1.ForwardResponse
+	closed bool
+	wake   chan struct{}
+}
+
+func newResponseQueue() *responseQueue {
+	return &responseQueue{wake: make(chan struct{}, 1)}
+}
+
+func (q *responseQueue) push(r *sysv1.ForwardResponse) {
+	q.mu.Lock()
+	q.queue = append(q.queue, r)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close makes run return once everything queued is written.
+func (q *responseQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *responseQueue) run(ctx context.Context, st *connect.BidiStream[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]) error {
+	var spare []*sysv1.ForwardResponse
+	batch := &sysv1.ForwardResponseBatch{}
+	for {
+		select {
+		case <-q.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		for {
+			q.mu.Lock()
+			rs, closed := q.queue, q.closed
+			if len(rs) == 0 {
+				q.mu.Unlock()
+				if closed {
+					return nil
+				}
+				break
 			}
-		}()
+			q.queue = spare[:0] // never the array being sent
+			q.mu.Unlock()
+			batch.Responses = rs
+			err := st.Send(batch)
+			clear(rs)
+			spare = rs
+			if err != nil {
+				return err
+			}
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/internal/workpool"
 	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
@@ -128,7 +129,7 @@ type Connector struct {
 
 	ctx     context.Context
 	cancel  context.CancelFunc
-	workers *workers
+	workers *workpool.Pool
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -152,7 +153,7 @@ func New(cfg Config, sessions *session.Service, h Handler) *Connector {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}
-	c.workers = newWorkers(ctx)
+	c.workers = workpool.New(ctx)
 	sessions.SetDict(cfg.Dict)
 	return c
 }

@@ -1031,6 +1031,96 @@ func (x *BroadcastRequest) GetFilterParam() []byte {
 	return nil
 }
 
+// ForwardBatch is one message of a Forward stream from a frontend.
+type ForwardBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*ForwardRequest      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardBatch) Reset() {
+	*x = ForwardBatch{}
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardBatch) ProtoMessage() {}
+
+func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardBatch.ProtoReflect.Descriptor instead.
+func (*ForwardBatch) Descriptor() ([]byte, []int) {
+	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ForwardBatch) GetRequests() []*ForwardRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// ForwardResponseBatch is one message of a Forward stream from a backend.
+type ForwardResponseBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Responses     []*ForwardResponse     `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponseBatch) Reset() {
+	*x = ForwardResponseBatch{}
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponseBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponseBatch) ProtoMessage() {}
+
+func (x *ForwardResponseBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponseBatch.ProtoReflect.Descriptor instead.
+func (*ForwardResponseBatch) Descriptor() ([]byte, []int) {
+	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ForwardResponseBatch) GetResponses() []*ForwardResponse {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
 // ForwardRequest is a client message forwarded by a frontend.
 type ForwardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1050,7 +1140,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[16]
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1152,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[16]
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1165,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{16}
+	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ForwardRequest) GetSeq() uint64 {
@@ -1141,7 +1231,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[17]
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1243,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[17]
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1256,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{17}
+	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ForwardResponse) GetSeq() uint64 {
@@ -1260,7 +1350,11 @@ const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
 	"\n" +
 	"bound_only\x18\x03 \x01(\bR\tboundOnly\x12\x16\n" +
 	"\x06filter\x18\x04 \x01(\tR\x06filter\x12!\n" +
-	"\ffilter_param\x18\x05 \x01(\fR\vfilterParam\"\xff\x01\n" +
+	"\ffilter_param\x18\x05 \x01(\fR\vfilterParam\"I\n" +
+	"\fForwardBatch\x129\n" +
+	"\brequests\x18\x01 \x03(\v2\x1d.pomelo.sys.v1.ForwardRequestR\brequests\"T\n" +
+	"\x14ForwardResponseBatch\x12<\n" +
+	"\tresponses\x18\x01 \x03(\v2\x1e.pomelo.sys.v1.ForwardResponseR\tresponses\"\xff\x01\n" +
 	"\x0eForwardRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x120\n" +
 	"\asession\x18\x02 \x01(\v2\x16.pomelo.sys.v1.SessionR\asession\x12\x14\n" +
@@ -1291,10 +1385,10 @@ const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
 	"\rWatchSessions\x12#.pomelo.sys.v1.WatchSessionsRequest\x1a\x1b.pomelo.sys.v1.SessionEvent(\x010\x012\xab\x01\n" +
 	"\rChannelRemote\x12T\n" +
 	"\vPushMessage\x12!.pomelo.sys.v1.PushMessageRequest\x1a\".pomelo.sys.v1.PushMessageResponse\x12D\n" +
-	"\tBroadcast\x12\x1f.pomelo.sys.v1.BroadcastRequest\x1a\x16.google.protobuf.Empty2\xaa\x01\n" +
+	"\tBroadcast\x12\x1f.pomelo.sys.v1.BroadcastRequest\x1a\x16.google.protobuf.Empty2\xad\x01\n" +
 	"\tMsgRemote\x12O\n" +
-	"\x0eForwardMessage\x12\x1d.pomelo.sys.v1.ForwardRequest\x1a\x1e.pomelo.sys.v1.ForwardResponse\x12L\n" +
-	"\aForward\x12\x1d.pomelo.sys.v1.ForwardRequest\x1a\x1e.pomelo.sys.v1.ForwardResponse(\x010\x01B5Z3github.com/pomelo-go/pomelo/gen/pomelo/sys/v1;sysv1b\x06proto3"
+	"\x0eForwardMessage\x12\x1d.pomelo.sys.v1.ForwardRequest\x1a\x1e.pomelo.sys.v1.ForwardResponse\x12O\n" +
+	"\aForward\x12\x1b.pomelo.sys.v1.ForwardBatch\x1a#.pomelo.sys.v1.ForwardResponseBatch(\x010\x01B5Z3github.com/pomelo-go/pomelo/gen/pomelo/sys/v1;sysv1b\x06proto3"
 
 var (
 	file_pomelo_sys_v1_sys_proto_rawDescOnce sync.Once
@@ -1309,7 +1403,7 @@ func file_pomelo_sys_v1_sys_proto_rawDescGZIP() []byte {
 }
 
 var file_pomelo_sys_v1_sys_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pomelo_sys_v1_sys_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_pomelo_sys_v1_sys_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_pomelo_sys_v1_sys_proto_goTypes = []any{
 	(Serializer)(0),              // 0: pomelo.sys.v1.Serializer
 	(SessionEvent_EventType)(0),  // 1: pomelo.sys.v1.SessionEvent.EventType
@@ -1329,54 +1423,58 @@ var file_pomelo_sys_v1_sys_proto_goTypes = []any{
 	(*PushMessageRequest)(nil),   // 15: pomelo.sys.v1.PushMessageRequest
 	(*PushMessageResponse)(nil),  // 16: pomelo.sys.v1.PushMessageResponse
 	(*BroadcastRequest)(nil),     // 17: pomelo.sys.v1.BroadcastRequest
-	(*ForwardRequest)(nil),       // 18: pomelo.sys.v1.ForwardRequest
-	(*ForwardResponse)(nil),      // 19: pomelo.sys.v1.ForwardResponse
-	nil,                          // 20: pomelo.sys.v1.Session.SettingsEntry
-	nil,                          // 21: pomelo.sys.v1.PushSettingsRequest.SettingsEntry
-	(*emptypb.Empty)(nil),        // 22: google.protobuf.Empty
+	(*ForwardBatch)(nil),         // 18: pomelo.sys.v1.ForwardBatch
+	(*ForwardResponseBatch)(nil), // 19: pomelo.sys.v1.ForwardResponseBatch
+	(*ForwardRequest)(nil),       // 20: pomelo.sys.v1.ForwardRequest
+	(*ForwardResponse)(nil),      // 21: pomelo.sys.v1.ForwardResponse
+	nil,                          // 22: pomelo.sys.v1.Session.SettingsEntry
+	nil,                          // 23: pomelo.sys.v1.PushSettingsRequest.SettingsEntry
+	(*emptypb.Empty)(nil),        // 24: google.protobuf.Empty
 }
 var file_pomelo_sys_v1_sys_proto_depIdxs = []int32{
-	20, // 0: pomelo.sys.v1.Session.settings:type_name -> pomelo.sys.v1.Session.SettingsEntry
-	21, // 1: pomelo.sys.v1.PushSettingsRequest.settings:type_name -> pomelo.sys.v1.PushSettingsRequest.SettingsEntry
+	22, // 0: pomelo.sys.v1.Session.settings:type_name -> pomelo.sys.v1.Session.SettingsEntry
+	23, // 1: pomelo.sys.v1.PushSettingsRequest.settings:type_name -> pomelo.sys.v1.PushSettingsRequest.SettingsEntry
 	2,  // 2: pomelo.sys.v1.SessionList.sessions:type_name -> pomelo.sys.v1.Session
 	1,  // 3: pomelo.sys.v1.SessionEvent.type:type_name -> pomelo.sys.v1.SessionEvent.EventType
 	2,  // 4: pomelo.sys.v1.SessionEvent.session:type_name -> pomelo.sys.v1.Session
 	4,  // 5: pomelo.sys.v1.PushMessageRequest.payload:type_name -> pomelo.sys.v1.Payload
 	4,  // 6: pomelo.sys.v1.BroadcastRequest.payload:type_name -> pomelo.sys.v1.Payload
-	2,  // 7: pomelo.sys.v1.ForwardRequest.session:type_name -> pomelo.sys.v1.Session
-	0,  // 8: pomelo.sys.v1.ForwardRequest.serializer:type_name -> pomelo.sys.v1.Serializer
-	3,  // 9: pomelo.sys.v1.ForwardResponse.error:type_name -> pomelo.sys.v1.Error
-	5,  // 10: pomelo.sys.v1.SessionRemote.Bind:input_type -> pomelo.sys.v1.BindRequest
-	5,  // 11: pomelo.sys.v1.SessionRemote.Unbind:input_type -> pomelo.sys.v1.BindRequest
-	6,  // 12: pomelo.sys.v1.SessionRemote.Push:input_type -> pomelo.sys.v1.PushSettingsRequest
-	6,  // 13: pomelo.sys.v1.SessionRemote.PushAll:input_type -> pomelo.sys.v1.PushSettingsRequest
-	7,  // 14: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:input_type -> pomelo.sys.v1.GetBySidRequest
-	8,  // 15: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:input_type -> pomelo.sys.v1.GetByUidRequest
-	10, // 16: pomelo.sys.v1.SessionRemote.KickBySid:input_type -> pomelo.sys.v1.KickBySidRequest
-	11, // 17: pomelo.sys.v1.SessionRemote.KickByUid:input_type -> pomelo.sys.v1.KickByUidRequest
-	13, // 18: pomelo.sys.v1.SessionRemote.WatchSessions:input_type -> pomelo.sys.v1.WatchSessionsRequest
-	15, // 19: pomelo.sys.v1.ChannelRemote.PushMessage:input_type -> pomelo.sys.v1.PushMessageRequest
-	17, // 20: pomelo.sys.v1.ChannelRemote.Broadcast:input_type -> pomelo.sys.v1.BroadcastRequest
-	18, // 21: pomelo.sys.v1.MsgRemote.ForwardMessage:input_type -> pomelo.sys.v1.ForwardRequest
-	18, // 22: pomelo.sys.v1.MsgRemote.Forward:input_type -> pomelo.sys.v1.ForwardRequest
-	22, // 23: pomelo.sys.v1.SessionRemote.Bind:output_type -> google.protobuf.Empty
-	22, // 24: pomelo.sys.v1.SessionRemote.Unbind:output_type -> google.protobuf.Empty
-	22, // 25: pomelo.sys.v1.SessionRemote.Push:output_type -> google.protobuf.Empty
-	22, // 26: pomelo.sys.v1.SessionRemote.PushAll:output_type -> google.protobuf.Empty
-	2,  // 27: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:output_type -> pomelo.sys.v1.Session
-	9,  // 28: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:output_type -> pomelo.sys.v1.SessionList
-	12, // 29: pomelo.sys.v1.SessionRemote.KickBySid:output_type -> pomelo.sys.v1.KickResponse
-	12, // 30: pomelo.sys.v1.SessionRemote.KickByUid:output_type -> pomelo.sys.v1.KickResponse
-	14, // 31: pomelo.sys.v1.SessionRemote.WatchSessions:output_type -> pomelo.sys.v1.SessionEvent
-	16, // 32: pomelo.sys.v1.ChannelRemote.PushMessage:output_type -> pomelo.sys.v1.PushMessageResponse
-	22, // 33: pomelo.sys.v1.ChannelRemote.Broadcast:output_type -> google.protobuf.Empty
-	19, // 34: pomelo.sys.v1.MsgRemote.ForwardMessage:output_type -> pomelo.sys.v1.ForwardResponse
-	19, // 35: pomelo.sys.v1.MsgRemote.Forward:output_type -> pomelo.sys.v1.ForwardResponse
-	23, // [23:36] is the sub-list for method output_type
-	10, // [10:23] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	20, // 7: pomelo.sys.v1.ForwardBatch.requests:type_name -> pomelo.sys.v1.ForwardRequest
+	21, // 8: pomelo.sys.v1.ForwardResponseBatch.responses:type_name -> pomelo.sys.v1.ForwardResponse
+	2,  // 9: pomelo.sys.v1.ForwardRequest.session:type_name -> pomelo.sys.v1.Session
+	0,  // 10: pomelo.sys.v1.ForwardRequest.serializer:type_name -> pomelo.sys.v1.Serializer
+	3,  // 11: pomelo.sys.v1.ForwardResponse.error:type_name -> pomelo.sys.v1.Error
+	5,  // 12: pomelo.sys.v1.SessionRemote.Bind:input_type -> pomelo.sys.v1.BindRequest
+	5,  // 13: pomelo.sys.v1.SessionRemote.Unbind:input_type -> pomelo.sys.v1.BindRequest
+	6,  // 14: pomelo.sys.v1.SessionRemote.Push:input_type -> pomelo.sys.v1.PushSettingsRequest
+	6,  // 15: pomelo.sys.v1.SessionRemote.PushAll:input_type -> pomelo.sys.v1.PushSettingsRequest
+	7,  // 16: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:input_type -> pomelo.sys.v1.GetBySidRequest
+	8,  // 17: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:input_type -> pomelo.sys.v1.GetByUidRequest
+	10, // 18: pomelo.sys.v1.SessionRemote.KickBySid:input_type -> pomelo.sys.v1.KickBySidRequest
+	11, // 19: pomelo.sys.v1.SessionRemote.KickByUid:input_type -> pomelo.sys.v1.KickByUidRequest
+	13, // 20: pomelo.sys.v1.SessionRemote.WatchSessions:input_type -> pomelo.sys.v1.WatchSessionsRequest
+	15, // 21: pomelo.sys.v1.ChannelRemote.PushMessage:input_type -> pomelo.sys.v1.PushMessageRequest
+	17, // 22: pomelo.sys.v1.ChannelRemote.Broadcast:input_type -> pomelo.sys.v1.BroadcastRequest
+	20, // 23: pomelo.sys.v1.MsgRemote.ForwardMessage:input_type -> pomelo.sys.v1.ForwardRequest
+	18, // 24: pomelo.sys.v1.MsgRemote.Forward:input_type -> pomelo.sys.v1.ForwardBatch
+	24, // 25: pomelo.sys.v1.SessionRemote.Bind:output_type -> google.protobuf.Empty
+	24, // 26: pomelo.sys.v1.SessionRemote.Unbind:output_type -> google.protobuf.Empty
+	24, // 27: pomelo.sys.v1.SessionRemote.Push:output_type -> google.protobuf.Empty
+	24, // 28: pomelo.sys.v1.SessionRemote.PushAll:output_type -> google.protobuf.Empty
+	2,  // 29: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:output_type -> pomelo.sys.v1.Session
+	9,  // 30: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:output_type -> pomelo.sys.v1.SessionList
+	12, // 31: pomelo.sys.v1.SessionRemote.KickBySid:output_type -> pomelo.sys.v1.KickResponse
+	12, // 32: pomelo.sys.v1.SessionRemote.KickByUid:output_type -> pomelo.sys.v1.KickResponse
+	14, // 33: pomelo.sys.v1.SessionRemote.WatchSessions:output_type -> pomelo.sys.v1.SessionEvent
+	16, // 34: pomelo.sys.v1.ChannelRemote.PushMessage:output_type -> pomelo.sys.v1.PushMessageResponse
+	24, // 35: pomelo.sys.v1.ChannelRemote.Broadcast:output_type -> google.protobuf.Empty
+	21, // 36: pomelo.sys.v1.MsgRemote.ForwardMessage:output_type -> pomelo.sys.v1.ForwardResponse
+	19, // 37: pomelo.sys.v1.MsgRemote.Forward:output_type -> pomelo.sys.v1.ForwardResponseBatch
+	25, // [25:38] is the sub-list for method output_type
+	12, // [12:25] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_pomelo_sys_v1_sys_proto_init() }
@@ -1390,7 +1488,7 @@ func file_pomelo_sys_v1_sys_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pomelo_sys_v1_sys_proto_rawDesc), len(file_pomelo_sys_v1_sys_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -478,9 +478,11 @@ type MsgRemoteClient interface {
 	// ForwardMessage runs one forwarded request or notify.
 	ForwardMessage(context.Context, *connect.Request[v1.ForwardRequest]) (*connect.Response[v1.ForwardResponse], error)
 	// Forward is the streaming fast path: a frontend keeps one stream open per
-	// backend and sends many requests; responses come back in any order,
-	// matched by seq.
-	Forward(context.Context) *connect.BidiStreamForClient[v1.ForwardRequest, v1.ForwardResponse]
+	// backend. Each stream message carries every request queued since the
+	// previous one was written (natural batching: one write under light load,
+	// many requests per write under heavy load); responses come back the same
+	// way, in any order, matched by seq.
+	Forward(context.Context) *connect.BidiStreamForClient[v1.ForwardBatch, v1.ForwardResponseBatch]
 }
 
 // NewMsgRemoteClient constructs a client for the pomelo.sys.v1.MsgRemote service. By default, it
@@ -500,7 +502,7 @@ func NewMsgRemoteClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 			connect.WithSchema(msgRemoteMethods.ByName("ForwardMessage")),
 			connect.WithClientOptions(opts...),
 		),
-		forward: connect.NewClient[v1.ForwardRequest, v1.ForwardResponse](
+		forward: connect.NewClient[v1.ForwardBatch, v1.ForwardResponseBatch](
 			httpClient,
 			baseURL+MsgRemoteForwardProcedure,
 			connect.WithSchema(msgRemoteMethods.ByName("Forward")),
@@ -512,7 +514,7 @@ func NewMsgRemoteClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 // msgRemoteClient implements MsgRemoteClient.
 type msgRemoteClient struct {
 	forwardMessage *connect.Client[v1.ForwardRequest, v1.ForwardResponse]
-	forward        *connect.Client[v1.ForwardRequest, v1.ForwardResponse]
+	forward        *connect.Client[v1.ForwardBatch, v1.ForwardResponseBatch]
 }
 
 // ForwardMessage calls pomelo.sys.v1.MsgRemote.ForwardMessage.
@@ -521,7 +523,7 @@ func (c *msgRemoteClient) ForwardMessage(ctx context.Context, req *connect.Reque
 }
 
 // Forward calls pomelo.sys.v1.MsgRemote.Forward.
-func (c *msgRemoteClient) Forward(ctx context.Context) *connect.BidiStreamForClient[v1.ForwardRequest, v1.ForwardResponse] {
+func (c *msgRemoteClient) Forward(ctx context.Context) *connect.BidiStreamForClient[v1.ForwardBatch, v1.ForwardResponseBatch] {
 	return c.forward.CallBidiStream(ctx)
 }
 
@@ -530,9 +532,11 @@ type MsgRemoteHandler interface {
 	// ForwardMessage runs one forwarded request or notify.
 	ForwardMessage(context.Context, *connect.Request[v1.ForwardRequest]) (*connect.Response[v1.ForwardResponse], error)
 	// Forward is the streaming fast path: a frontend keeps one stream open per
-	// backend and sends many requests; responses come back in any order,
-	// matched by seq.
-	Forward(context.Context, *connect.BidiStream[v1.ForwardRequest, v1.ForwardResponse]) error
+	// backend. Each stream message carries every request queued since the
+	// previous one was written (natural batching: one write under light load,
+	// many requests per write under heavy load); responses come back the same
+	// way, in any order, matched by seq.
+	Forward(context.Context, *connect.BidiStream[v1.ForwardBatch, v1.ForwardResponseBatch]) error
 }
 
 // NewMsgRemoteHandler builds an HTTP handler from the service implementation. It returns the path
@@ -573,6 +577,6 @@ func (UnimplementedMsgRemoteHandler) ForwardMessage(context.Context, *connect.Re
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pomelo.sys.v1.MsgRemote.ForwardMessage is not implemented"))
 }
 
-func (UnimplementedMsgRemoteHandler) Forward(context.Context, *connect.BidiStream[v1.ForwardRequest, v1.ForwardResponse]) error {
+func (UnimplementedMsgRemoteHandler) Forward(context.Context, *connect.BidiStream[v1.ForwardBatch, v1.ForwardResponseBatch]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("pomelo.sys.v1.MsgRemote.Forward is not implemented"))
 }

@@ -1,4 +1,5 @@
-package connector
+// Package workpool runs functions on reused goroutines.
+package workpool
 
 import (
 	"context"
@@ -9,20 +10,21 @@ import (
 // exits.
 const workerIdle = time.Second
 
-// workers runs functions on goroutines that are reused: a goroutine that
+// Pool runs functions on goroutines that are reused: a goroutine that
 // finished its work waits briefly for more, so request/response traffic
 // does not start (and grow the stack of) a new goroutine per message.
-type workers struct {
+type Pool struct {
 	ctx  context.Context
 	work chan func()
 }
 
-func newWorkers(ctx context.Context) *workers {
-	return &workers{ctx: ctx, work: make(chan func())}
+// New returns a pool whose idle goroutines exit when ctx is done.
+func New(ctx context.Context) *Pool {
+	return &Pool{ctx: ctx, work: make(chan func())}
 }
 
 // Go runs fn on an idle worker, or on a new one when none is idle.
-func (w *workers) Go(fn func()) {
+func (w *Pool) Go(fn func()) {
 	select {
 	case w.work <- fn:
 	default:
@@ -30,7 +32,7 @@ func (w *workers) Go(fn func()) {
 	}
 }
 
-func (w *workers) loop(fn func()) {
+func (w *Pool) loop(fn func()) {
 	var idle *time.Timer
 	for {
 		fn()
