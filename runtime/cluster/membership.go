@@ -109,7 +109,9 @@ type Membership interface {
 	// Servers returns the current members.
 	Servers() []ServerInfo
 	// Subscribe calls fn with the whole member list after every change,
-	// until the returned function is called.
+	// until the returned function is called. An implementation may also
+	// call fn at once with the current list (so that no change between
+	// Servers and Subscribe is missed).
 	Subscribe(fn func([]ServerInfo)) (cancel func())
 }
 

@@ -73,6 +73,7 @@ type Node struct {
 	watchers *watchHub
 	bsess    *BackendSessions
 	filters  sync.Map // broadcast filter name -> BroadcastFilter
+	locator  atomic.Pointer[Locator]
 	closeFns []func(SessionEvent)
 }
 
@@ -139,11 +140,13 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 	for t, fn := range cfg.Routes {
 		n.routes[t] = fn
 	}
-	n.view.Store(newView(cfg.Membership.Servers()))
-	n.unsub = cfg.Membership.Subscribe(n.setMembers)
 	n.fwd = newForwarder(n)
 	n.watchers = newWatchHub()
 	n.bsess = &BackendSessions{n: n}
+	// Subscribe once the node is ready for setMembers: a membership may
+	// call it at once with its current list.
+	n.view.Store(newView(cfg.Membership.Servers()))
+	n.unsub = cfg.Membership.Subscribe(n.setMembers)
 
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(32 << 20)}
 	srv.SetRPCHandlerOptions(opts...)

@@ -48,18 +48,60 @@ func (n *Node) PushToFrontend(ctx context.Context, frontendID, route string, msg
 	return res.FailedUids, nil
 }
 
-// PushToUIDs implements runtime.Pusher. Without an online-status service
-// it does not know which frontend holds a uid, so it asks every frontend,
-// concurrently; a uid fails when no frontend has it.
+// Locator tells which frontends hold sessions of uids: it returns the uids
+// grouped by frontend id (a uid with sessions on several frontends is in
+// each group; a uid with none is in no group). An online-status service
+// such as runtime/online provides one.
+type Locator func(ctx context.Context, uids []string) (map[string][]string, error)
+
+// SetLocator makes PushToUIDs, and KickByUID for every frontend, call only
+// the frontends that l says hold the uids. When l fails they ask every
+// frontend, as without a locator. A nil l removes the locator.
+func (n *Node) SetLocator(l Locator) {
+	if l == nil {
+		n.locator.Store(nil)
+		return
+	}
+	n.locator.Store(&l)
+}
+
+// locate groups uids by the frontends holding them, by the locator; ok is
+// false without a locator or when it fails.
+func (n *Node) locate(ctx context.Context, uids []string) (groups map[string][]string, ok bool) {
+	l := n.locator.Load()
+	if l == nil {
+		return nil, false
+	}
+	groups, err := (*l)(ctx, uids)
+	if err != nil {
+		n.log.Warn("locating uids failed; asking every frontend", "err", err)
+		return nil, false
+	}
+	return groups, true
+}
+
+// PushToUIDs implements runtime.Pusher. With a locator (SetLocator) it
+// calls only the frontends holding the uids, one call per frontend;
+// without one it asks every frontend, concurrently. A uid fails when no
+// frontend has it.
 func (n *Node) PushToUIDs(ctx context.Context, route string, msg proto.Message, uids []string) ([]string, error) {
-	var fronts []ServerInfo
-	for _, s := range n.Members("") {
-		if s.Frontend {
-			fronts = append(fronts, s)
+	groups, ok := n.locate(ctx, uids)
+	if !ok {
+		groups = map[string][]string{}
+		for _, s := range n.Members("") {
+			if s.Frontend {
+				groups[s.ID] = uids
+			}
+		}
+		if len(groups) == 0 {
+			return slices.Clone(uids), runtime.Errorf(runtime.ErrNameUnavailable, "no frontend in the cluster")
 		}
 	}
-	if len(fronts) == 0 {
-		return slices.Clone(uids), runtime.Errorf(runtime.ErrNameUnavailable, "no frontend in the cluster")
+	tries := map[string]int{} // uid -> frontends asked for it
+	for _, g := range groups {
+		for _, u := range g {
+			tries[u]++
+		}
 	}
 	var (
 		mu       sync.Mutex
@@ -67,11 +109,11 @@ func (n *Node) PushToUIDs(ctx context.Context, route string, msg proto.Message, 
 		firstErr error
 		wg       sync.WaitGroup
 	)
-	for _, f := range fronts {
+	for fid, g := range groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			failed, err := n.PushToFrontend(ctx, f.ID, route, msg, uids)
+			failed, err := n.PushToFrontend(ctx, fid, route, msg, g)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {
@@ -85,7 +127,7 @@ func (n *Node) PushToUIDs(ctx context.Context, route string, msg proto.Message, 
 	wg.Wait()
 	var failed []string
 	for _, u := range uids {
-		if misses[u] == len(fronts) {
+		if misses[u] == tries[u] {
 			failed = append(failed, u)
 		}
 	}

@@ -163,15 +163,22 @@ func (b *BackendSessions) KickBySID(ctx context.Context, frontendID string, sid 
 }
 
 // KickByUID kicks every session of uid on frontendID (every frontend when
-// frontendID is "") and returns how many were kicked.
+// frontendID is "", or those the node's locator names) and returns how
+// many were kicked.
 func (b *BackendSessions) KickByUID(ctx context.Context, frontendID, uid, reason string) (int, error) {
 	o := &origin{n: b.n}
 	targets := []string{frontendID}
 	if frontendID == "" {
 		targets = targets[:0]
-		for _, s := range b.n.Members("") {
-			if s.Frontend {
-				targets = append(targets, s.ID)
+		if groups, ok := b.n.locate(ctx, []string{uid}); ok {
+			for fid := range groups {
+				targets = append(targets, fid)
+			}
+		} else {
+			for _, s := range b.n.Members("") {
+				if s.Frontend {
+					targets = append(targets, s.ID)
+				}
 			}
 		}
 	}

@@ -1,11 +1,13 @@
 // Package testkit starts a whole pomelo-go cluster in one process on
-// loopback: frontends and backends of any types on a static membership, for
-// this project's tests and for users' own.
+// loopback: frontends and backends of any types on a static membership (or
+// one of the caller's, such as etcd), for this project's tests and for
+// users' own.
 package testkit
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -41,6 +43,11 @@ type Options struct {
 	// Setup, when set, runs for each server after it joined the cluster and
 	// before it starts: register handlers, remotes and filters here.
 	Setup func(m *Member) error
+	// Membership, when set, makes each server's membership (such as an etcd
+	// registrar) instead of sharing the cluster's static one. A membership
+	// that is an io.Closer is closed after its server stops; a killed
+	// server's is closed without leaving, as a crash would.
+	Membership func(self cluster.ServerInfo) (cluster.Membership, error)
 }
 
 // Member is one server of a test cluster.
@@ -51,6 +58,19 @@ type Member struct {
 	Server *server.Server
 	// Node is its cluster membership.
 	Node *cluster.Node
+	// Membership is the server's membership: the cluster's static one, or
+	// the one Options.Membership made.
+	Membership cluster.Membership
+}
+
+// closeMembership closes a membership made by Options.Membership.
+func (m *Member) closeMembership() {
+	if _, ok := m.Membership.(*cluster.Static); ok {
+		return
+	}
+	if c, ok := m.Membership.(io.Closer); ok {
+		c.Close()
+	}
 }
 
 // WSURL returns a frontend's WebSocket URL.
@@ -62,7 +82,8 @@ func (m *Member) TCPURL() string { return "tcp://" + m.Server.TCPAddr().String()
 // Cluster is a running test cluster.
 type Cluster struct {
 	// Membership is the cluster's static membership; Add and Remove on it
-	// are seen by every server at once.
+	// are seen by every server at once. It is unused when
+	// Options.Membership is set.
 	Membership *cluster.Static
 
 	opts    Options
@@ -115,26 +136,37 @@ func (c *Cluster) Add(serverType string, frontend bool) (*Member, error) {
 	}
 	info := cluster.ServerInfo{ID: id, Type: serverType, Host: "127.0.0.1", RPCPort: ln.Addr().(*net.TCPAddr).Port, Frontend: frontend}
 	ncfg := cluster.Config{Self: info, Membership: c.Membership, Secret: c.opts.Secret, Listener: ln}
+	if c.opts.Membership != nil {
+		if ncfg.Membership, err = c.opts.Membership(info); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	if c.opts.ConfigureNode != nil {
 		c.opts.ConfigureNode(&ncfg)
 	}
+	m := &Member{Info: info, Server: srv, Membership: ncfg.Membership}
 	node, err := cluster.Join(srv, ncfg)
 	if err != nil {
 		ln.Close()
+		m.closeMembership()
 		return nil, err
 	}
-	m := &Member{Info: info, Server: srv, Node: node}
+	m.Node = node
 	if c.opts.Setup != nil {
 		if err := c.opts.Setup(m); err != nil {
 			ln.Close()
+			m.closeMembership()
 			return nil, fmt.Errorf("setup %s: %w", id, err)
 		}
 	}
 	if err := srv.Start(); err != nil {
 		ln.Close()
+		m.closeMembership()
 		return nil, err
 	}
 	if err := node.Start(); err != nil {
+		m.closeMembership()
 		return nil, err
 	}
 	if frontend {
@@ -145,7 +177,9 @@ func (c *Cluster) Add(serverType string, frontend bool) (*Member, error) {
 	c.mu.Lock()
 	c.members = append(c.members, m)
 	c.mu.Unlock()
-	c.Membership.Add(info)
+	if m.Membership == cluster.Membership(c.Membership) {
+		c.Membership.Add(info)
+	}
 	return m, nil
 }
 
@@ -175,11 +209,16 @@ func (c *Cluster) Member(id string) *Member {
 }
 
 // Kill crashes a server: it stops serving at once, without draining, and
-// only then leaves the membership (as a lease expiry would tell the others).
+// only then leaves the static membership (as a lease expiry would tell the
+// others). A membership made by Options.Membership is closed without
+// leaving: the others learn of the crash when its registration expires.
 func (c *Cluster) Kill(id string) {
 	if m := c.remove(id); m != nil {
 		m.Node.Kill()
-		c.Membership.Remove(id)
+		if m.Membership == cluster.Membership(c.Membership) {
+			c.Membership.Remove(id)
+		}
+		m.closeMembership()
 	}
 }
 
@@ -190,10 +229,14 @@ func (c *Cluster) Stop(id string) error {
 	if m == nil {
 		return fmt.Errorf("testkit: no server %q", id)
 	}
-	c.Membership.Remove(id)
+	if m.Membership == cluster.Membership(c.Membership) {
+		c.Membership.Remove(id)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return m.Node.Close(ctx)
+	err := m.Node.Close(ctx)
+	m.closeMembership()
+	return err
 }
 
 func (c *Cluster) remove(id string) *Member {
@@ -222,6 +265,7 @@ func (c *Cluster) Close() {
 		go func() {
 			defer wg.Done()
 			m.Node.Close(ctx)
+			m.closeMembership()
 		}()
 	}
 	wg.Wait()
