@@ -198,6 +198,14 @@ func (n *Node) Start() error {
 				self.RPCPort = a.Port
 			}
 		}
+		// Client ports picked at listen time (port 0) are registered as
+		// bound, when the server started first.
+		if a, ok := n.srv.WSAddr().(*net.TCPAddr); ok && self.WSPort == 0 {
+			self.WSPort = a.Port
+		}
+		if a, ok := n.srv.TCPAddr().(*net.TCPAddr); ok && self.TCPPort == 0 {
+			self.TCPPort = a.Port
+		}
 		if err := r.Register(self); err != nil {
 			rs.Close()
 			return err

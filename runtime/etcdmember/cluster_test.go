@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,10 @@ func TestBackendJoinsAndReceivesRoutedRequests(t *testing.T) {
 	t.Parallel()
 	ec := startEtcdCluster(t, testservers.SharedEtcd(t), testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
 	fe := ec.Members("connector")[0]
+	// The frontend registered the client ports it bound.
+	if got, _ := ec.Members("chat")[0].Node.Member("connector-1"); got.WSPort != fe.Server.WSAddr().(*net.TCPAddr).Port || got.TCPPort == 0 {
+		t.Fatalf("connector-1 registered as %+v", got)
+	}
 	clients := users(t, fe, 20)
 	for i, c := range clients {
 		if s, err := whoami(c, 0); err != nil || s != "chat-1" {
