@@ -91,7 +91,7 @@ func (w *watcher) waitIDs(t testing.TB, within time.Duration, want ...string) {
 	}
 }
 
-func server(id, typ string) cluster.ServerInfo {
+func serverInfo(id, typ string) cluster.ServerInfo {
 	return cluster.ServerInfo{ID: id, Type: typ, Host: "127.0.0.1", RPCPort: 4000, Metadata: map[string]string{"zone": "a"}}
 }
 
@@ -104,10 +104,10 @@ func TestRegisterWatchDeregister(t *testing.T) {
 	wb := watch(t, b)
 	wb.waitIDs(t, 5*time.Second) // called at once with the (empty) list
 
-	if err := a.Register(server("chat-1", "chat")); err != nil {
+	if err := a.Register(serverInfo("chat-1", "chat")); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Register(server("chat-1", "chat")); err == nil {
+	if err := a.Register(serverInfo("chat-1", "chat")); err == nil {
 		t.Fatal("second Register succeeded")
 	}
 	wb.waitIDs(t, 5*time.Second, "chat-1")
@@ -115,7 +115,7 @@ func TestRegisterWatchDeregister(t *testing.T) {
 		t.Fatalf("b sees %+v", got)
 	}
 	c := newMembership(t, e.Endpoint, prefix)
-	if err := c.Register(server("connector-1", "connector")); err != nil {
+	if err := c.Register(serverInfo("connector-1", "connector")); err != nil {
 		t.Fatal(err)
 	}
 	wb.waitIDs(t, 5*time.Second, "chat-1", "connector-1")
@@ -142,7 +142,7 @@ func TestRegisterWatchDeregister(t *testing.T) {
 		t.Fatalf("second Deregister: %v", err)
 	}
 	// A membership that deregistered can register again.
-	if err := a.Register(server("chat-1", "chat")); err != nil {
+	if err := a.Register(serverInfo("chat-1", "chat")); err != nil {
 		t.Fatal(err)
 	}
 	wb.waitIDs(t, 5*time.Second, "chat-1", "connector-1")
@@ -155,7 +155,7 @@ func TestCrashedServerExpires(t *testing.T) {
 	a := newMembership(t, e.Endpoint, prefix)
 	b := newMembership(t, e.Endpoint, prefix)
 	wb := watch(t, b)
-	if err := a.Register(server("chat-1", "chat")); err != nil {
+	if err := a.Register(serverInfo("chat-1", "chat")); err != nil {
 		t.Fatal(err)
 	}
 	wb.waitIDs(t, 5*time.Second, "chat-1")
@@ -174,7 +174,7 @@ func TestRegistersAgainWhenKeyOrLeaseIsLost(t *testing.T) {
 	prefix := "/" + testservers.Prefix(t)
 	a := newMembership(t, e.Endpoint, prefix)
 	b := newMembership(t, e.Endpoint, prefix)
-	if err := a.Register(server("chat-1", "chat")); err != nil {
+	if err := a.Register(serverInfo("chat-1", "chat")); err != nil {
 		t.Fatal(err)
 	}
 	cli := b.Client()
@@ -263,10 +263,10 @@ func TestRegistersAgainAfterEtcdLostItsData(t *testing.T) {
 	a := newMembership(t, e.Endpoint, prefix)
 	b := newMembership(t, e.Endpoint, prefix)
 	wb := watch(t, b)
-	if err := a.Register(server("chat-1", "chat")); err != nil {
+	if err := a.Register(serverInfo("chat-1", "chat")); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Register(server("connector-1", "connector")); err != nil {
+	if err := b.Register(serverInfo("connector-1", "connector")); err != nil {
 		t.Fatal(err)
 	}
 	// Push the revision up, so that a watch resumed at the old revision
@@ -297,7 +297,7 @@ func TestRegistersAgainAfterEtcdLostItsData(t *testing.T) {
 	}
 	// The watch follows the new history: a new server is seen.
 	c := newMembership(t, e.Endpoint, prefix)
-	if err := c.Register(server("chat-2", "chat")); err != nil {
+	if err := c.Register(serverInfo("chat-2", "chat")); err != nil {
 		t.Fatal(err)
 	}
 	wb.waitIDs(t, 10*time.Second, "chat-1", "chat-2", "connector-1")

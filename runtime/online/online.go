@@ -60,7 +60,7 @@ type Config struct {
 	// session.RejectNew or session.KickOld. Every login of a uid must go
 	// through Login for the policy to hold.
 	Policy session.Policy
-	// Logger receives the service's logs (default: the node's).
+	// Logger receives the service's logs (default slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -71,9 +71,10 @@ type Service struct {
 	cfg Config
 	inc string // this process's incarnation: new on every start
 
+	log *slog.Logger
+
 	mu       sync.Mutex
 	node     *cluster.Node
-	log      *slog.Logger
 	reapers  []func(ctx context.Context, frontendID string, force bool) error
 	fe       *frontend // nil on backends
 	ctx      context.Context
@@ -99,7 +100,10 @@ func New(rdb redis.UniversalClient, cfg Config) *Service {
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err)
 	}
-	s := &Service{rdb: rdb, cfg: cfg, inc: hex.EncodeToString(b[:]), log: cfg.Logger}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{rdb: rdb, cfg: cfg, inc: hex.EncodeToString(b[:]), log: cfg.Logger.With("component", "online")}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -169,10 +173,6 @@ func (s *Service) Attach(n *cluster.Node) error {
 	}
 	s.attached = true
 	s.node = n
-	if s.log == nil {
-		s.log = n.Server().Logger()
-	}
-	s.log = s.log.With("component", "online")
 	s.mu.Unlock()
 	if n.Server().Frontend() {
 		fe := newFrontend(s, n.Self().ID)
@@ -180,6 +180,9 @@ func (s *Service) Attach(n *cluster.Node) error {
 		err := fe.start(ctx)
 		cancel()
 		if err != nil {
+			s.mu.Lock()
+			s.attached, s.node = false, nil
+			s.mu.Unlock()
 			return fmt.Errorf("online: attach %s: %w", n.Self().ID, err)
 		}
 		s.mu.Lock()

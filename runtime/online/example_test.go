@@ -1,0 +1,43 @@
+package online_test
+
+import (
+	"context"
+	"log"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/globalchannel"
+	"github.com/pomelo-go/pomelo/runtime/online"
+	"github.com/pomelo-go/pomelo/runtime/session"
+)
+
+// Online status, global channels and one session per user in the whole
+// cluster, on a server's node (before node.Start).
+func Example() {
+	var node *cluster.Node // the server's node: joined, not yet started
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	on := online.New(rdb, online.Config{Prefix: "chat-app:", Policy: session.KickOld})
+	channels := globalchannel.New(on) // before Attach
+	if err := on.Attach(node); err != nil {
+		log.Fatal(err)
+	}
+	defer on.Close() // after node.Close
+
+	// In a handler: log the user in (kicking an earlier session anywhere),
+	// put them in a room, and push to the room.
+	enter := func(ctx context.Context, s runtime.Session, uid, room string) error {
+		if err := on.Login(ctx, s, uid); err != nil {
+			return err
+		}
+		if err := channels.Add(ctx, room, uid, s.FrontendID()); err != nil {
+			return err
+		}
+		hello, _ := structpb.NewStruct(map[string]any{"user": uid})
+		_, err := channels.Push(ctx, room, "onAdd", hello)
+		return err
+	}
+	_ = enter
+}
