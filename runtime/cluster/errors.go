@@ -1,10 +1,6 @@
 package cluster
 
 import (
-	"errors"
-
-	"connectrpc.com/connect"
-
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/runtime"
 )
@@ -23,12 +19,9 @@ func fromProtoError(e *sysv1.Error) *runtime.Error {
 // toConnectError converts an error for a sys service answer.
 func toConnectError(err error) error { return runtime.ToConnectError(err) }
 
-// errorFromConnect returns the *runtime.Error carried in a Connect error's
-// details, or nil.
-func errorFromConnect(ce *connect.Error) *runtime.Error {
-	var e *runtime.Error
-	if errors.As(runtime.FromConnectError("", ce), &e) && len(ce.Details()) > 0 {
-		return e
-	}
-	return nil
+// asUnavailable converts the error of a call to serverID into an
+// *runtime.Error: structured errors from the remote side are kept,
+// transport failures become UNAVAILABLE.
+func asUnavailable(serverID string, err error) error {
+	return runtime.FromConnectError(serverID, err)
 }
