@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"connectrpc.com/connect"
 
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/runtime"
@@ -99,7 +98,7 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 	member := &chatv1.Member{Uid: uid, Username: username, FrontendId: s.FrontendID(), SessionId: s.ID()}
 	res, err := c.chat.JoinTo(ctx, chatID, &chatv1.JoinRequest{Rid: rid, Member: member})
 	if err != nil {
-		return nil, remoteError(chatID, err)
+		return nil, err // a *runtime.Error: the remote's own, or UNAVAILABLE
 	}
 	// A session that closed while it was joining had its Leave handled
 	// before the Join: take it out again.
@@ -130,7 +129,7 @@ func (c *entry) kickElsewhere(ctx context.Context, uid string) {
 func (c *entry) placeRoom(ctx context.Context, rid string) (string, error) {
 	results, err := c.chat.LookupAll(ctx, &chatv1.LookupRequest{Rid: rid})
 	if err != nil {
-		return "", remoteError(TypeChat, err)
+		return "", err
 	}
 	for _, r := range results { // in server id order
 		if r.Err == nil && r.Response.GetFound() {
@@ -180,21 +179,8 @@ func (c *entry) leave(chatID, rid string, m *chatv1.Member) {
 }
 
 // isUnavailable reports whether a remote call failed because the server is
-// not there (any more).
+// not there (any more). Remote calls return *runtime.Error (the cluster's
+// error interceptor maps transport failures to UNAVAILABLE).
 func isUnavailable(err error) bool {
-	return runtime.AsError(err).Name == runtime.ErrNameUnavailable || connect.CodeOf(err) == connect.CodeUnavailable
-}
-
-// remoteError turns the error of a remote call into the error the client
-// gets: the remote's own *runtime.Error, or UNAVAILABLE when the server
-// cannot be reached.
-func remoteError(server string, err error) error {
-	var re *runtime.Error
-	switch {
-	case errors.As(err, &re):
-		return re
-	case isUnavailable(err):
-		return runtime.Errorf(runtime.ErrNameUnavailable, "%s: %v", server, err)
-	}
-	return runtime.Errorf(runtime.ErrNameInternal, "%s: %v", server, err)
+	return errors.Is(err, runtime.ErrUnavailable)
 }
