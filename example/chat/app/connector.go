@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
