@@ -103,8 +103,9 @@ func startEcho(t testing.TB, tweak func(*server.Config)) (*server.Server, *echo)
 
 // raw is a bare WebSocket client for bad-input tests.
 type raw struct {
-	t *testing.T
-	c *websocket.Conn
+	t       *testing.T
+	c       *websocket.Conn
+	pending []rawPackage
 }
 
 func dialRaw(t *testing.T, s *server.Server) *raw {
@@ -129,25 +130,32 @@ func (r *raw) send(b []byte) {
 	}
 }
 
-// next returns the next package, or an error when the connection closed.
+// next returns the next package (frames may carry several), or an error
+// when the connection closed.
 func (r *raw) next() (wire.PackageType, []byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, b, err := r.c.Read(ctx)
-	if err != nil {
-		return 0, nil, err
-	}
-	var typ wire.PackageType
-	var body []byte
-	n := 0
-	wire.SplitPackages(b, 0, func(t wire.PackageType, bd []byte) error {
-		if n == 0 {
-			typ, body = t, bd
+	if len(r.pending) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, b, err := r.c.Read(ctx)
+		if err != nil {
+			return 0, nil, err
 		}
-		n++
-		return nil
-	})
-	return typ, body, nil
+		err = wire.SplitPackages(b, 0, func(t wire.PackageType, body []byte) error {
+			r.pending = append(r.pending, rawPackage{t, bytes.Clone(body)})
+			return nil
+		})
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	p := r.pending[0]
+	r.pending = r.pending[1:]
+	return p.typ, p.body, nil
+}
+
+type rawPackage struct {
+	typ  wire.PackageType
+	body []byte
 }
 
 // handshake completes handshake and ack, and consumes the first heartbeat.

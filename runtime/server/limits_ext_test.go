@@ -1,0 +1,180 @@
+package server_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/client"
+	"github.com/pomelo-go/pomelo/runtime/server"
+	"github.com/pomelo-go/pomelo/runtime/wire"
+)
+
+// selfSigned returns a server TLS config for 127.0.0.1 and a client config
+// that trusts it.
+func selfSigned(t *testing.T) (srv, cli *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "pomelo-go test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		&tls.Config{RootCAs: pool}
+}
+
+func TestTLSForWebSocketAndTCP(t *testing.T) {
+	srvTLS, cliTLS := selfSigned(t)
+	s, _ := startEcho(t, func(c *server.Config) { c.Connector.TLSConfig = srvTLS })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, url := range []string{"wss://" + s.WSAddr().String() + "/", "tls://" + s.TCPAddr().String()} {
+		c, err := client.Dial(ctx, url, client.WithTLSConfig(cliTLS))
+		if err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		res, err := testingv1.NewEchoHandlerClient(c).Echo(ctx, &testingv1.EchoRequest{Text: "secure"})
+		c.Close()
+		if err != nil || res.Text != "secure" {
+			t.Fatalf("%s: %v %v", url, res, err)
+		}
+	}
+	// A plain client cannot talk to the TLS port.
+	if c, err := client.Dial(ctx, "ws://"+s.WSAddr().String()+"/"); err == nil {
+		c.Close()
+		t.Fatal("plain WebSocket accepted on the TLS port")
+	}
+}
+
+func TestOriginPolicy(t *testing.T) {
+	s, _ := startEcho(t, func(c *server.Config) { c.Connector.OriginPatterns = []string{"game.example"} })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	url := "ws://" + s.WSAddr().String() + "/"
+	dial := func(origin string) error {
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+		if err == nil {
+			c.CloseNow()
+		}
+		return err
+	}
+	if err := dial("https://evil.example"); err == nil {
+		t.Fatal("a page from another origin was accepted")
+	}
+	if err := dial("https://game.example"); err != nil {
+		t.Fatalf("allowed origin refused: %v", err)
+	}
+	if err := dial(""); err != nil {
+		t.Fatalf("a native client (no Origin) refused: %v", err)
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	s, _ := startEcho(t, func(c *server.Config) { c.Connector.MaxConnections = 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var open []*client.Client
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 2; i++ {
+		c, err := client.Dial(ctx, "tcp://"+s.TCPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+	}
+	if c, err := client.Dial(ctx, "ws://"+s.WSAddr().String()+"/"); err == nil {
+		c.Close()
+		t.Fatal("third WebSocket connection accepted over the limit")
+	}
+	nc, err := net.Dial("tcp", s.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := nc.Read(make([]byte, 1)); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("third TCP connection not closed: %v", err)
+	}
+	nc.Close()
+	// A slot frees when a client leaves.
+	open[0].Close()
+	open = open[1:]
+	waitUntil(t, func() bool { return s.Connector().Count() < 2 })
+	c, err := client.Dial(ctx, "tcp://"+s.TCPAddr().String())
+	if err != nil {
+		t.Fatalf("after a client left: %v", err)
+	}
+	open = append(open, c)
+}
+
+func TestMaxInFlightAnswersOverloaded(t *testing.T) {
+	s, _ := startEcho(t, func(c *server.Config) { c.Connector.MaxInFlight = 2; c.Connector.Heartbeat = 10 * time.Second })
+	r := dialRaw(t, s)
+	r.handshake()
+	// One frame: a slow request then more than the session may queue.
+	var frame []byte
+	for id := uint64(1); id <= 6; id++ {
+		text := "x"
+		if id == 1 {
+			text = "sleep"
+		}
+		frame, _ = wire.AppendMessagePackage(frame, &wire.Message{Type: wire.Request, ID: id, Route: testingv1.EchoHandlerEchoRoute, Body: []byte(`{"text":"` + text + `"}`)})
+	}
+	r.send(frame)
+	got := map[uint64]bool{}
+	var mu sync.Mutex
+	overloaded := 0
+	for len(got) < 6 {
+		m := r.response()
+		mu.Lock()
+		if got[m.ID] {
+			t.Fatalf("two responses to request %d", m.ID)
+		}
+		got[m.ID] = true
+		mu.Unlock()
+		if m.Error {
+			expectError(t, m, m.ID, pomelo.ErrNameOverloaded)
+			overloaded++
+		}
+	}
+	if overloaded == 0 || overloaded > 4 {
+		t.Fatalf("%d of 6 requests overloaded with MaxInFlight 2", overloaded)
+	}
+}
