@@ -86,7 +86,13 @@ func SessionRouteKey(s Session) string {
 	if uid := s.UID(); uid != "" {
 		return uid
 	}
-	return s.FrontendID() + "#" + uitoa(s.ID())
+	return GlobalSessionID(s.FrontendID(), s.ID())
+}
+
+// GlobalSessionID names a session uniquely in the cluster:
+// "frontendID#sessionID".
+func GlobalSessionID(frontendID string, sid uint64) string {
+	return frontendID + "#" + uitoa(sid)
 }
 
 func uitoa(v uint64) string {

@@ -119,7 +119,7 @@ type rateLimit struct {
 }
 
 func (f *rateLimit) Before(ctx context.Context, r *runtime.Request) (context.Context, error) {
-	key := r.Session.FrontendID() + "#" + uitoa(r.Session.ID())
+	key := runtime.GlobalSessionID(r.Session.FrontendID(), r.Session.ID())
 	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -150,19 +150,6 @@ func (f *rateLimit) sweep(now time.Time) {
 	for k, b := range f.buckets {
 		if now.Sub(b.last) > full {
 			delete(f.buckets, k)
-		}
-	}
-}
-
-func uitoa(v uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			return string(b[i:])
 		}
 	}
 }
