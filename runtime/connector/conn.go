@@ -36,7 +36,7 @@ type conn struct {
 	c         *Connector
 	transport transport
 	sess      *session.Session
-	ser       runtime.Serializer
+	ser       atomic.Pointer[serializerBox] // set by the handshake
 	state     atomic.Int32
 	lastRecv  atomic.Int64 // unix nanos of the last package received
 	timer     *time.Timer  // handshake, then heartbeat timeout
@@ -52,6 +52,8 @@ type conn struct {
 	doneOnce sync.Once
 
 	// inbox of messages for the handling chain, in arrival order
+	readerDone chan struct{} // closed when readLoop returns
+
 	inMu     sync.Mutex
 	inbox    []*wire.Message // inbox[inHead:] waits to run
 	inHead   int
@@ -60,23 +62,45 @@ type conn struct {
 	inCancel context.CancelFunc
 }
 
+// serializerBox lets the serializer be swapped atomically.
+type serializerBox struct{ s runtime.Serializer }
+
+var jsonBox = &serializerBox{runtime.JSON}
+
 func newConn(c *Connector, t transport) *conn {
 	cn := &conn{
-		c:         c,
-		transport: t,
-		ser:       runtime.JSON,
-		wake:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
+		c:          c,
+		transport:  t,
+		wake:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		readerDone: make(chan struct{}),
 	}
+	cn.ser.Store(jsonBox)
 	cn.inCtx, cn.inCancel = context.WithCancel(c.ctx)
 	cn.lastRecv.Store(time.Now().UnixNano())
-	cn.sess = c.sessions.Create(cn)
-	cn.timer = time.AfterFunc(c.cfg.HandshakeTimeout, cn.onTimer)
 	return cn
 }
 
-// Send implements session.Conn.
+// start creates the session and arms the handshake timer, once the
+// connector has accepted the connection.
+func (cn *conn) start() {
+	cn.sess = cn.c.sessions.Create(cn)
+	cn.timer = time.AfterFunc(cn.c.cfg.HandshakeTimeout, cn.onTimer)
+}
+
+// errNotReady answers a push to a connection that has not finished its
+// handshake: Pomelo sends nothing before that either.
+var errNotReady = runtime.Errorf(runtime.ErrNameClosed, "connection has not completed its handshake")
+
+// Send implements session.Conn. Only a connection that completed its
+// handshake (WORKING) takes packages.
 func (cn *conn) Send(pkgs []byte) error {
+	if st := cn.state.Load(); st != stateWorking {
+		if st == stateClosed {
+			return runtime.Errorf(runtime.ErrNameClosed, "connection closed")
+		}
+		return errNotReady
+	}
 	cn.mu.Lock()
 	if cn.closing {
 		cn.mu.Unlock()
@@ -139,7 +163,7 @@ func (cn *conn) Close() {
 func (cn *conn) RemoteAddr() net.Addr { return cn.transport.remoteAddr() }
 
 // Serializer implements session.Conn.
-func (cn *conn) Serializer() runtime.Serializer { return cn.ser }
+func (cn *conn) Serializer() runtime.Serializer { return cn.ser.Load().s }
 
 func (cn *conn) setState(s int32) { cn.state.Store(s) }
 
@@ -194,7 +218,14 @@ func (cn *conn) writeLoop() {
 			cn.mu.Unlock()
 			if len(batch) == 0 {
 				if closing {
+					// Everything is flushed: close gracefully, letting the
+					// reader see the client's side end (so that unread input
+					// does not reset the connection and lose the KICK).
 					cn.transport.close()
+					select {
+					case <-cn.readerDone:
+					case <-time.After(closeGrace):
+					}
 					cn.finish()
 					return
 				}
@@ -226,7 +257,12 @@ func (cn *conn) writeLoop() {
 
 var errProtocol = errors.New("protocol violation")
 
+// closeGrace bounds how long a closing connection waits for the client to
+// close its side.
+const closeGrace = 2 * time.Second
+
 func (cn *conn) readLoop() {
+	defer close(cn.readerDone)
 	defer func() {
 		// The client left (or broke the protocol): close the session, which
 		// closes the connection; make sure it is finished.
@@ -276,7 +312,9 @@ func (cn *conn) onPackage(t wire.PackageType, body []byte) error {
 		}
 		return fmt.Errorf("%w: %s after handshake", errProtocol, t)
 	}
-	return net.ErrClosed
+	// Closing: drop what the client still sends (as Pomelo does) and keep
+	// reading until the writer has flushed the KICK and closed.
+	return nil
 }
 
 func (cn *conn) onHandshake(body []byte) error {
@@ -295,7 +333,7 @@ func (cn *conn) onHandshake(body []byte) error {
 	if err != nil {
 		return fail(wire.CodeBadHandshake)
 	}
-	cn.ser = ser
+	cn.ser.Store(&serializerBox{ser})
 	user, err := cn.c.h.Handshake(cn.c.ctx, cn.sess, req)
 	if err != nil {
 		var he *HandshakeError
@@ -350,10 +388,23 @@ func (cn *conn) onData(body []byte) error {
 		}
 		m.Route = route
 	}
+	if cn.c.draining.Load() {
+		if m.Type == wire.Request {
+			cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrNameUnavailable, "server is shutting down"))
+		}
+		return nil
+	}
 	// The body aliases the read buffer: the chain runs later.
 	m.Body = append([]byte(nil), m.Body...)
 	cn.enqueue(&m)
 	return nil
+}
+
+// idle reports whether no message of the session is queued or running.
+func (cn *conn) idle() bool {
+	cn.inMu.Lock()
+	defer cn.inMu.Unlock()
+	return !cn.inActive
 }
 
 // enqueue hands m to the handling chain: messages of one session run one
@@ -390,6 +441,13 @@ func (cn *conn) drainInbox() {
 		m := cn.inbox[cn.inHead]
 		cn.inbox[cn.inHead] = nil
 		cn.inHead++
+		if cn.inHead >= 16 && cn.inHead*2 >= len(cn.inbox) {
+			// A client that always keeps a message queued never lets the
+			// inbox empty: move the waiting ones to the front.
+			n := copy(cn.inbox, cn.inbox[cn.inHead:])
+			clear(cn.inbox[n:])
+			cn.inbox, cn.inHead = cn.inbox[:n], 0
+		}
 		cn.inMu.Unlock()
 		cn.c.h.ServeMessage(cn.inCtx, cn.sess, m)
 	}

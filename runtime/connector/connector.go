@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/internal/workpool"
 	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/wire"
@@ -131,6 +130,8 @@ type Connector struct {
 	cancel  context.CancelFunc
 	workers *workpool.Pool
 
+	draining atomic.Bool // Shutdown began: new messages are refused
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
@@ -200,6 +201,7 @@ func (c *Connector) addConn(cn *conn) bool {
 	}
 	c.conns[cn] = struct{}{}
 	c.wg.Add(1)
+	cn.start() // under c.mu: Shutdown never sees a connection without its session
 	return true
 }
 
@@ -298,9 +300,11 @@ func (c *Connector) serve(t transport) {
 	go cn.readLoop()
 }
 
-// Shutdown stops accepting, kicks every session with reason (when not
-// empty), waits for queued packages to be flushed, then closes. It returns
-// when every connection is gone or ctx is done.
+// Shutdown stops accepting connections and messages (new requests are
+// answered UNAVAILABLE), lets the messages already taken finish, kicks
+// every session with reason (or closes it when reason is empty), flushes
+// and closes. It returns when every connection is gone, or when ctx is
+// done, closing what is left at once.
 func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 	c.mu.Lock()
 	c.closed = true
@@ -312,10 +316,35 @@ func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 		conns = append(conns, cn)
 	}
 	c.mu.Unlock()
-	c.cancel()
-	for _, cn := range conns {
-		cn.shutdown(reason)
+	c.draining.Store(true)
+	defer c.cancel()
+
+	// Finish in-flight work.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for busy := true; busy; {
+		busy = false
+		for _, cn := range conns {
+			if !cn.idle() {
+				busy = true
+				break
+			}
+		}
+		if busy {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				busy = false
+			}
+		}
 	}
+
+	// Kick and flush. Close hooks run in the kicks; ctx bounds them too.
+	go func() {
+		for _, cn := range conns {
+			cn.shutdown(reason)
+		}
+	}()
 	done := make(chan struct{})
 	go func() {
 		c.wg.Wait()
@@ -325,6 +354,7 @@ func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		c.cancel()
 		for _, cn := range conns {
 			cn.transport.closeNow()
 		}
@@ -332,5 +362,3 @@ func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 		return ctx.Err()
 	}
 }
-
-var _ = runtime.Version

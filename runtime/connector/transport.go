@@ -21,7 +21,8 @@ type transport interface {
 	readPackages(fn func(t wire.PackageType, body []byte) error) error
 	// write writes b, one or more whole packages, as one frame.
 	write(b []byte, timeout time.Duration) error
-	// close closes gracefully (WebSocket close handshake, bounded).
+	// close closes gracefully (WebSocket close handshake, bounded; TCP
+	// half-close); closeNow follows once the reader is done.
 	close()
 	// closeNow closes at once.
 	closeNow()
@@ -155,9 +156,14 @@ func (t *tcpTransport) write(b []byte, timeout time.Duration) error {
 	return err
 }
 
+// close ends our side of the stream; closeNow, called once the reader has
+// seen the client's side end (or after a grace period), releases it. Closing
+// at once while client input is unread would reset the connection and could
+// discard the packages just written, such as a KICK.
 func (t *tcpTransport) close() {
 	if tc, ok := t.nc.(interface{ CloseWrite() error }); ok {
 		tc.CloseWrite()
+		return
 	}
 	t.nc.Close()
 }

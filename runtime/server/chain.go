@@ -18,8 +18,14 @@ import (
 // chainHandler is the connector's view of a frontend server.
 type chainHandler struct{ s *Server }
 
-func (h chainHandler) Handshake(ctx context.Context, sess *session.Session, req *wire.HandshakeRequest) (json.RawMessage, error) {
+func (h chainHandler) Handshake(ctx context.Context, sess *session.Session, req *wire.HandshakeRequest) (user json.RawMessage, err error) {
 	s := h.s
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("pomelo: handshake hook panicked", "panic", p, "stack", string(debug.Stack()))
+			user, err = nil, fmt.Errorf("handshake hook panicked: %v", p)
+		}
+	}()
 	if s.cfg.CheckClient != nil && !s.cfg.CheckClient(req.Sys.Type, req.Sys.Version) {
 		return nil, &connector.HandshakeError{Code: wire.CodeOldClient, Message: "client version not supported"}
 	}
@@ -202,11 +208,22 @@ func (s *Server) mapError(ctx context.Context, r *runtime.Request, res runtime.R
 	eh := s.errorHandler
 	s.mu.RUnlock()
 	if eh != nil {
-		if err := eh(ctx, r, res.Err); err != nil {
+		if err := s.safeErrorHandler(eh, ctx, r, res.Err); err != nil {
 			res.Err = err
 		}
 	}
 	return res
+}
+
+// safeErrorHandler runs the error handler; a panic in it answers INTERNAL.
+func (s *Server) safeErrorHandler(eh func(context.Context, *runtime.Request, error) error, ctx context.Context, r *runtime.Request, err error) (out error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("pomelo: error handler panicked", "route", r.Route, "panic", p, "stack", string(debug.Stack()))
+			out = runtime.Errorf(runtime.ErrNameInternal, "internal error in %s", r.Route)
+		}
+	}()
+	return eh(ctx, r, err)
 }
 
 // encodeResult encodes a successful result's response body.

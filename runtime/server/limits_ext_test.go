@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +24,7 @@ import (
 	pomelo "github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/server"
+	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
 
@@ -176,5 +179,38 @@ func TestMaxInFlightAnswersOverloaded(t *testing.T) {
 	}
 	if overloaded == 0 || overloaded > 4 {
 		t.Fatalf("%d of 6 requests overloaded with MaxInFlight 2", overloaded)
+	}
+}
+
+func TestPanickingHooksAnswerErrors(t *testing.T) {
+	s, _ := startEcho(t, func(c *server.Config) {
+		c.HandshakeHook = func(ctx context.Context, _ *session.Session, user json.RawMessage) (json.RawMessage, error) {
+			if string(user) == `{"boom":true}` {
+				panic("hook")
+			}
+			return nil, nil
+		}
+	})
+	s.SetErrorHandler(func(ctx context.Context, r *pomelo.Request, err error) error { panic("error handler") })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	url := "ws://" + s.WSAddr().String() + "/"
+	_, err := client.Dial(ctx, url, client.WithHandshakeUser(json.RawMessage(`{"boom":true}`)))
+	var he *client.HandshakeError
+	if !errors.As(err, &he) || he.Code != 500 {
+		t.Fatalf("panicking handshake hook: %v, want handshake 500", err)
+	}
+	c, err := client.Dial(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body, isErr, err := c.RequestRaw(ctx, "echo.echoHandler.nope", []byte(`{}`))
+	if err != nil || !isErr || !strings.Contains(string(body), `"error":"INTERNAL"`) {
+		t.Fatalf("panicking error handler: %s %v %v, want an INTERNAL error response", body, isErr, err)
+	}
+	// The server is still up.
+	if _, err := testingv1.NewEchoHandlerClient(c).Echo(ctx, &testingv1.EchoRequest{Text: "x"}); err != nil {
+		t.Fatalf("after: %v", err)
 	}
 }

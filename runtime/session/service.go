@@ -374,30 +374,33 @@ func (e *pushEncoder) packageFor(ser runtime.Serializer) ([]byte, error) {
 
 // PushToSessions pushes msg to every listed session, encoding it once per
 // serializer and sharing the bytes. It returns the number of sessions the
-// message was queued to.
+// message was queued to; its error reports only a message that cannot be
+// encoded.
 func (svc *Service) PushToSessions(route string, msg proto.Message, sessions []*Session) (int, error) {
 	return svc.PushBodyToSessions(route, MessageBody(msg), sessions)
 }
 
-// PushBodyToSessions is PushToSessions for a Body.
+// PushBodyToSessions is PushToSessions for a Body. Its error reports only a
+// push that cannot be encoded; a session that cannot take it (closing, not
+// yet past its handshake, a slow consumer being kicked) is that session's
+// affair and is not counted in the number returned.
 func (svc *Service) PushBodyToSessions(route string, body Body, sessions []*Session) (int, error) {
 	enc := pushEncoder{svc: svc, route: route, body: body}
 	sent := 0
-	var firstErr error
+	var encErr error
 	for _, s := range sessions {
 		pkg, err := enc.packageFor(s.conn.Serializer())
-		if err == nil {
-			err = s.conn.Send(pkg)
-		}
 		if err != nil {
-			if firstErr == nil {
-				firstErr = err
+			if encErr == nil {
+				encErr = err
 			}
 			continue
 		}
-		sent++
+		if s.conn.Send(pkg) == nil {
+			sent++
+		}
 	}
-	return sent, firstErr
+	return sent, encErr
 }
 
 // PushToUIDs pushes msg to every session of the uids and returns the uids
