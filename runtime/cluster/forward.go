@@ -39,11 +39,17 @@ type forwarder struct {
 	mu           sync.Mutex
 	mode         ForwardMode
 	streams      map[string]*fwdStream
-	unaryClients map[string]sysv1connect.MsgRemoteClient
+	unaryClients map[string]unaryClient
+}
+
+// unaryClient is a cached MsgRemote client and the address it calls.
+type unaryClient struct {
+	cl      sysv1connect.MsgRemoteClient
+	baseURL string
 }
 
 func newForwarder(n *Node) *forwarder {
-	return &forwarder{n: n, streams: map[string]*fwdStream{}, unaryClients: map[string]sysv1connect.MsgRemoteClient{}}
+	return &forwarder{n: n, streams: map[string]*fwdStream{}, unaryClients: map[string]unaryClient{}}
 }
 
 // Forward implements server.Forwarder.
@@ -113,15 +119,15 @@ func (f *forwarder) unary(ctx context.Context, serverID string, req *sysv1.Forwa
 func (f *forwarder) unaryClient(serverID string) (sysv1connect.MsgRemoteClient, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if cl, ok := f.unaryClients[serverID]; ok {
-		return cl, nil
-	}
 	c, err := f.n.conn(serverID)
 	if err != nil {
 		return nil, err
 	}
+	if uc, ok := f.unaryClients[serverID]; ok && uc.baseURL == c.BaseURL {
+		return uc.cl, nil
+	}
 	cl := sysv1connect.NewMsgRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
-	f.unaryClients[serverID] = cl
+	f.unaryClients[serverID] = unaryClient{cl: cl, baseURL: c.BaseURL}
 	return cl, nil
 }
 
@@ -136,12 +142,12 @@ func (f *forwarder) stream(ctx context.Context, serverID string, req *sysv1.Forw
 func (f *forwarder) get(serverID string) (*fwdStream, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if st, ok := f.streams[serverID]; ok && !st.isDead() {
-		return st, nil
-	}
 	c, err := f.n.conn(serverID)
 	if err != nil {
 		return nil, err
+	}
+	if st, ok := f.streams[serverID]; ok && !st.isDead() && st.baseURL == c.BaseURL {
+		return st, nil
 	}
 	st := newFwdStream(f, serverID, c)
 	f.streams[serverID] = st
@@ -159,14 +165,16 @@ func (f *forwarder) drop(st *fwdStream) {
 // prune closes streams to servers that left the cluster.
 func (f *forwarder) prune(v *view) {
 	f.mu.Lock()
-	for id := range f.unaryClients {
-		if _, ok := v.byID[id]; !ok {
+	for id, uc := range f.unaryClients {
+		if info, ok := v.byID[id]; !ok || uc.baseURL != baseURL(info) {
 			delete(f.unaryClients, id)
 		}
 	}
 	var gone []*fwdStream
 	for id, st := range f.streams {
-		if _, ok := v.byID[id]; !ok {
+		// A server that left, or came back under the same id at another
+		// address, gets no new work on this stream.
+		if info, ok := v.byID[id]; !ok || st.baseURL != baseURL(info) {
 			gone = append(gone, st)
 			delete(f.streams, id)
 		}
@@ -192,6 +200,7 @@ func (f *forwarder) closeAll() {
 type fwdStream struct {
 	f        *forwarder
 	serverID string
+	baseURL  string
 	ctx      context.Context
 	cancel   context.CancelFunc
 	stream   *connect.BidiStreamForClient[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]
@@ -212,6 +221,7 @@ func newFwdStream(f *forwarder, serverID string, c *runtime.RemoteConn) *fwdStre
 	return &fwdStream{
 		f:        f,
 		serverID: serverID,
+		baseURL:  c.BaseURL,
 		ctx:      ctx,
 		cancel:   cancel,
 		stream:   cl.Forward(ctx),
@@ -245,7 +255,9 @@ func (st *fwdStream) send() {
 		clear(reqs)
 		spare = reqs
 		if err != nil {
-			st.fail(asUnavailable(st.serverID, err))
+			// A write fails with a bare EOF when the backend went away (the
+			// cause would come from Receive): the backend is unavailable.
+			st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s: forward stream broke: %v", st.serverID, err))
 			return
 		}
 	}

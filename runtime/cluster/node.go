@@ -296,8 +296,10 @@ func (n *Node) setMembers(servers []ServerInfo) {
 	v := newView(servers)
 	n.view.Store(v)
 	n.mu.Lock()
-	for id := range n.conns {
-		if _, ok := v.byID[id]; !ok {
+	for id, c := range n.conns {
+		// Forget servers that left, and servers that came back under the
+		// same id at another address.
+		if info, ok := v.byID[id]; !ok || c.BaseURL != baseURL(info) {
 			delete(n.conns, id)
 		}
 	}
@@ -383,13 +385,13 @@ func (n *Node) RemoteConn(serverID string) (*runtime.RemoteConn, error) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if c, ok := n.conns[serverID]; ok {
+	if c, ok := n.conns[serverID]; ok && c.BaseURL == baseURL(info) {
 		return c, nil
 	}
 	c := &runtime.RemoteConn{
 		ServerID:   serverID,
 		HTTPClient: n.http,
-		BaseURL:    "http://" + info.RPCAddr(),
+		BaseURL:    baseURL(info),
 		Options: []connect.ClientOption{
 			connect.WithInterceptors(deadlineInterceptor(n.cfg.CallTimeout), runtime.ErrorInterceptor()),
 			connect.WithReadMaxBytes(32 << 20),
@@ -460,3 +462,6 @@ func (n *Node) callCtx(ctx context.Context) (context.Context, context.CancelFunc
 
 // compressMinBytes is the smallest cluster message that is compressed.
 const compressMinBytes = 16 << 10
+
+// baseURL is the RPC base URL of a server.
+func baseURL(s ServerInfo) string { return "http://" + s.RPCAddr() }

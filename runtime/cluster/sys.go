@@ -96,7 +96,7 @@ func (h *sessionRemote) KickByUid(_ context.Context, r *connect.Request[sysv1.Ki
 }
 
 func (h *sessionRemote) WatchSessions(ctx context.Context, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) error {
-	return h.n.watchers.serve(ctx, h.n.closeCh, st)
+	return h.n.watchers.serve(ctx, h.n, st)
 }
 
 // payloadBody is a push that arrived encoded from another server: binary
@@ -228,8 +228,9 @@ func (h *msgRemote) Forward(ctx context.Context, st *connect.BidiStream[sysv1.Fo
 		}
 	}()
 	var (
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, maxStreamInFlight)
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, maxStreamInFlight)
+		order = &sessionOrder{queues: map[sessionKey][]*sysv1.ForwardRequest{}}
 	)
 	defer func() {
 		wg.Wait()
@@ -267,6 +268,10 @@ func (h *msgRemote) Forward(ctx context.Context, st *connect.BidiStream[sysv1.Fo
 			return nil
 		}
 		for _, req := range b.Requests {
+			key := sessionKey{req.GetSession().GetFrontendId(), req.GetSession().GetId()}
+			if order.add(key, req) {
+				continue // a runner of this session is active and will take it
+			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -275,11 +280,77 @@ func (h *msgRemote) Forward(ctx context.Context, st *connect.BidiStream[sysv1.Fo
 			wg.Add(1)
 			handlerPool.Go(func() {
 				defer func() { <-sem; wg.Done() }()
-				res := h.n.runForwarded(ctx, req)
-				if !req.Notify {
-					out.push(res)
+				// Messages of one session run one at a time, in the order
+				// the frontend sent them (a notify is not awaited there).
+				for req := range order.drain(key) {
+					res := h.n.runForwarded(ctx, req)
+					if !req.Notify {
+						out.push(res)
+					}
 				}
 			})
+		}
+	}
+}
+
+// sessionKey names a session in the cluster.
+type sessionKey struct {
+	frontendID string
+	sid        uint64
+}
+
+// maxSessionBacklog bounds the messages of one session waiting on a
+// backend; beyond it notifies are dropped (a request is never waiting
+// behind more than the notifies its client sent before it).
+const maxSessionBacklog = 256
+
+// sessionOrder keeps, per session, the forwarded messages waiting behind
+// the one that runs.
+type sessionOrder struct {
+	mu     sync.Mutex
+	queues map[sessionKey][]*sysv1.ForwardRequest
+}
+
+// add queues req behind its session's running message and reports true, or
+// reports false when no message of the session runs: the caller then starts
+// a runner (drain) with req as its first message.
+func (o *sessionOrder) add(key sessionKey, req *sysv1.ForwardRequest) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	q, active := o.queues[key]
+	if !active {
+		o.queues[key] = []*sysv1.ForwardRequest{req}
+		return false
+	}
+	if len(q) >= maxSessionBacklog && req.Notify {
+		return true // dropped
+	}
+	o.queues[key] = append(q, req)
+	return true
+}
+
+// drain yields the session's messages in order until none is left, then
+// marks the session idle.
+func (o *sessionOrder) drain(key sessionKey) func(yield func(*sysv1.ForwardRequest) bool) {
+	return func(yield func(*sysv1.ForwardRequest) bool) {
+		for {
+			o.mu.Lock()
+			q := o.queues[key]
+			if len(q) == 0 {
+				delete(o.queues, key)
+				o.mu.Unlock()
+				return
+			}
+			req := q[0]
+			q[0] = nil
+			o.queues[key] = q[1:]
+			o.mu.Unlock()
+			if !yield(req) {
+				o.mu.Lock()
+				delete(o.queues, key)
+				o.mu.Unlock()
+				return
+			}
 		}
 	}
 }

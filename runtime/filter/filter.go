@@ -101,8 +101,12 @@ func (f *overload) After(ctx context.Context, _ *runtime.Request, _ *runtime.Res
 
 // RateLimit allows each session burst messages at once and rate messages
 // per second after that (a token bucket per session); beyond it requests
-// are answered RATE_LIMITED. Idle sessions' buckets are dropped.
+// are answered RATE_LIMITED. Idle sessions' buckets are dropped. It panics
+// unless rate and burst are positive.
 func RateLimit(rate float64, burst int) runtime.Filter {
+	if !(rate > 0) || burst <= 0 {
+		panic("filter: RateLimit needs a positive rate and burst")
+	}
 	return &rateLimit{rate: rate, burst: float64(burst), buckets: make(map[string]*bucket)}
 }
 
