@@ -353,7 +353,9 @@ func (st *fwdStream) receive() {
 	for {
 		batch, err := st.stream.Receive()
 		if err != nil {
-			st.fail(asUnavailable(st.serverID, err))
+			// Handler errors travel inside responses: a stream that ends or
+			// breaks means the backend cannot be reached.
+			st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s: forward stream ended: %v", st.serverID, err))
 			return
 		}
 		st.mu.Lock()
