@@ -16,6 +16,13 @@
 // default): the running servers find it at their next probe of the cluster
 // file's servers and place new rooms on it. See README.md.
 //
+// With -etcd the servers keep their membership in etcd instead of probing
+// the cluster file, and with -redis they keep the online status of the
+// users, and the rule of one session per user in the whole cluster, in
+// Redis:
+//
+//	go run ./example/chat -etcd http://127.0.0.1:2379 -redis 127.0.0.1:6379
+//
 // Flags, each also read from an environment variable:
 //
 //	-cluster path              POMELO_CLUSTER: the cluster file (default: the embedded one)
@@ -25,6 +32,10 @@
 //	-heartbeat 3s              POMELO_HEARTBEAT: the heartbeat interval
 //	-min-client-version 0.0.1  POMELO_MIN_CLIENT_VERSION: older clients get code 501
 //	-probe 1s                  POMELO_PROBE: how often other servers are probed
+//	-etcd url,url              POMELO_ETCD: keep the membership in this etcd
+//	-etcd-prefix p             POMELO_ETCD_PREFIX: its key prefix (default /pomelo-chat/servers/)
+//	-redis host:port           POMELO_REDIS: keep online status in this Redis
+//	-redis-prefix p            POMELO_REDIS_PREFIX: its key prefix (default pomelo-chat:)
 //	-v                         POMELO_VERBOSE: debug logs
 //
 // POMELO_SECRET, when set, replaces the cluster file's secret.

@@ -57,6 +57,10 @@ func run(args []string) error {
 	heartbeat := fs.Duration("heartbeat", envDuration("POMELO_HEARTBEAT", app.DefaultHeartbeat), "heartbeat interval")
 	minVersion := fs.String("min-client-version", env("POMELO_MIN_CLIENT_VERSION", app.DefaultMinClientVersion), "lowest client version accepted (older clients get 501)")
 	probe := fs.Duration("probe", envDuration("POMELO_PROBE", app.DefaultProbeInterval), "how often the servers not run here are probed")
+	etcdEndpoints := fs.String("etcd", env("POMELO_ETCD", ""), "comma-separated etcd endpoints: keep the membership in etcd instead of probing the cluster file")
+	etcdPrefix := fs.String("etcd-prefix", env("POMELO_ETCD_PREFIX", app.DefaultEtcdPrefix), "etcd key prefix of the cluster")
+	redisAddr := fs.String("redis", env("POMELO_REDIS", ""), "Redis address: keep online status and the one-session-per-user rule in Redis")
+	redisPrefix := fs.String("redis-prefix", env("POMELO_REDIS_PREFIX", app.DefaultRedisPrefix), "Redis key prefix of the cluster")
 	verbose := fs.Bool("v", envBool("POMELO_VERBOSE"), "debug logs")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -109,6 +113,13 @@ func run(args []string) error {
 		}
 	}
 
+	var endpoints []string
+	for _, e := range strings.Split(*etcdEndpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			endpoints = append(endpoints, e)
+		}
+	}
+
 	a, err := app.Start(app.Options{
 		Cluster:          f,
 		Servers:          ids,
@@ -116,6 +127,10 @@ func run(args []string) error {
 		MinClientVersion: *minVersion,
 		ProbeInterval:    *probe,
 		WebAddr:          *webAddr,
+		EtcdEndpoints:    endpoints,
+		EtcdPrefix:       *etcdPrefix,
+		RedisAddr:        *redisAddr,
+		RedisPrefix:      *redisPrefix,
 		Logger:           log,
 	})
 	if err != nil {
@@ -123,6 +138,12 @@ func run(args []string) error {
 	}
 	fmt.Println("pomelo-go chat example is running:")
 	a.PrintAddresses(os.Stdout)
+	if len(endpoints) > 0 {
+		fmt.Printf("  membership in etcd %s under %s\n", strings.Join(endpoints, ","), *etcdPrefix)
+	}
+	if *redisAddr != "" {
+		fmt.Printf("  online status in Redis %s under %s\n", *redisAddr, *redisPrefix)
+	}
 	if u := a.WebURL(); u != "" {
 		fmt.Printf("Open %s in two browser windows. Ctrl-C stops.\n", u)
 	}

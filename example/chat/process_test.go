@@ -24,15 +24,41 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
-// buildExample builds the example's binary.
+// built is the example's binary, built once for the tests that run it and
+// removed by TestMain.
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// buildExample builds the example's binary, once per test binary.
 func buildExample(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "chat")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "pomelo-chat-example-")
+		if built.err != nil {
+			return
+		}
+		bin := filepath.Join(built.dir, "chat")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		built.bin = bin
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
+}
+
+// removeBuilt removes the binary buildExample built.
+func removeBuilt() {
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
 }
 
 // freePort returns a port that was free a moment ago.

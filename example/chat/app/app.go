@@ -23,6 +23,8 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/connector"
+	"github.com/pomelo-go/pomelo/runtime/etcdmember"
+	"github.com/pomelo-go/pomelo/runtime/online"
 	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
@@ -61,6 +63,14 @@ const (
 	// DefaultProbeInterval is how often the membership probes the servers
 	// this process does not run.
 	DefaultProbeInterval = time.Second
+	// DefaultEtcdPrefix is the etcd key prefix the servers register under.
+	DefaultEtcdPrefix = "/pomelo-chat/servers/"
+	// DefaultDrainDelay is how long a server keeps serving after leaving
+	// the etcd membership, so that the others see it leave before it stops.
+	DefaultDrainDelay = time.Second
+	// DefaultRedisPrefix is the prefix of the Redis keys of the online
+	// status.
+	DefaultRedisPrefix = "pomelo-chat:"
 )
 
 // Options configure the servers of one process.
@@ -83,6 +93,28 @@ type Options struct {
 	// WebAddr is the listen address of the web page ("127.0.0.1:3001");
 	// empty for none.
 	WebAddr string
+	// EtcdEndpoints, when set, keeps the membership in etcd instead of
+	// probing the cluster file: each server registers itself under
+	// EtcdPrefix while it runs, and sees the others come and go through
+	// etcd. The cluster file still gives the identities, ports and secret
+	// of the servers run here; ProbeInterval is unused.
+	EtcdEndpoints []string
+	// EtcdPrefix is the etcd key prefix of the cluster (default
+	// DefaultEtcdPrefix). Every process of one cluster uses the same.
+	EtcdPrefix string
+	// DrainDelay is how long a server keeps serving after it left the etcd
+	// membership, on Close (default DefaultDrainDelay).
+	DrainDelay time.Duration
+	// RedisAddr, when set, keeps the online status of the users in the
+	// Redis at this address ("127.0.0.1:6379"), and with it the rule of
+	// one session per user in the whole cluster: a user who enters again,
+	// on any connector, kicks the earlier session (online.Service.Login
+	// with session.KickOld). Without it, the connectors kick the earlier
+	// session themselves, asking every other connector.
+	RedisAddr string
+	// RedisPrefix is the prefix of the Redis keys (default
+	// DefaultRedisPrefix). Every process of one cluster uses the same.
+	RedisPrefix string
 	// EphemeralPorts makes every server run here listen on a port picked by
 	// the system, whatever the file says, and publish it to the membership
 	// (for tests).
@@ -99,17 +131,30 @@ type Server struct {
 	Server *server.Server
 	// Node is its membership of the cluster.
 	Node *cluster.Node
+	// Membership is the server's view of the cluster: the process's probed
+	// cluster file, or the server's own etcd membership.
+	Membership cluster.Membership
+	// Online is the server's online status service, when the process uses
+	// Redis (Options.RedisAddr); nil otherwise.
+	Online *online.Service
 
-	channels *channel.Service // chat servers
+	channels *channel.Service       // chat servers
+	etcd     *etcdmember.Membership // with etcd
 }
 
 // App is the servers of one process.
 type App struct {
 	opts    Options
 	log     *slog.Logger
-	members *Probed
+	members *Probed // without etcd
+	stores  stores  // etcd and Redis, when used
+	view    cluster.Membership
 	servers []*Server // in start order: chat, connector, gate
 	leaves  sync.WaitGroup
+	unwatch func()
+
+	closeMu sync.Mutex
+	closed  bool
 
 	web   *http.Server
 	webLn net.Listener
@@ -183,11 +228,23 @@ func Start(opts Options) (*App, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.EtcdPrefix == "" {
+		opts.EtcdPrefix = DefaultEtcdPrefix
+	}
+	if opts.DrainDelay <= 0 {
+		opts.DrainDelay = DefaultDrainDelay
+	}
+	if opts.RedisPrefix == "" {
+		opts.RedisPrefix = DefaultRedisPrefix
+	}
 	run, err := Select(opts.Cluster, opts.Servers)
 	if err != nil {
 		return nil, err
 	}
 	a := &App{opts: opts, log: opts.Logger}
+	if err := a.stores.open(opts); err != nil {
+		return nil, err
+	}
 
 	// Bind the RPC listeners first: the membership publishes their ports.
 	lns := make([]net.Listener, len(run))
@@ -206,22 +263,26 @@ func Start(opts Options) (*App, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			closeListeners()
+			a.stores.close()
 			return nil, fmt.Errorf("%s: listen rpc: %w", run[i].ID, err)
 		}
 		lns[i] = ln
 		run[i].RPCPort = ln.Addr().(*net.TCPAddr).Port
 	}
-	all := slices.Clone(opts.Cluster.Servers)
-	var ids []string
-	for _, s := range run {
-		ids = append(ids, s.ID)
-		for i := range all {
-			if all[i].ID == s.ID {
-				all[i] = s
+	if a.stores.etcd == nil {
+		all := slices.Clone(opts.Cluster.Servers)
+		var ids []string
+		for _, s := range run {
+			ids = append(ids, s.ID)
+			for i := range all {
+				if all[i].ID == s.ID {
+					all[i] = s
+				}
 			}
 		}
+		a.members = NewProbed(all, ids, opts.ProbeInterval, a.log)
+		a.view = a.members
 	}
-	a.members = NewProbed(all, ids, opts.ProbeInterval, a.log)
 
 	for i, info := range run {
 		s, err := a.startServer(info, lns[i])
@@ -235,7 +296,18 @@ func Start(opts Options) (*App, error) {
 		}
 		a.servers = append(a.servers, s)
 	}
-	a.members.Start()
+	if a.members != nil {
+		a.members.Start()
+	} else {
+		// Every server sees the others of this process before Start
+		// returns, so that the first clients find the cluster whole.
+		a.view = a.servers[0].Membership
+		if err := a.awaitLocalMembers(); err != nil {
+			a.Close(context.Background())
+			return nil, err
+		}
+		a.unwatch = watchMembers(a.view, a.servers, a.log)
+	}
 
 	if opts.WebAddr != "" {
 		ln, err := net.Listen("tcp", opts.WebAddr)
@@ -254,7 +326,31 @@ func Start(opts Options) (*App, error) {
 	return a, nil
 }
 
-func (a *App) startServer(info cluster.ServerInfo, ln net.Listener) (*Server, error) {
+// startServer starts the server info on its RPC listener ln. On error, what
+// it started is stopped again (but not ln, which the caller closes).
+func (a *App) startServer(info cluster.ServerInfo, ln net.Listener) (_ *Server, err error) {
+	s := &Server{Info: info}
+	if a.members != nil {
+		s.Membership = a.members
+	}
+	self := info
+	var drain time.Duration
+	defer func() {
+		if err != nil {
+			s.closeStores()
+		}
+	}()
+	if a.stores.etcd != nil {
+		s.etcd, err = a.stores.membership(a.opts, a.log)
+		if err != nil {
+			return nil, err
+		}
+		s.Membership, drain = s.etcd, a.opts.DrainDelay
+		if a.opts.EphemeralPorts {
+			// The node registers the client ports bound.
+			self.WSPort, self.TCPPort = 0, 0
+		}
+	}
 	frontend := info.Frontend
 	cfg := server.Config{
 		ID:       info.ID,
@@ -287,21 +383,28 @@ func (a *App) startServer(info cluster.ServerInfo, ln net.Listener) (*Server, er
 		return nil, err
 	}
 	node, err := cluster.Join(srv, cluster.Config{
-		Self:       info,
-		Membership: a.members,
+		Self:       self,
+		Membership: s.Membership,
 		Secret:     a.opts.Cluster.Secret,
 		Listener:   ln,
 		Routes:     map[string]cluster.RouteFunc{TypeChat: ChatRoute},
+		DrainDelay: drain,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Info: info, Server: srv, Node: node}
+	s.Server, s.Node = srv, node
+	if a.stores.redis != nil {
+		s.Online = a.stores.online(a.opts, a.log)
+		if err := s.Online.Attach(node); err != nil {
+			return nil, err
+		}
+	}
 	switch info.Type {
 	case TypeGate:
 		err = chatv1.RegisterGateHandlerServer(srv, &gate{node: node})
 	case TypeConnector:
-		err = chatv1.RegisterEntryHandlerServer(srv, newEntry(node, &a.leaves))
+		err = chatv1.RegisterEntryHandlerServer(srv, newEntry(node, &a.leaves, s.Online))
 	case TypeChat:
 		s.channels = channel.NewService(channel.DeliveryFunc(node.PushToFrontend))
 		rs := newRooms(info.ID, s.channels, srv.Logger())
@@ -325,14 +428,16 @@ func (a *App) startServer(info cluster.ServerInfo, ln net.Listener) (*Server, er
 		if addr, ok := srv.TCPAddr().(*net.TCPAddr); ok {
 			s.Info.TCPPort = addr.Port
 		}
-		a.members.Update(s.Info)
+		if a.members != nil {
+			a.members.Update(s.Info)
+		}
 	}
 	return s, nil
 }
 
 // gateAddr returns where clients reach a gate that is up, for the web page.
 func (a *App) gateAddr() (host string, port int, ok bool) {
-	for _, s := range a.members.Servers() {
+	for _, s := range a.view.Servers() {
 		if s.Type == TypeGate && s.WSPort > 0 {
 			host = s.Host
 			if h := s.Metadata[MetadataClientHost]; h != "" {
@@ -357,8 +462,9 @@ func (a *App) Server(id string) *Server {
 	return nil
 }
 
-// Membership returns the process's view of the cluster.
-func (a *App) Membership() *Probed { return a.members }
+// Membership returns the process's view of the cluster: its probed cluster
+// file, or with etcd the membership of its first server.
+func (a *App) Membership() cluster.Membership { return a.view }
 
 // WebURL returns the URL of the web page, or "" when it is not served.
 func (a *App) WebURL() string {
@@ -387,9 +493,18 @@ func (a *App) PrintAddresses(w io.Writer) {
 
 // Close stops the web page, then the frontends (their clients are kicked
 // with the reason "shutdown", and their sessions leave their rooms), then
-// the chat servers, each leaving the cluster gracefully; it waits at most
-// until ctx is done.
+// the chat servers, each leaving the cluster gracefully (with etcd, each
+// deregisters and keeps serving for Options.DrainDelay first); then the
+// servers' online status and etcd memberships, and the connections to
+// etcd and Redis. It waits at most until ctx is done. Calls after the
+// first do nothing.
 func (a *App) Close(ctx context.Context) error {
+	a.closeMu.Lock()
+	defer a.closeMu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
 	var errs []error
 	if a.web != nil {
 		errs = append(errs, a.web.Shutdown(ctx))
@@ -429,8 +544,31 @@ func (a *App) Close(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	closeAll(false)
+	if a.unwatch != nil {
+		a.unwatch()
+	}
+	// The nodes are closed: now what they used.
+	for _, s := range a.servers {
+		if err := s.closeStores(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Info.ID, err))
+		}
+	}
 	if a.members != nil {
 		a.members.Close()
+	}
+	errs = append(errs, a.stores.close())
+	return errors.Join(errs...)
+}
+
+// closeStores closes the server's online status, then its etcd membership,
+// once its node is closed.
+func (s *Server) closeStores() error {
+	var errs []error
+	if s.Online != nil {
+		errs = append(errs, s.Online.Close())
+	}
+	if s.etcd != nil {
+		errs = append(errs, s.etcd.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -122,9 +122,15 @@ func connect(t *testing.T, a *app.App, name string) *user {
 	if entry.GetCode() != 200 || entry.GetHost() != "127.0.0.1" || entry.GetPort() == 0 {
 		t.Fatalf("queryEntry(%s) = %v", name, entry)
 	}
+	return connectTo(t, name, entry.GetHost(), entry.GetPort())
+}
+
+// connectTo connects name to the connector at host:port, without the gate.
+func connectTo(t *testing.T, name, host string, port int32) *user {
+	t.Helper()
 	u := &user{
-		t: t, name: name, port: entry.GetPort(),
-		c:      dial(t, "ws://"+net.JoinHostPort(entry.GetHost(), strconv.Itoa(int(entry.GetPort())))+"/"),
+		t: t, name: name, port: port,
+		c:      dial(t, "ws://"+net.JoinHostPort(host, strconv.Itoa(int(port)))+"/"),
 		chats:  make(chan *chatv1.ChatMessage, 100),
 		adds:   make(chan string, 100),
 		leaves: make(chan string, 100),
@@ -286,8 +292,21 @@ func TestEcho(t *testing.T) {
 	}
 }
 
+// TestRelogin enters a user again on the same connector and on the other
+// one, with the membership in the cluster file or in etcd, and the single
+// session kept by the connectors or in Redis (TestEtcdRedis has both).
 func TestRelogin(t *testing.T) {
-	a := startApp(t, app.Options{})
+	t.Run("cluster file", func(t *testing.T) { testRelogin(t, app.Options{}) })
+	t.Run("etcd", func(t *testing.T) {
+		opts := startStores(t, true, false).opts
+		opts.DrainDelay = 100 * time.Millisecond
+		testRelogin(t, opts)
+	})
+	t.Run("redis", func(t *testing.T) { testRelogin(t, startStores(t, false, true).opts) })
+}
+
+func testRelogin(t *testing.T, opts app.Options) {
+	a := startApp(t, opts)
 	ann := enter(t, a, "ann", "lobby")
 	watcher := enter(t, a, "watcher", "lobby")
 

@@ -12,6 +12,7 @@ import (
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/online"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -27,14 +28,19 @@ type entry struct {
 	chatv1.UnimplementedEntryHandlerServer
 	node   *cluster.Node
 	chat   chatv1.ChatRemoteClient
+	online *online.Service // nil without Redis
 	log    *slog.Logger
 	leaves *sync.WaitGroup // in-flight Leave calls, waited for on shutdown
 }
 
-func newEntry(node *cluster.Node, leaves *sync.WaitGroup) *entry {
+// newEntry returns the entry handler of the connector of node. With on (the
+// server's online status in Redis), users log in through it; without, the
+// connector kicks a uid's other sessions itself.
+func newEntry(node *cluster.Node, leaves *sync.WaitGroup, on *online.Service) *entry {
 	c := &entry{
 		node:   node,
 		chat:   chatv1.NewChatRemoteClient(node),
+		online: on,
 		log:    node.Server().Logger(),
 		leaves: leaves,
 	}
@@ -55,7 +61,8 @@ func checkName(what, v string, maxLen int) error {
 }
 
 // Enter binds the session to "username*rid", kicks that uid's other
-// sessions with the reason "relogin", records the room in the session and
+// sessions with the reason "relogin" (through the online status in Redis
+// when the process uses it), records the room in the session and
 // joins the room on its chat server.
 func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterRequest) (*chatv1.EnterResponse, error) {
 	username, rid := req.GetUsername(), req.GetRid()
@@ -74,11 +81,7 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 		// Entering again on the same connection: join again, which
 		// answers the user list.
 	case "":
-		// One session per uid in the whole cluster: kick the uid's
-		// sessions on the other connectors. On this connector, the
-		// session.KickOld policy does the same as the session is bound.
-		c.kickElsewhere(ctx, uid)
-		if err := s.Bind(ctx, uid); err != nil {
+		if err := c.login(ctx, s, uid); err != nil {
 			return nil, err
 		}
 	default:
@@ -106,6 +109,21 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 		return nil, runtime.Errorf(runtime.ErrNameClosed, "session closed while entering")
 	}
 	return &chatv1.EnterResponse{Code: 200, Users: res.GetUsers()}, nil
+}
+
+// login binds s to uid, one session per uid in the whole cluster: the
+// uid's earlier session, wherever it is, is kicked with the reason
+// "relogin".
+func (c *entry) login(ctx context.Context, s runtime.Session, uid string) error {
+	if c.online != nil {
+		// Decided in Redis, so that two logins racing on two connectors
+		// end with one session.
+		return c.online.Login(ctx, s, uid)
+	}
+	// Kick the uid's sessions on the other connectors. On this connector,
+	// the session.KickOld policy does the same as the session is bound.
+	c.kickElsewhere(ctx, uid)
+	return s.Bind(ctx, uid)
 }
 
 // kickElsewhere kicks uid's sessions on every other connector.
