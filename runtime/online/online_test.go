@@ -282,6 +282,11 @@ func racePolicy(t *testing.T, policy session.Policy) {
 				t.Fatalf("round %d: loser kick reason %q, %v", i, r, ok)
 			}
 		}
+		// The loser's frontend records its session's close in the
+		// background: wait for the status to settle on the winner alone.
+		waitFor(t, fmt.Sprintf("round %d: %s online only on %s", i, uid, fe[w].Info.ID), func() bool {
+			return slices.Equal(frontends(t, on, uid), []string{fe[w].Info.ID})
+		})
 		if got := frontends(t, on, uid); !slices.Equal(got, []string{fe[w].Info.ID}) {
 			t.Fatalf("round %d: online on %v, want only %s", i, got, fe[w].Info.ID)
 		}
