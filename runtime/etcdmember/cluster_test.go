@@ -13,7 +13,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pomelo-go/pomelo/internal/testservers"
@@ -87,27 +86,11 @@ func (ec *etcdCluster) waitMembers(t testing.TB, specs []testkit.Spec) {
 	}
 }
 
-func handle(t testing.TB, m *testkit.Member, route string, fn func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error)) {
-	t.Helper()
-	err := m.Server.RegisterHandler(runtime.HandlerDesc{Route: route, ServerType: m.Info.Type, Handle: func(ctx context.Context, s runtime.Session, ser runtime.Serializer, body []byte) (proto.Message, error) {
-		in := &structpb.Struct{}
-		if err := ser.Unmarshal(body, in); err != nil {
-			return nil, runtime.BadRequest(route, err)
-		}
-		return fn(ctx, s, in)
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+// handle registers a free-form JSON route on a test server.
+var handle = testkit.HandleStruct
 
-func obj(kv map[string]any) *structpb.Struct {
-	s, err := structpb.NewStruct(kv)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
+// obj builds a free-form JSON object.
+var obj = testkit.Struct
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()

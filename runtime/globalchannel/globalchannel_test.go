@@ -108,19 +108,8 @@ func (e *env) channels(id string) *globalchannel.Service {
 	return e.gc[id]
 }
 
-func handle(t testing.TB, m *testkit.Member, route string, fn func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error)) {
-	t.Helper()
-	err := m.Server.RegisterHandler(runtime.HandlerDesc{Route: route, ServerType: m.Info.Type, Handle: func(ctx context.Context, s runtime.Session, ser runtime.Serializer, body []byte) (proto.Message, error) {
-		in := &structpb.Struct{}
-		if err := ser.Unmarshal(body, in); err != nil {
-			return nil, runtime.BadRequest(route, err)
-		}
-		return fn(ctx, s, in)
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+// handle registers a free-form JSON route on a test server.
+var handle = testkit.HandleStruct
 
 // user is a connected, bound client that counts its "onRoom" pushes.
 type user struct {

@@ -1,0 +1,47 @@
+package testkit
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/pomelo-go/pomelo/runtime"
+)
+
+// StructHandler handles a route whose request and response are free-form
+// JSON objects (google.protobuf.Struct).
+type StructHandler func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error)
+
+// HandleStruct registers route on m's server with a handler of free-form
+// JSON objects, for tests that need a route without declaring it in a
+// .proto file. A body that does not decode is answered BAD_REQUEST; it fails
+// the test when the route cannot be registered.
+func HandleStruct(t testing.TB, m *Member, route string, fn StructHandler) {
+	t.Helper()
+	err := m.Server.RegisterHandler(runtime.HandlerDesc{Route: route, ServerType: m.Info.Type, Handle: func(ctx context.Context, s runtime.Session, ser runtime.Serializer, body []byte) (proto.Message, error) {
+		in := &structpb.Struct{}
+		if err := ser.Unmarshal(body, in); err != nil {
+			return nil, runtime.BadRequest(route, err)
+		}
+		out, err := fn(ctx, s, in)
+		if err != nil || out == nil {
+			return nil, err
+		}
+		return out, nil
+	}})
+	if err != nil {
+		t.Fatalf("testkit: register %s on %s: %v", route, m.Info.ID, err)
+	}
+}
+
+// Struct builds a google.protobuf.Struct from a Go map, panicking on values
+// a Struct cannot hold (a test's own mistake).
+func Struct(kv map[string]any) *structpb.Struct {
+	s, err := structpb.NewStruct(kv)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}

@@ -1,0 +1,54 @@
+package testkit_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/client"
+	"github.com/pomelo-go/pomelo/runtime/testkit"
+)
+
+func TestClusterWithStructRoutes(t *testing.T) {
+	c := testkit.Start(t, testkit.Options{
+		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "room", Count: 2}},
+		Setup: func(m *testkit.Member) error {
+			if m.Info.Type == "room" {
+				testkit.HandleStruct(t, m, "room.h.where", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					return testkit.Struct(map[string]any{"server": m.Info.ID, "echo": in.Fields["x"].GetStringValue()}), nil
+				})
+			}
+			return nil
+		},
+	})
+	if got := len(c.Members("room")); got != 2 {
+		t.Fatalf("%d room servers", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, c.Members("connector")[0].TCPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	out := &structpb.Struct{}
+	if err := cl.Request(ctx, "room.h.where", testkit.Struct(map[string]any{"x": "hi"}), out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Fields["echo"].GetStringValue() != "hi" || c.Member(out.Fields["server"].GetStringValue()) == nil {
+		t.Fatalf("forwarded answer %v", out)
+	}
+	_, isErr, err := cl.RequestRaw(ctx, "room.h.where", []byte(`[1,2]`))
+	if err != nil || !isErr {
+		t.Fatalf("a body that is not an object: isErr=%v err=%v", isErr, err)
+	}
+	if err := c.Stop(out.Fields["server"].GetStringValue()); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Request(ctx, "room.h.where", testkit.Struct(nil), out); err != nil {
+		t.Fatalf("after a room server left: %v", err)
+	}
+}
