@@ -2,7 +2,7 @@
 // this framework is driven by the real Pomelo JavaScript client
 // (pomelo-jsclient-websocket and pomelo-protocol, run under node with the ws
 // package, see js/harness.js), and checked at the wire level against the
-// compatibility checklist of PROTOCOL.md section 9.
+// compatibility checklist of docs/PROTOCOL.md section 9.
 //
 // The JavaScript tests need node and the packages pinned in js/package.json:
 //

@@ -568,7 +568,7 @@ func (r *rawClient) handshakeAck() handshakeReply {
 	return h
 }
 
-// jsHandshake is exactly what pomelo-jsclient-websocket sends (PROTOCOL.md section 4).
+// jsHandshake is exactly what pomelo-jsclient-websocket sends (docs/PROTOCOL.md section 4).
 const jsHandshake = `{"sys":{"type":"js-websocket","version":"0.0.1","rsa":{},"protoVersion":0},"user":{}}`
 
 type handshakeReply struct {

@@ -379,7 +379,7 @@ func TestJSClientRejected(t *testing.T) {
 
 // TestSilentClientClosed: a client that completes the handshake but never
 // sends a HEARTBEAT is closed by the server after the heartbeat timeout
-// (2 x 1s), without a KICK (PROTOCOL.md section 6).
+// (2 x 1s), without a KICK (docs/PROTOCOL.md section 6).
 func TestSilentClientClosed(t *testing.T) {
 	f := newFixture(t, nil)
 	c := dialRaw(t, f.url("/"))

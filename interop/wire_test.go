@@ -13,7 +13,7 @@ import (
 )
 
 // TestWireChecklist checks the server against the compatibility checklist of
-// PROTOCOL.md section 9 with hand-built packages over a raw WebSocket, byte
+// docs/PROTOCOL.md section 9 with hand-built packages over a raw WebSocket, byte
 // for byte where the checklist fixes the bytes.
 func TestWireChecklist(t *testing.T) {
 	// 1. WebSocket on any path, binary frames; several packages per server

@@ -7,7 +7,7 @@ import (
 )
 
 // Stable machine-readable error names sent to clients in the "error" field of
-// a failed response (PROTOCOL.md section 8).
+// a failed response (docs/PROTOCOL.md section 8).
 const (
 	// ErrNameUnknownRoute: no handler for the route, or a compressed route
 	// with an unknown code.

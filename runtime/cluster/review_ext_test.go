@@ -22,7 +22,7 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
 
-// DESIGN.md section 4: "Messages of one session are handled in the order
+// The design promises: "Messages of one session are handled in the order
 // they arrived." The frontend does not wait for a forwarded NOTIFY, and the
 // backend's Forward handler (sys.go:269-283) runs every request of a batch
 // on its own pool goroutine: a notify and the message after it, from the

@@ -14,7 +14,7 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
 
-// Connection states (PROTOCOL.md section 4).
+// Connection states (docs/PROTOCOL.md section 4).
 const (
 	stateInited int32 = iota
 	stateWaitAck
@@ -371,7 +371,7 @@ func (cn *conn) onData(body []byte) error {
 	}
 	switch m.Type {
 	case wire.Request:
-		if m.ID == 0 { // PROTOCOL.md: a request with id 0 is a notify
+		if m.ID == 0 { // docs/PROTOCOL.md: a request with id 0 is a notify
 			m.Type = wire.Notify
 		}
 	case wire.Notify:

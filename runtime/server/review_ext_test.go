@@ -16,7 +16,7 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
-// DESIGN.md section 7: "Shutdown drains: deregister, stop accepting, finish
+// The design promises: "Shutdown drains: deregister, stop accepting, finish
 // in-flight work, kick sessions with a reason, flush." Connector.Shutdown
 // cancels the connector context (and so every in-flight request's context)
 // and kicks at once: a request that is running when Shutdown starts never

@@ -8,7 +8,7 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
 
-// protocolExample is one example of PROTOCOL.md section 3: a message and its exact package.
+// protocolExample is one example of docs/PROTOCOL.md section 3: a message and its exact package.
 type protocolExample struct {
 	name string
 	msg  wire.Message

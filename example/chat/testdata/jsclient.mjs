@@ -46,7 +46,7 @@ function next(client, name, what) {
 }
 
 function codec() {
-  // Varint ids, as in PROTOCOL.md section 3.
+  // Varint ids, as in docs/PROTOCOL.md section 3.
   for (const [id, hex] of [[1, '01'], [127, '7f'], [128, '8001'], [300, 'ac02'], [16384, '808001'], [2 ** 31 - 1, 'ffffffff07']]) {
     const m = encodeMessage({ type: MessageType.RESPONSE, id, body: new Uint8Array([0x7b, 0x7d]) });
     check(`id ${id} encodes as ${hex}`, Buffer.from(m.subarray(1, m.length - 2)).toString('hex') === hex, Buffer.from(m).toString('hex'));

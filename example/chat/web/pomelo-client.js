@@ -13,7 +13,7 @@
 //   client.notify('chat.chatHandler.send', { content: 'hi', target: '*' });
 //   client.disconnect();
 //
-// What it does, following the protocol (PROTOCOL.md in the pomelo-go
+// What it does, following the protocol (docs/PROTOCOL.md in the pomelo-go
 // repository):
 //   - packages (type, 3-byte length, body) and messages (flag, varint id,
 //     route, JSON body); several packages in one frame;
