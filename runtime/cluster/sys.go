@@ -144,7 +144,13 @@ type channelRemote struct {
 	n *Node
 }
 
+// errNoPayload answers a push that carries nothing to push.
+var errNoPayload = runtime.Errorf(runtime.ErrNameBadRequest, "push without a payload")
+
 func (h *channelRemote) PushMessage(_ context.Context, r *connect.Request[sysv1.PushMessageRequest]) (*connect.Response[sysv1.PushMessageResponse], error) {
+	if r.Msg.Payload == nil {
+		return nil, errNoPayload
+	}
 	svc := h.n.srv.Sessions()
 	body := session.Body(payloadBody{r.Msg.Payload})
 	res := &sysv1.PushMessageResponse{}
@@ -162,6 +168,9 @@ func (h *channelRemote) PushMessage(_ context.Context, r *connect.Request[sysv1.
 }
 
 func (h *channelRemote) Broadcast(_ context.Context, r *connect.Request[sysv1.BroadcastRequest]) (*connect.Response[emptypb.Empty], error) {
+	if r.Msg.Payload == nil {
+		return nil, errNoPayload
+	}
 	var filter func(*session.Session) bool
 	if r.Msg.Filter != "" {
 		v, ok := h.n.filters.Load(r.Msg.Filter)

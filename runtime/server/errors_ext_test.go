@@ -3,13 +3,19 @@ package server_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	pomelo "github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/server"
@@ -78,31 +84,15 @@ func requestError(t *testing.T, c *client.Client, route string) *pomelo.Error {
 	return e
 }
 
-// waitRecords waits until the log holds n records with s (a safety
-// timeout: the log line may be written after the response is sent).
-func waitRecords(t *testing.T, logs *testkit.LogBuffer, s string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for logs.Count(s) < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // recordWith returns the one record of route (any route when "") holding s,
 // failing unless there is exactly one.
 func recordWith(t *testing.T, logs *testkit.LogBuffer, route, s string) map[string]any {
 	t.Helper()
-	waitRecords(t, logs, s, 1)
+	logs.Wait(s, 1)
 	var found []map[string]any
-	for _, r := range logs.Records() {
-		if route != "" && r["route"] != route {
-			continue
-		}
-		for _, v := range r {
-			if str, ok := v.(string); ok && strings.Contains(str, s) {
-				found = append(found, r)
-				break
-			}
+	for _, r := range logs.Matching(s) {
+		if route == "" || r["route"] == route {
+			found = append(found, r)
 		}
 	}
 	if len(found) != 1 {
@@ -187,7 +177,7 @@ func TestFloodOfFailingRequestsLogsBoundedLines(t *testing.T) {
 	if n, bound := logs.Count("hunter2"), 20+int(5*elapsed.Seconds())+1; n > bound {
 		t.Errorf("%d requests logged %d lines in %v, more than %d", requests, n, elapsed, bound)
 	}
-	waitRecords(t, logs, "suppressed", 1)
+	logs.Wait("suppressed", 1)
 	var suppressed float64
 	for _, r := range logs.Records() {
 		if n, ok := r["suppressed"].(float64); ok {
@@ -197,4 +187,74 @@ func TestFloodOfFailingRequestsLogsBoundedLines(t *testing.T) {
 	if logged := logs.Count("hunter2"); int(suppressed)+logged < requests {
 		t.Errorf("%d lines logged and %v reported suppressed, want %d failures accounted for", logged, suppressed, requests)
 	}
+}
+
+// panickingSessionRemote panics in a unary and in a streaming sys handler.
+type panickingSessionRemote struct {
+	sysv1connect.UnimplementedSessionRemoteHandler
+}
+
+func (panickingSessionRemote) Bind(context.Context, *connect.Request[sysv1.BindRequest]) (*connect.Response[emptypb.Empty], error) {
+	panic(secretText)
+}
+
+func (panickingSessionRemote) WatchSessions(context.Context, *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) error {
+	panic(secretText)
+}
+
+func TestRPCHandlersBuiltWithTheServerOptionsRecoverPanics(t *testing.T) {
+	logs := &testkit.LogBuffer{}
+	s, err := server.New(server.Config{ID: "rpc-1", Type: "rpc", Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetRPCHandlerOptions(connect.WithInterceptors(pomelo.ErrorInterceptor())) // as the cluster does
+	s.MountRPC(sysv1connect.NewSessionRemoteHandler(panickingSessionRemote{}, s.RPCHandlerOptions()...))
+	hs := httptest.NewUnstartedServer(s.RPCHandler())
+	hs.EnableHTTP2 = true
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	cl := sysv1connect.NewSessionRemoteClient(hs.Client(), hs.URL, connect.WithInterceptors(pomelo.ErrorInterceptor()))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	_, err = cl.Bind(ctx, connect.NewRequest(&sysv1.BindRequest{Sid: 1, Uid: "u"}))
+	var e *pomelo.Error
+	if !errors.As(err, &e) || e.Name != pomelo.ErrNameInternal || strings.Contains(e.Message, "hunter2") {
+		t.Errorf("panicking unary handler answered %v, want INTERNAL with a generic message", err)
+	}
+
+	st := cl.WatchSessions(ctx)
+	if err := st.Send(&sysv1.WatchSessionsRequest{}); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	_, err = st.Receive()
+	if connect.CodeOf(err) != connect.CodeInternal || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("panicking streaming handler answered %v, want internal with a generic message", err)
+	}
+	st.CloseRequest()
+	st.CloseResponse()
+
+	logs.Wait("hunter2", 2)
+	for _, proc := range []string{sysv1connect.SessionRemoteBindProcedure, sysv1connect.SessionRemoteWatchSessionsProcedure} {
+		rec := recordWithKey(t, logs, "procedure", proc)
+		if !strings.Contains(rec["stack"].(string), "errors_ext_test.go") || !strings.Contains(rec["panic"].(string), "hunter2") {
+			t.Errorf("%s: panic log record %v lacks the stack or the panic", proc, rec)
+		}
+	}
+}
+
+// recordWithKey returns the one record whose key k is v.
+func recordWithKey(t *testing.T, logs *testkit.LogBuffer, k, v string) map[string]any {
+	t.Helper()
+	var found []map[string]any
+	for _, r := range logs.Records() {
+		if r[k] == v {
+			found = append(found, r)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d log records with %s=%s, want 1: %v", len(found), k, v, found)
+	}
+	return found[0]
 }

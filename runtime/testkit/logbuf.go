@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 )
 
 // LogBuffer keeps what a logger logs in memory, one JSON object per record,
@@ -50,6 +51,30 @@ func (b *LogBuffer) Count(s string) int {
 		}
 	}
 	return n
+}
+
+// Matching returns the records with a string value that holds s.
+func (b *LogBuffer) Matching(s string) []map[string]any {
+	var out []map[string]any
+	for _, r := range b.Records() {
+		for _, v := range r {
+			if str, ok := v.(string); ok && strings.Contains(str, s) {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Wait waits until at least n records hold s, for at most five seconds (a
+// server may log a failure after it answered it), and returns how many do.
+func (b *LogBuffer) Wait(s string, n int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Count(s) < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return b.Count(s)
 }
 
 func (b *LogBuffer) lines() []string {
