@@ -71,6 +71,17 @@ func (l *errorLog) report() {
 	}
 }
 
+// flush reports the suppressed lines now, without waiting for the summary
+// timer, and stops it.
+func (l *errorLog) flush() {
+	l.mu.Lock()
+	if l.summary != nil {
+		l.summary.Stop()
+	}
+	l.mu.Unlock()
+	l.report()
+}
+
 // Error logs at error level unless the rate limit is reached.
 func (l *errorLog) Error(msg string, args ...any) {
 	if l.allow() {

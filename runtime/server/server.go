@@ -304,8 +304,10 @@ func (s *Server) TCPAddr() net.Addr { return s.addr(1, s.cfg.TCPAddr) }
 
 // Shutdown stops accepting clients, kicks every session with reason
 // (connector.KickReasonShutdown when empty), flushes and closes, waiting at
-// most until ctx is done.
+// most until ctx is done. It also reports the error log lines suppressed by
+// the rate limit so far.
 func (s *Server) Shutdown(ctx context.Context, reason string) error {
+	defer s.errLog.flush()
 	s.mu.RLock()
 	c := s.conn
 	s.mu.RUnlock()
