@@ -83,8 +83,10 @@ func (s *Server) handleFrontend(ctx context.Context, r *runtime.Request) (res ru
 }
 
 // HandleLocal runs a request on this server: the server's filters around
-// its handler. Backends call it for forwarded requests; r.Session must be
-// set and ctx should carry it (runtime.WithSession).
+// its handler; r.Session must be set and ctx should carry it
+// (runtime.WithSession). Its errors are neither logged nor redacted: that
+// happens where an answer leaves the server (HandleForwarded, the response
+// to a client).
 func (s *Server) HandleLocal(ctx context.Context, r *runtime.Request) runtime.Result {
 	return s.handleLocal(ctx, r, time.Time{})
 }

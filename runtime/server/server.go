@@ -211,7 +211,8 @@ func (s *Server) Filter(f runtime.Filter) {
 }
 
 // SetErrorHandler sets a hook that sees every error before it is answered
-// and may replace it.
+// and may replace it. What it returns is then logged and redacted when it
+// is an internal failure (see Config.ExposeErrorDetails).
 func (s *Server) SetErrorHandler(fn func(ctx context.Context, r *runtime.Request, err error) error) {
 	s.mu.Lock()
 	s.errorHandler = fn
