@@ -92,9 +92,10 @@ var (
 	ErrClosed       = &Error{Code: CodeFrameworkError, Name: ErrNameClosed}
 )
 
-// AsError converts any error into an *Error for a client response: an
-// *Error anywhere in the chain is returned as is, context deadline errors
-// become TIMEOUT, anything else INTERNAL with the error text.
+// AsError converts any error into an *Error: an *Error anywhere in the
+// chain is returned as is, context deadline errors become TIMEOUT, anything
+// else INTERNAL with the error text as its message. Such messages are for
+// the server's log: before an error is sent to a client it is Redacted.
 func AsError(err error) *Error {
 	if err == nil {
 		return nil
@@ -107,4 +108,33 @@ func AsError(err error) *Error {
 		return Errorf(ErrNameTimeout, "%v", err)
 	}
 	return Errorf(ErrNameInternal, "%v", err)
+}
+
+// genericMessages are the messages clients get for internal failures.
+var genericMessages = map[string]string{
+	ErrNameInternal:    "internal error",
+	ErrNameUnavailable: "service unavailable",
+	ErrNameTimeout:     "request timed out",
+}
+
+// InternalName reports whether errors named name are internal failures
+// (INTERNAL, UNAVAILABLE, TIMEOUT): their messages hold internal details
+// (error texts, server ids, addresses) that are logged on the server, and
+// clients get a generic message instead.
+func InternalName(name string) bool {
+	_, ok := genericMessages[name]
+	return ok
+}
+
+// Redacted returns e as a client may see it: an internal failure (see
+// InternalName) with the generic message of its name, keeping its code and
+// name. Any other error, application errors included, keeps its message;
+// Redacted then returns e itself, as it does when e already has the
+// generic message, so r != e tells that e held details.
+func (e *Error) Redacted() *Error {
+	msg, ok := genericMessages[e.Name]
+	if !ok || e.Message == msg {
+		return e
+	}
+	return &Error{Code: e.Code, Name: e.Name, Message: msg}
 }

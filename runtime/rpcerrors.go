@@ -51,8 +51,11 @@ func ToConnectError(err error) error {
 
 // FromConnectError converts an error of a remote call into an *Error: the
 // one the remote handler returned when it carried one, otherwise by the
-// Connect code (a server that cannot be reached is UNAVAILABLE, a deadline
-// TIMEOUT). server names the remote server in messages.
+// Connect code: a server that cannot be reached is UNAVAILABLE, a deadline
+// TIMEOUT, anything else (a procedure the server does not serve, a message
+// too large, a failed authentication) INTERNAL, since it is the cluster's
+// failure, not the client's. server names the remote server in messages,
+// which are for the log (see Error.Redacted).
 func FromConnectError(server string, err error) error {
 	if err == nil {
 		return nil
@@ -75,14 +78,8 @@ func FromConnectError(server string, err error) error {
 			return Errorf(ErrNameTimeout, "%s: %v", server, ce.Message())
 		case connect.CodeUnavailable, connect.CodeCanceled:
 			return Errorf(ErrNameUnavailable, "%s: %v", server, ce.Message())
-		case connect.CodeUnimplemented, connect.CodeNotFound:
-			return Errorf(ErrNameUnknownRoute, "%s: %v", server, ce.Message())
-		case connect.CodeResourceExhausted:
-			return Errorf(ErrNameOverloaded, "%s: %v", server, ce.Message())
-		case connect.CodeInvalidArgument:
-			return Errorf(ErrNameBadRequest, "%s: %v", server, ce.Message())
 		}
-		return Errorf(ErrNameInternal, "%s: %v", server, ce.Message())
+		return Errorf(ErrNameInternal, "%s: %v: %v", server, ce.Code(), ce.Message())
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return Errorf(ErrNameTimeout, "%s: %v", server, err)

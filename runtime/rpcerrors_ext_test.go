@@ -69,3 +69,24 @@ func TestErrorInterceptorCarriesErrors(t *testing.T) {
 		}
 	})
 }
+
+func TestConnectErrorsWithoutPomeloErrorAreInternalFailures(t *testing.T) {
+	mux := http.NewServeMux()
+	reg := &genMuxRegistrar{mux: mux, opts: []connect.HandlerOption{connect.WithInterceptors(runtime.ErrorInterceptor())}}
+	testingv1.RegisterEchoRemoteServer(reg, struct {
+		testingv1.UnimplementedEchoRemoteServer
+	}{})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	inv := oneServer{conn: &runtime.RemoteConn{ServerID: "s", HTTPClient: srv.Client(), BaseURL: srv.URL,
+		Options: []connect.ClientOption{connect.WithInterceptors(runtime.ErrorInterceptor())}}}
+	// The Unimplemented stub answers a bare Connect error.
+	_, err := testingv1.NewEchoRemoteClient(inv).WhoamiTo(context.Background(), "s", &testingv1.WhoamiRequest{})
+	var e *runtime.Error
+	if !errors.As(err, &e) || e.Name != runtime.ErrNameInternal {
+		t.Fatalf("caller got %v, want INTERNAL", err)
+	}
+	if red := e.Redacted(); red.Message != "internal error" {
+		t.Errorf("a client would see %q", red.Message)
+	}
+}

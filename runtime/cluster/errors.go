@@ -16,9 +16,6 @@ func fromProtoError(e *sysv1.Error) *runtime.Error {
 	return &runtime.Error{Code: e.GetCode(), Name: e.GetName(), Message: e.GetMessage()}
 }
 
-// toConnectError converts an error for a sys service answer.
-func toConnectError(err error) error { return runtime.ToConnectError(err) }
-
 // asUnavailable converts the error of a call to serverID into an
 // *runtime.Error: structured errors from the remote side are kept,
 // transport failures become UNAVAILABLE.

@@ -157,6 +157,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		connect.WithInterceptors(runtime.ErrorInterceptor()),
 	}
 	srv.SetRPCHandlerOptions(opts...)
+	opts = srv.RPCHandlerOptions() // with the server's: panic recovery, error logging
 	if srv.Frontend() {
 		srv.MountRPC(sysv1connect.NewSessionRemoteHandler(&sessionRemote{n: n}, opts...))
 		srv.MountRPC(sysv1connect.NewChannelRemoteHandler(&channelRemote{n: n}, opts...))

@@ -36,9 +36,12 @@ type sessionRemote struct {
 
 func (h *sessionRemote) svc() *session.Service { return h.n.srv.Sessions() }
 
+// empty answers a sys call that returns nothing. Errors are converted to
+// Connect errors by the RPC handler options (runtime.ErrorInterceptor), which
+// also log and redact internal failures.
 func empty[T any](err error) (*connect.Response[emptypb.Empty], error) {
 	if err != nil {
-		return nil, toConnectError(err)
+		return nil, err
 	}
 	return connect.NewResponse(&emptypb.Empty{}), nil
 }
@@ -70,7 +73,7 @@ func (h *sessionRemote) PushAll(_ context.Context, r *connect.Request[sysv1.Push
 func (h *sessionRemote) GetBackendSessionBySid(_ context.Context, r *connect.Request[sysv1.GetBySidRequest]) (*connect.Response[sysv1.Session], error) {
 	s, ok := h.svc().Get(r.Msg.Sid)
 	if !ok {
-		return nil, toConnectError(runtime.Errorf(runtime.ErrNameNotFound, "no session %d", r.Msg.Sid))
+		return nil, runtime.Errorf(runtime.ErrNameNotFound, "no session %d", r.Msg.Sid)
 	}
 	return connect.NewResponse(snapshotToProto(s.Snapshot())), nil
 }
@@ -85,7 +88,7 @@ func (h *sessionRemote) GetBackendSessionsByUid(_ context.Context, r *connect.Re
 
 func (h *sessionRemote) KickBySid(_ context.Context, r *connect.Request[sysv1.KickBySidRequest]) (*connect.Response[sysv1.KickResponse], error) {
 	if err := h.svc().Kick(r.Msg.Sid, r.Msg.Reason); err != nil {
-		return nil, toConnectError(err)
+		return nil, err
 	}
 	return connect.NewResponse(&sysv1.KickResponse{Kicked: 1}), nil
 }
@@ -141,7 +144,13 @@ type channelRemote struct {
 	n *Node
 }
 
+// errNoPayload answers a push that carries nothing to push.
+var errNoPayload = runtime.Errorf(runtime.ErrNameBadRequest, "push without a payload")
+
 func (h *channelRemote) PushMessage(_ context.Context, r *connect.Request[sysv1.PushMessageRequest]) (*connect.Response[sysv1.PushMessageResponse], error) {
+	if r.Msg.Payload == nil {
+		return nil, errNoPayload
+	}
 	svc := h.n.srv.Sessions()
 	body := session.Body(payloadBody{r.Msg.Payload})
 	res := &sysv1.PushMessageResponse{}
@@ -153,24 +162,27 @@ func (h *channelRemote) PushMessage(_ context.Context, r *connect.Request[sysv1.
 		res.FailedSids, err2 = svc.PushBodyToSIDs(r.Msg.Route, body, r.Msg.Sids)
 	}
 	if err := firstErr(err1, err2); err != nil && isEncodeError(err) {
-		return nil, toConnectError(err)
+		return nil, err
 	}
 	return connect.NewResponse(res), nil
 }
 
 func (h *channelRemote) Broadcast(_ context.Context, r *connect.Request[sysv1.BroadcastRequest]) (*connect.Response[emptypb.Empty], error) {
+	if r.Msg.Payload == nil {
+		return nil, errNoPayload
+	}
 	var filter func(*session.Session) bool
 	if r.Msg.Filter != "" {
 		v, ok := h.n.filters.Load(r.Msg.Filter)
 		if !ok {
-			return nil, toConnectError(runtime.Errorf(runtime.ErrNameBadRequest, "no broadcast filter %q on %s", r.Msg.Filter, h.n.cfg.Self.ID))
+			return nil, runtime.Errorf(runtime.ErrNameBadRequest, "no broadcast filter %q on %s", r.Msg.Filter, h.n.cfg.Self.ID)
 		}
 		bf, param := v.(BroadcastFilter), r.Msg.FilterParam
 		filter = func(s *session.Session) bool { return bf(s, param) }
 	}
 	err := h.n.srv.Sessions().BroadcastBody(r.Msg.Route, payloadBody{r.Msg.Payload}, r.Msg.BoundOnly, filter)
 	if err != nil && isEncodeError(err) {
-		return nil, toConnectError(err)
+		return nil, err
 	}
 	return connect.NewResponse(&emptypb.Empty{}), nil
 }

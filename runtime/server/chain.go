@@ -22,7 +22,7 @@ func (h chainHandler) Handshake(ctx context.Context, sess *session.Session, req 
 	s := h.s
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("pomelo: handshake hook panicked", "panic", p, "stack", string(debug.Stack()))
+			s.errLog.Error("pomelo: handshake hook panicked", "session", sess.ID(), "panic", p, "stack", string(debug.Stack()))
 			user, err = nil, fmt.Errorf("handshake hook panicked: %v", p)
 		}
 	}()
@@ -36,7 +36,7 @@ func (h chainHandler) Handshake(ctx context.Context, sess *session.Session, req 
 }
 
 func (h chainHandler) Reject(sess *session.Session, m *wire.Message, err error) {
-	h.s.respond(sess, sess.Serializer(), m.ID, runtime.Result{Err: err})
+	h.s.respond(sess, m.Route, sess.Serializer(), m.ID, runtime.Result{Err: err})
 }
 
 func (h chainHandler) ServeMessage(ctx context.Context, sess *session.Session, m *wire.Message) {
@@ -49,7 +49,7 @@ func (h chainHandler) ServeMessage(ctx context.Context, sess *session.Session, m
 	}
 	res := s.handleFrontend(runtime.WithSession(ctx, local), r)
 	if !r.Notify() {
-		s.respond(sess, ser, r.ID, res)
+		s.respond(sess, r.Route, ser, r.ID, res)
 	}
 }
 
@@ -83,8 +83,10 @@ func (s *Server) handleFrontend(ctx context.Context, r *runtime.Request) (res ru
 }
 
 // HandleLocal runs a request on this server: the server's filters around
-// its handler. Backends call it for forwarded requests; r.Session must be
-// set and ctx should carry it (runtime.WithSession).
+// its handler; r.Session must be set and ctx should carry it
+// (runtime.WithSession). Its errors are neither logged nor redacted: that
+// happens where an answer leaves the server (HandleForwarded, the response
+// to a client).
 func (s *Server) HandleLocal(ctx context.Context, r *runtime.Request) runtime.Result {
 	return s.handleLocal(ctx, r, time.Time{})
 }
@@ -110,14 +112,27 @@ func (s *Server) handleLocal(ctx context.Context, r *runtime.Request, inherited 
 }
 
 // HandleForwarded runs a forwarded request on a backend and returns the
-// encoded response. Errors are mapped by the error handler.
-func (s *Server) HandleForwarded(ctx context.Context, r *runtime.Request) ([]byte, error) {
+// encoded response. Errors are mapped by the error handler; internal
+// failures are logged here and redacted (see Config.ExposeErrorDetails), so
+// the error returned is the *runtime.Error to answer.
+func (s *Server) HandleForwarded(ctx context.Context, r *runtime.Request) (body []byte, err error) {
+	defer func() {
+		// The chain recovers the handler's panics; this is for the rest
+		// (encoding), which runs on a pool goroutine of the cluster.
+		if p := recover(); p != nil {
+			body, err = nil, s.outgoingError(r.Route, r.Session, s.logPanic("forwarded request", p, debug.Stack(), requestAttrs(r.Route, r.Session)...))
+		}
+	}()
 	inherited, _ := ctx.Deadline()
 	res := s.mapError(ctx, r, s.handleLocal(runtime.WithSession(ctx, r.Session), r, inherited))
-	if res.Err != nil {
-		return nil, res.Err
+	if res.Err == nil {
+		body, err := encodeResult(r.Serializer, res)
+		if err == nil {
+			return body, nil
+		}
+		res.Err = err
 	}
-	return encodeResult(r.Serializer, res)
+	return nil, s.outgoingError(r.Route, r.Session, res.Err)
 }
 
 // runFiltered runs the filters' Before in order, then next, then the After
@@ -195,14 +210,15 @@ func invoke(ctx context.Context, d *runtime.HandlerDesc, r *runtime.Request) (re
 	return runtime.Result{Message: msg, Err: err}
 }
 
-// mapError runs the error handler and logs internal errors.
+// mapError logs panics and runs the error handler. Other internal failures
+// are logged where the error leaves the server (outgoingError), after the
+// error handler had its say.
 func (s *Server) mapError(ctx context.Context, r *runtime.Request, res runtime.Result) runtime.Result {
 	if res.Err == nil {
 		return res
 	}
 	if pe, ok := res.Err.(*panicError); ok {
-		s.log.Error("pomelo: handler panicked", "route", r.Route, "panic", pe.val, "stack", string(pe.stack))
-		res.Err = runtime.Errorf(runtime.ErrNameInternal, "internal error in %s", r.Route)
+		res.Err = s.logPanic("handler", pe.val, pe.stack, requestAttrs(r.Route, r.Session)...)
 	}
 	s.mu.RLock()
 	eh := s.errorHandler
@@ -219,8 +235,7 @@ func (s *Server) mapError(ctx context.Context, r *runtime.Request, res runtime.R
 func (s *Server) safeErrorHandler(eh func(context.Context, *runtime.Request, error) error, ctx context.Context, r *runtime.Request, err error) (out error) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("pomelo: error handler panicked", "route", r.Route, "panic", p, "stack", string(debug.Stack()))
-			out = runtime.Errorf(runtime.ErrNameInternal, "internal error in %s", r.Route)
+			out = s.logPanic("error handler", p, debug.Stack(), requestAttrs(r.Route, r.Session)...)
 		}
 	}()
 	return eh(ctx, r, err)
@@ -270,8 +285,8 @@ func EncodeError(ser runtime.Serializer, e *runtime.Error) []byte {
 	return b
 }
 
-// respond sends the one RESPONSE of request id.
-func (s *Server) respond(sess *session.Session, ser runtime.Serializer, id uint64, res runtime.Result) {
+// respond sends the one RESPONSE of request id, on route.
+func (s *Server) respond(sess *session.Session, route string, ser runtime.Serializer, id uint64, res runtime.Result) {
 	m := wire.Message{Type: wire.Response, ID: id}
 	if res.Err == nil {
 		body, err := encodeResult(ser, res)
@@ -283,13 +298,13 @@ func (s *Server) respond(sess *session.Session, ser runtime.Serializer, id uint6
 	}
 	if res.Err != nil {
 		m.Error = true
-		m.Body = EncodeError(ser, runtime.AsError(res.Err))
+		m.Body = EncodeError(ser, s.outgoingError(route, sess, res.Err))
 	}
 	pkg, err := wire.AppendMessagePackage(nil, &m)
 	if err != nil {
 		// The response is too large for the protocol: answer that instead.
 		m.Error = true
-		m.Body = EncodeError(ser, runtime.Errorf(runtime.ErrNameInternal, "response too large: %v", err))
+		m.Body = EncodeError(ser, s.outgoingError(route, sess, runtime.Errorf(runtime.ErrNameInternal, "response too large: %v", err)))
 		pkg, _ = wire.AppendMessagePackage(nil, &m)
 	}
 	_ = sess.Conn().Send(pkg) // a failed send closes the connection

@@ -90,6 +90,13 @@ func startEcho(t testing.TB, tweak func(*server.Config)) (*server.Server, *echo)
 	if err := testingv1.RegisterEchoHandlerServer(s, h); err != nil {
 		t.Fatal(err)
 	}
+	serve(t, s)
+	return s, h
+}
+
+// serve starts s and shuts it down when the test ends.
+func serve(t testing.TB, s *server.Server) {
+	t.Helper()
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +105,6 @@ func startEcho(t testing.TB, tweak func(*server.Config)) (*server.Server, *echo)
 		defer cancel()
 		s.Shutdown(ctx, "")
 	})
-	return s, h
 }
 
 // raw is a bare WebSocket client for bad-input tests.

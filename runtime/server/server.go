@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -53,6 +54,13 @@ type Config struct {
 	HandshakeHook func(ctx context.Context, s *session.Session, user json.RawMessage) (json.RawMessage, error)
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
+	// ExposeErrorDetails is for development only: internal failures
+	// (INTERNAL, UNAVAILABLE, TIMEOUT: errors returned by handlers that are
+	// not *runtime.Error, panics, unreachable servers) are answered with
+	// their detail instead of a generic message, to clients of a frontend,
+	// to the frontends that forward to a backend and to the callers of its
+	// remote handlers. Either way the detail is logged on the server.
+	ExposeErrorDetails bool
 }
 
 // Forwarder runs a request on another server. The cluster layer implements
@@ -67,6 +75,7 @@ type Forwarder interface {
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
+	errLog   *errorLog
 	handlers runtime.HandlerTable
 	sessions *session.Service
 	conn     *connector.Connector
@@ -103,6 +112,7 @@ func New(cfg Config) (*Server, error) {
 		rpcMux:   http.NewServeMux(),
 		serveErr: make(chan error, 2),
 	}
+	s.errLog = newErrorLog(s.log)
 	s.origin = s.sessions
 	return s, nil
 }
@@ -140,11 +150,14 @@ func (s *Server) RegisterHandler(d runtime.HandlerDesc) error {
 // MountRPC implements runtime.RPCRegistrar.
 func (s *Server) MountRPC(path string, h http.Handler) { s.rpcMux.Handle(path, h) }
 
-// RPCHandlerOptions implements runtime.RPCRegistrar.
+// RPCHandlerOptions implements runtime.RPCRegistrar: the options set with
+// SetRPCHandlerOptions, then the server's own, which recover panics of the
+// handlers and log and redact their internal failures as for client
+// requests (see Config.ExposeErrorDetails).
 func (s *Server) RPCHandlerOptions() []connect.HandlerOption {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.rpcOpts
+	return append(slices.Clip(s.rpcOpts), s.rpcOptions()...)
 }
 
 // SetRPCHandlerOptions sets the options of Connect handlers mounted after
@@ -198,7 +211,8 @@ func (s *Server) Filter(f runtime.Filter) {
 }
 
 // SetErrorHandler sets a hook that sees every error before it is answered
-// and may replace it.
+// and may replace it. What it returns is then logged and redacted when it
+// is an internal failure (see Config.ExposeErrorDetails).
 func (s *Server) SetErrorHandler(fn func(ctx context.Context, r *runtime.Request, err error) error) {
 	s.mu.Lock()
 	s.errorHandler = fn
@@ -291,8 +305,10 @@ func (s *Server) TCPAddr() net.Addr { return s.addr(1, s.cfg.TCPAddr) }
 
 // Shutdown stops accepting clients, kicks every session with reason
 // (connector.KickReasonShutdown when empty), flushes and closes, waiting at
-// most until ctx is done.
+// most until ctx is done. It also reports the error log lines suppressed by
+// the rate limit so far.
 func (s *Server) Shutdown(ctx context.Context, reason string) error {
+	defer s.errLog.flush()
 	s.mu.RLock()
 	c := s.conn
 	s.mu.RUnlock()

@@ -52,3 +52,22 @@ func TestClusterWithStructRoutes(t *testing.T) {
 		t.Fatalf("after a room server left: %v", err)
 	}
 }
+
+func TestLogBufferKeepsEveryRecordDecoded(t *testing.T) {
+	var b testkit.LogBuffer
+	log := b.Logger()
+	log.Debug("first", "k", "needle here")
+	log.Error("second", "n", 2)
+	if got := b.Records(); len(got) != 2 || got[1]["msg"] != "second" || got[1]["n"] != float64(2) {
+		t.Fatalf("records %v", got)
+	}
+	if m := b.Matching("needle"); len(m) != 1 || m[0]["msg"] != "first" {
+		t.Errorf("Matching(needle) = %v", m)
+	}
+	if n := b.Count("second"); n != 1 {
+		t.Errorf("Count(second) = %d", n)
+	}
+	if n := b.Wait("first", 1); n != 1 {
+		t.Errorf("Wait(first) = %d", n)
+	}
+}
