@@ -2,10 +2,13 @@ package cluster
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
@@ -54,6 +57,11 @@ func newForwarder(n *Node) *forwarder {
 
 // Forward implements server.Forwarder.
 func (f *forwarder) Forward(ctx context.Context, serverType string, snap session.Snapshot, r *runtime.Request) ([]byte, error) {
+	if !utf8.ValidString(r.Route) {
+		// Protobuf strings are UTF-8: this route could not travel, and must
+		// not take other sessions' requests on the stream down with it.
+		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "malformed route")
+	}
 	target, err := f.n.RouteBy(serverType, RouteContext{Session: r.Session})
 	if err != nil {
 		return nil, err
@@ -252,6 +260,18 @@ func (st *fwdStream) send() {
 		st.mu.Unlock()
 		batch.Requests = reqs
 		err := st.stream.Send(batch)
+		if err != nil {
+			// A message that cannot be encoded fails the Send before anything
+			// is written and leaves the stream usable: fail that message
+			// alone and send the others.
+			if ok, changed := keepEncodable(reqs, st.repairRequest); changed {
+				batch.Requests = ok
+				err = nil
+				if len(ok) > 0 {
+					err = st.stream.Send(batch)
+				}
+			}
+		}
 		clear(reqs)
 		spare = reqs
 		if err != nil {
@@ -260,6 +280,85 @@ func (st *fwdStream) send() {
 			st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s: forward stream broke: %v", st.serverID, err))
 			return
 		}
+	}
+}
+
+// keepEncodable returns the messages of ms that can be marshalled, in
+// order, reusing the array of ms. Each message that cannot is handed to
+// repair, which either makes it encodable and reports true to keep it, or
+// answers it otherwise and reports false. changed reports whether any
+// message could not be marshalled: when none could not, a failed Send of
+// ms failed for another reason.
+func keepEncodable[M proto.Message](ms []M, repair func(M) bool) (kept []M, changed bool) {
+	kept = ms[:0]
+	for _, m := range ms {
+		if _, err := proto.Marshal(m); err != nil {
+			changed = true
+			if !repair(m) {
+				continue
+			}
+		}
+		kept = append(kept, m)
+	}
+	clear(ms[len(kept):])
+	return kept, changed
+}
+
+// validUTF8 returns s with each run of invalid UTF-8 replaced by U+FFFD.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// repairRequest makes a forwarded request that failed to marshal
+// encodable, replacing invalid UTF-8 in its session's strings (a uid or a
+// setting can come from client input), or answers it alone: BAD_REQUEST
+// for a route that is not UTF-8, INTERNAL for anything else.
+func (st *fwdStream) repairRequest(req *sysv1.ForwardRequest) bool {
+	if !utf8.ValidString(req.Route) {
+		st.answer(req.Seq, runtime.Errorf(runtime.ErrNameBadRequest, "malformed route"))
+		return false
+	}
+	if s := req.Session; s != nil {
+		s.FrontendId, s.Uid = validUTF8(s.FrontendId), validUTF8(s.Uid)
+		settings := make(map[string]string, len(s.Settings))
+		for k, v := range s.Settings {
+			settings[validUTF8(k)] = validUTF8(v)
+		}
+		s.Settings = settings
+	}
+	if _, err := proto.Marshal(req); err != nil {
+		st.f.n.srv.Logger().Error("pomelo: cannot forward a message", "route", req.Route, "server", st.serverID, "session", req.GetSession().GetId(), "err", err)
+		st.answer(req.Seq, runtime.Errorf(runtime.ErrNameInternal, "the message could not be forwarded"))
+		return false
+	}
+	st.f.n.srv.Logger().Debug("pomelo: replaced invalid UTF-8 in a forwarded session", "route", req.Route, "session", req.GetSession().GetId())
+	return true
+}
+
+// repairResponse makes a forwarded request's response that failed to
+// marshal encodable: invalid UTF-8 in its error's name or message is
+// replaced, and a response still not encodable becomes INTERNAL.
+func repairResponse(res *sysv1.ForwardResponse) bool {
+	if e := res.Error; e != nil {
+		e.Name, e.Message = validUTF8(e.Name), validUTF8(e.Message)
+	}
+	if _, err := proto.Marshal(res); err != nil {
+		res.Body, res.Error = nil, toProtoError(runtime.Errorf(runtime.ErrNameInternal, "the response could not be encoded"))
+	}
+	return true
+}
+
+// answer answers the pending request seq, if it still waits, with err.
+func (st *fwdStream) answer(seq uint64, err error) {
+	st.mu.Lock()
+	p, ok := st.pending[seq]
+	delete(st.pending, seq)
+	st.mu.Unlock()
+	if ok {
+		p.ch <- &sysv1.ForwardResponse{Seq: seq, Error: toProtoError(err)} // buffered: never blocks
 	}
 }
 

@@ -429,6 +429,13 @@ func (q *responseQueue) run(ctx context.Context, st *connect.BidiStream[sysv1.Fo
 			q.mu.Unlock()
 			batch.Responses = rs
 			err := st.Send(batch)
+			if err != nil {
+				// A response that cannot be encoded fails alone (forward.go).
+				if ok, changed := keepEncodable(rs, repairResponse); changed {
+					batch.Responses = ok
+					err = st.Send(batch)
+				}
+			}
 			clear(rs)
 			spare = rs
 			if err != nil {

@@ -387,6 +387,14 @@ func (cn *conn) onData(body []byte) error {
 			return nil
 		}
 		m.Route = route
+	} else if err := wire.ValidateRoute(m.Route); err != nil {
+		// A malformed route fails this message alone; the connection stays.
+		if m.Type == wire.Request {
+			cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrNameBadRequest, "malformed route"))
+		} else {
+			cn.c.cfg.Logger.Debug("pomelo: dropped a notify with a malformed route", "session", cn.sess.ID(), "err", err)
+		}
+		return nil
 	}
 	if cn.c.draining.Load() {
 		if m.Type == wire.Request {
