@@ -242,6 +242,12 @@ func newFwdStream(f *forwarder, serverID string, c *runtime.RemoteConn) *fwdStre
 // until the stream dies. While one write is under way the next requests
 // queue up: under load, many requests share a write.
 func (st *fwdStream) send() {
+	// However the stream ends, close the request side. Cancelling the
+	// stream's context alone does not end an HTTP/2 request whose response
+	// has begun: the transport keeps waiting to read more request body, so
+	// the stream stayed open on both ends, and the backend's handlers with
+	// it (until their deadline; a notify has none).
+	defer st.stream.CloseRequest()
 	var spare []*sysv1.ForwardRequest
 	batch := &sysv1.ForwardBatch{}
 	for {
@@ -449,6 +455,9 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 }
 
 func (st *fwdStream) receive() {
+	// Closing the response side resets the HTTP/2 stream if the backend has
+	// not ended it, which ends the backend's handler too.
+	defer st.stream.CloseResponse()
 	for {
 		batch, err := st.stream.Receive()
 		if err != nil {
