@@ -319,13 +319,24 @@ func validUTF8(s string) string {
 }
 
 // repairRequest makes a forwarded request that failed to marshal
-// encodable, replacing invalid UTF-8 in its session's strings (a uid or a
-// setting can come from client input), or answers it alone: BAD_REQUEST
-// for a route that is not UTF-8, INTERNAL for anything else.
+// encodable (sanitizeRequest), or answers it alone.
 func (st *fwdStream) repairRequest(req *sysv1.ForwardRequest) bool {
-	if !utf8.ValidString(req.Route) {
-		st.answer(req.Seq, runtime.Errorf(runtime.ErrNameBadRequest, "malformed route"))
+	if err := sanitizeRequest(req); err != nil {
+		st.f.n.srv.Logger().Warn("pomelo: cannot forward a message", "route", validUTF8(req.Route), "server", st.serverID, "session", req.GetSession().GetId(), "code", err.Name)
+		st.answer(req.Seq, err)
 		return false
+	}
+	st.f.n.srv.Logger().Debug("pomelo: replaced invalid UTF-8 in a forwarded session", "route", req.Route, "session", req.GetSession().GetId())
+	return true
+}
+
+// sanitizeRequest makes a forwarded request encodable, replacing invalid
+// UTF-8 in its session's strings (a uid or a setting can come from client
+// input), or returns the error to answer it with: BAD_REQUEST for a route
+// that is not UTF-8, INTERNAL for anything else.
+func sanitizeRequest(req *sysv1.ForwardRequest) *runtime.Error {
+	if !utf8.ValidString(req.Route) {
+		return runtime.Errorf(runtime.ErrNameBadRequest, "malformed route")
 	}
 	if s := req.Session; s != nil {
 		s.FrontendId, s.Uid = validUTF8(s.FrontendId), validUTF8(s.Uid)
@@ -336,12 +347,9 @@ func (st *fwdStream) repairRequest(req *sysv1.ForwardRequest) bool {
 		s.Settings = settings
 	}
 	if _, err := proto.Marshal(req); err != nil {
-		st.f.n.srv.Logger().Error("pomelo: cannot forward a message", "route", req.Route, "server", st.serverID, "session", req.GetSession().GetId(), "err", err)
-		st.answer(req.Seq, runtime.Errorf(runtime.ErrNameInternal, "the message could not be forwarded"))
-		return false
+		return runtime.Errorf(runtime.ErrNameInternal, "the message could not be forwarded")
 	}
-	st.f.n.srv.Logger().Debug("pomelo: replaced invalid UTF-8 in a forwarded session", "route", req.Route, "session", req.GetSession().GetId())
-	return true
+	return nil
 }
 
 // repairResponse makes a forwarded request's response that failed to
