@@ -132,7 +132,13 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	select {
 	case hs = <-c.hsCh:
 	case <-c.done:
-		return fail(fmt.Errorf("pomelo client: handshake: %w", c.Err()))
+		// The read goroutine hands the reply over before it ends the connection: a reply
+		// followed at once by the close is in hsCh by now, and it is the answer.
+		select {
+		case hs = <-c.hsCh:
+		default:
+			return fail(fmt.Errorf("pomelo client: handshake: %w", c.Err()))
+		}
 	case <-ctx.Done():
 		return fail(fmt.Errorf("pomelo client: handshake: %w", ctx.Err()))
 	}

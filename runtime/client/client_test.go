@@ -558,6 +558,28 @@ func TestHandshakeRefused(t *testing.T) {
 	}
 }
 
+// TestHandshakeRefusedAndClosedAtOnceIsHandshakeError shows that a refusal the server
+// follows at once with closing the connection (the reply and the close arriving together)
+// is reported as the *HandshakeError with the reply's code, never as a lost connection.
+func TestHandshakeRefusedAndClosedAtOnceIsHandshakeError(t *testing.T) {
+	for _, code := range []int{wire.CodeBadHandshake, wire.CodeOldClient} {
+		reply := pkg(wire.TypeHandshake, (&wire.HandshakeResponse{Code: code}).Marshal())
+		for _, tr := range transports {
+			t.Run(fmt.Sprint(tr, code), func(t *testing.T) {
+				t.Parallel()
+				addr := startRefuser(t, tr, reply)
+				for i := range 200 {
+					c, err := client.Dial(testCtx(t), addr)
+					var he *client.HandshakeError
+					if !errors.As(err, &he) || he.Code != code || c != nil {
+						t.Fatalf("dial %d: got %v, %v; want a handshake error %d", i, c, err, code)
+					}
+				}
+			})
+		}
+	}
+}
+
 func TestDialErrors(t *testing.T) {
 	t.Parallel()
 	srv := startFakeServer("ws", fakeConfig{serializer: "json"})

@@ -446,3 +446,52 @@ func listenSilent(t interface{ Cleanup(func()) }) string {
 	})
 	return "tcp://" + ln.Addr().String()
 }
+
+// startRefuser starts a server that reads each client's handshake, writes reply and closes the
+// connection at once, without a close handshake; transport is "ws" or "tcp". It returns the
+// address to dial.
+func startRefuser(t interface{ Cleanup(func()) }, transport string, reply []byte) string {
+	if transport == "ws" {
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := websocket.Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.CloseNow()
+			if _, _, err := c.Read(r.Context()); err == nil {
+				c.Write(r.Context(), websocket.MessageBinary, reply)
+			}
+		}))
+		t.Cleanup(hs.Close)
+		return "ws://" + strings.TrimPrefix(hs.URL, "http://") + "/"
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, _, err := wire.NewReader(c, 1<<20).Next(); err == nil {
+					c.Write(reply)
+				}
+			}()
+		}
+	}()
+	return "tcp://" + ln.Addr().String()
+}
