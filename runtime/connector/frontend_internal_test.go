@@ -168,6 +168,16 @@ func TestUnknownFlagBitsCloseTheConnection(t *testing.T) {
 // reads nor answers anything, a peer that ignores the close handshake.
 func rawWS(t *testing.T, addr net.Addr) *bufio.Reader {
 	t.Helper()
+	br, resp := upgrade(t, addr)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %s", resp.Status)
+	}
+	return br
+}
+
+// upgrade sends a WebSocket upgrade request by hand and reads the answer.
+func upgrade(t *testing.T, addr net.Addr) (*bufio.Reader, *http.Response) {
+	t.Helper()
 	nc, err := net.Dial("tcp", addr.String())
 	if err != nil {
 		t.Fatal(err)
@@ -181,10 +191,7 @@ func rawWS(t *testing.T, addr net.Addr) *bufio.Reader {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade answered %s", resp.Status)
-	}
-	return br
+	return br, resp
 }
 
 func TestCloseOfPeerThatNeverAnswersCloseFrameEndsAfterGrace(t *testing.T) {
@@ -235,5 +242,38 @@ func TestZeroConfigCapsConnectionsAtDefault(t *testing.T) {
 		if !unlimited.admit() {
 			t.Fatalf("connection %d refused with NoConnectionLimit", i+1)
 		}
+	}
+}
+
+func TestConnectionsBeyondCapAreRefused(t *testing.T) {
+	svc := session.NewService("f-1", session.AllowMany)
+	c := New(Config{MaxConnections: 1, closeGrace: 100 * time.Millisecond}, svc, newRecordHandler())
+	wl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.ServeWS(wl)
+	go c.ServeTCP(tl)
+	defer c.Shutdown(context.Background(), "")
+
+	first := working(t, tl.Addr())
+	if _, resp := upgrade(t, wl.Addr()); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("WebSocket upgrade over the cap answered %s, want 503", resp.Status)
+	}
+	over := dialRaw(t, tl.Addr())
+	over.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := over.nc.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("TCP connection over the cap: read %v, want it closed (EOF)", err)
+	}
+	// The connection under the cap is unaffected, and its slot frees when it leaves.
+	first.sendMessage(t, &wire.Message{Type: wire.Notify, Route: "a.b.c", Body: []byte("{}")}, 0)
+	first.nc.Close()
+	waitFor(t, "the slot to free", func() bool { return c.Count() == 0 })
+	if _, resp := upgrade(t, wl.Addr()); resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade under the cap answered %s", resp.Status)
 	}
 }
