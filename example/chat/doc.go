@@ -30,6 +30,9 @@
 //	-web addr                  POMELO_WEB: the web page's address, "off" for none
 //	                           (default 127.0.0.1:3001 when a gate runs here)
 //	-heartbeat 3s              POMELO_HEARTBEAT: the heartbeat interval
+//	-heartbeat-timeout d       POMELO_HEARTBEAT_TIMEOUT: close a silent client (default 2 x heartbeat)
+//	-handshake-timeout 10s     POMELO_HANDSHAKE_TIMEOUT: time to complete the handshake
+//	-max-conns 10000           POMELO_MAX_CONNS: client connections per frontend, -1 for no cap
 //	-min-client-version 0.0.1  POMELO_MIN_CLIENT_VERSION: older clients get code 501
 //	-probe 1s                  POMELO_PROBE: how often other servers are probed
 //	-etcd url,url              POMELO_ETCD: keep the membership in this etcd

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pomelo-go/pomelo/example/chat/app"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/connector"
 )
 
 //go:embed cluster.json
@@ -44,6 +45,44 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
+func envInt(name string, def int) int {
+	if v, ok := os.LookupEnv(name); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+// limits are the frontends' client connection limits, as flags.
+type limits struct {
+	maxConns         *int
+	handshakeTimeout *time.Duration
+	heartbeatTimeout *time.Duration
+}
+
+// frontendFlags defines the flags of the client connection limits on fs.
+func frontendFlags(fs *flag.FlagSet) limits {
+	return limits{
+		maxConns: fs.Int("max-conns", envInt("POMELO_MAX_CONNS", connector.DefaultMaxConnections),
+			"client connections each frontend accepts at once, -1 for no cap"),
+		handshakeTimeout: fs.Duration("handshake-timeout", envDuration("POMELO_HANDSHAKE_TIMEOUT", connector.DefaultHandshakeTimeout),
+			"time a client has to complete its handshake"),
+		heartbeatTimeout: fs.Duration("heartbeat-timeout", envDuration("POMELO_HEARTBEAT_TIMEOUT", 0),
+			"close a client connection silent for this long (default 2 x -heartbeat)"),
+	}
+}
+
+// apply sets the limits in opts.
+func (l limits) apply(opts *app.Options) {
+	opts.MaxConnections = *l.maxConns
+	if *l.maxConns < 0 {
+		opts.MaxConnections = connector.NoConnectionLimit
+	}
+	opts.HandshakeTimeout = *l.handshakeTimeout
+	opts.HeartbeatTimeout = *l.heartbeatTimeout
+}
+
 func envBool(name string) bool {
 	v, _ := strconv.ParseBool(os.Getenv(name))
 	return v
@@ -55,6 +94,7 @@ func run(args []string) error {
 	servers := fs.String("servers", env("POMELO_SERVERS", ""), "comma-separated ids of the servers to run (default: every server not marked optional)")
 	webAddr := fs.String("web", env("POMELO_WEB", ""), `web page address, "off" for none (default 127.0.0.1:3001 when a gate runs here)`)
 	heartbeat := fs.Duration("heartbeat", envDuration("POMELO_HEARTBEAT", app.DefaultHeartbeat), "heartbeat interval")
+	limits := frontendFlags(fs)
 	minVersion := fs.String("min-client-version", env("POMELO_MIN_CLIENT_VERSION", app.DefaultMinClientVersion), "lowest client version accepted (older clients get 501)")
 	probe := fs.Duration("probe", envDuration("POMELO_PROBE", app.DefaultProbeInterval), "how often the servers not run here are probed")
 	etcdEndpoints := fs.String("etcd", env("POMELO_ETCD", ""), "comma-separated etcd endpoints: keep the membership in etcd instead of probing the cluster file")
@@ -120,7 +160,7 @@ func run(args []string) error {
 		}
 	}
 
-	a, err := app.Start(app.Options{
+	opts := app.Options{
 		Cluster:          f,
 		Servers:          ids,
 		Heartbeat:        *heartbeat,
@@ -132,7 +172,9 @@ func run(args []string) error {
 		RedisAddr:        *redisAddr,
 		RedisPrefix:      *redisPrefix,
 		Logger:           log,
-	})
+	}
+	limits.apply(&opts)
+	a, err := app.Start(opts)
 	if err != nil {
 		return err
 	}

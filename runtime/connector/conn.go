@@ -224,7 +224,7 @@ func (cn *conn) writeLoop() {
 					cn.transport.close()
 					select {
 					case <-cn.readerDone:
-					case <-time.After(closeGrace):
+					case <-time.After(cn.c.cfg.closeGrace):
 					}
 					cn.finish()
 					return
@@ -256,10 +256,6 @@ func (cn *conn) writeLoop() {
 }
 
 var errProtocol = errors.New("protocol violation")
-
-// closeGrace bounds how long a closing connection waits for the client to
-// close its side.
-const closeGrace = 2 * time.Second
 
 func (cn *conn) readLoop() {
 	defer close(cn.readerDone)
@@ -369,6 +365,9 @@ func (cn *conn) onData(body []byte) error {
 	if err != nil {
 		return err
 	}
+	if err := checkFlags(body); err != nil {
+		return err
+	}
 	switch m.Type {
 	case wire.Request:
 		if m.ID == 0 { // docs/PROTOCOL.md: a request with id 0 is a notify
@@ -402,8 +401,14 @@ func (cn *conn) onData(body []byte) error {
 		}
 		return nil
 	}
-	// The body aliases the read buffer: the chain runs later.
-	m.Body = append([]byte(nil), m.Body...)
+	if m.Gzip {
+		if !cn.gunzipBody(&m) {
+			return nil
+		}
+	} else {
+		// The body aliases the read buffer: the chain runs later.
+		m.Body = append([]byte(nil), m.Body...)
+	}
 	cn.enqueue(&m)
 	return nil
 }

@@ -47,23 +47,39 @@ type HandshakeError struct {
 // Error implements error.
 func (e *HandshakeError) Error() string { return e.Message }
 
+// Defaults of Config, sized for one frontend process.
+const (
+	// DefaultHeartbeat is the default Config.Heartbeat.
+	DefaultHeartbeat = 10 * time.Second
+	// DefaultHandshakeTimeout is the default Config.HandshakeTimeout.
+	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultMaxConnections is the default Config.MaxConnections.
+	DefaultMaxConnections = 10000
+	// NoConnectionLimit as Config.MaxConnections lifts the cap.
+	NoConnectionLimit = -1
+)
+
 // Config tunes a Connector. The zero value is usable: every limit has a
 // default.
 type Config struct {
-	// Heartbeat is the heartbeat interval sent to clients (default 10s; whole
-	// seconds on the wire).
+	// Heartbeat is the heartbeat interval sent to clients (default
+	// DefaultHeartbeat, 10s; whole seconds on the wire).
 	Heartbeat time.Duration
 	// HeartbeatTimeout closes a connection from which nothing arrived for
 	// this long (default 2 x Heartbeat).
 	HeartbeatTimeout time.Duration
 	// HandshakeTimeout closes a connection that has not completed the
-	// handshake and ack in this time (default 10s).
+	// handshake and ack in this time; it also bounds the HTTP upgrade
+	// request of a WebSocket (default DefaultHandshakeTimeout, 10s).
 	HandshakeTimeout time.Duration
 	// MaxPackageSize is the largest package body accepted from a client
 	// (default 256 KiB). A larger one closes the connection before anything
 	// is allocated for it.
 	MaxPackageSize int
-	// MaxConnections caps concurrent connections (default 0: no cap).
+	// MaxConnections caps concurrent client connections (0 means
+	// DefaultMaxConnections, 10000; NoConnectionLimit, or any negative
+	// value, lifts the cap). A connection beyond it is refused at once: a TCP
+	// connection is closed, a WebSocket upgrade answered 503.
 	MaxConnections int
 	// MaxInFlight caps the messages of one session queued or running
 	// (default 64); requests beyond it are answered OVERLOADED, notifies
@@ -87,17 +103,28 @@ type Config struct {
 	TLSConfig *tls.Config
 	// Logger receives connection errors (default slog.Default()).
 	Logger *slog.Logger
+
+	// closeGrace bounds how long a closing connection waits for the client
+	// to close its side (the WebSocket close handshake, the TCP half-close):
+	// defaultCloseGrace; tests shorten it.
+	closeGrace time.Duration
 }
+
+// defaultCloseGrace is the close grace of every connection.
+const defaultCloseGrace = 2 * time.Second
 
 func (c *Config) setDefaults() {
 	if c.Heartbeat <= 0 {
-		c.Heartbeat = 10 * time.Second
+		c.Heartbeat = DefaultHeartbeat
 	}
 	if c.HeartbeatTimeout <= 0 {
 		c.HeartbeatTimeout = 2 * c.Heartbeat
 	}
 	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 10 * time.Second
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.MaxPackageSize <= 0 {
 		c.MaxPackageSize = 256 << 10
@@ -116,6 +143,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.closeGrace <= 0 {
+		c.closeGrace = defaultCloseGrace
 	}
 }
 

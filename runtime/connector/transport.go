@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -34,11 +35,31 @@ var errTooLarge = wire.ErrTooLarge
 
 type wsTransport struct {
 	c        *websocket.Conn
+	nc       *hijackRecorder // the raw connection under c
 	addr     net.Addr
 	buf      []byte
 	maxBody  int
-	watchdog *time.Timer // closes the connection when a write takes too long
+	grace    time.Duration // bounds the close handshake
+	watchdog *time.Timer   // closes the connection when a write takes too long
 }
+
+// hijackRecorder keeps the connection websocket.Accept hijacks, so that a
+// close handshake the peer never answers can be cut short: the library's
+// own bound is 5 s, and CloseNow cannot interrupt a Close under way.
+type hijackRecorder struct {
+	http.ResponseWriter
+	nc net.Conn
+}
+
+// Hijack implements http.Hijacker.
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.nc = nc
+	return nc, brw, err
+}
+
+// Unwrap lets http.ResponseController reach the wrapped writer.
+func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 func acceptWS(w http.ResponseWriter, r *http.Request, cfg *Config) (transport, error) {
 	opts := &websocket.AcceptOptions{
@@ -49,7 +70,8 @@ func acceptWS(w http.ResponseWriter, r *http.Request, cfg *Config) (transport, e
 	if cfg.DisableCompression {
 		opts.CompressionMode = websocket.CompressionDisabled
 	}
-	c, err := websocket.Accept(w, r, opts)
+	hr := &hijackRecorder{ResponseWriter: w}
+	c, err := websocket.Accept(hr, r, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +83,7 @@ func acceptWS(w http.ResponseWriter, r *http.Request, cfg *Config) (transport, e
 	if addr == nil {
 		a = stringAddr(r.RemoteAddr)
 	}
-	t := &wsTransport{c: c, addr: a, maxBody: cfg.MaxPackageSize}
+	t := &wsTransport{c: c, nc: hr, addr: a, maxBody: cfg.MaxPackageSize, grace: cfg.closeGrace}
 	t.watchdog = time.AfterFunc(time.Hour, func() { c.CloseNow() })
 	t.watchdog.Stop()
 	return t, nil
@@ -109,17 +131,23 @@ func (t *wsTransport) write(b []byte, timeout time.Duration) error {
 	return err
 }
 
+// close sends a close frame and waits for the peer's, at most t.grace:
+// then it closes the raw connection, which ends the library's wait (up to
+// 5 s otherwise, which CloseNow does not shorten once Close has begun).
 func (t *wsTransport) close() {
 	done := make(chan struct{})
 	go func() {
-		// Close waits for the peer's close frame (bounded by the library).
 		t.c.Close(websocket.StatusNormalClosure, "")
 		close(done)
 	}()
+	grace := time.NewTimer(t.grace)
+	defer grace.Stop()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
-		t.c.CloseNow()
+	case <-grace.C:
+		if t.nc.nc != nil {
+			t.nc.nc.Close()
+		}
 		<-done
 	}
 }

@@ -79,7 +79,7 @@ type Message struct {
 	// Error is the 0x20 flag (Pitaya's error bit).
 	Error bool
 	// Gzip is the 0x10 flag. DecodeMessage only reports it and does not decompress the
-	// body; AppendMessage sets it only when asked to.
+	// body (Gunzip does); AppendMessage sets it only when asked to.
 	Gzip bool
 	// Body is the rest of the message, JSON or protobuf. DecodeMessage makes it alias its input.
 	Body []byte
@@ -170,7 +170,8 @@ func AppendMessagePackage(dst []byte, m *Message) ([]byte, error) {
 
 // DecodeMessage decodes a message, the body of a DATA package. The returned Body aliases b;
 // only an uncompressed route is copied (into Route). Bits 6 and 7 of the flag byte are not
-// used by any implementation and are ignored.
+// used by any implementation and are ignored here; a server refuses them from a client (see
+// ClientFlags).
 //
 // Every error wraps ErrMalformed; it also wraps ErrTruncated when b ends before the id, route
 // length, route or route code it must hold, and ErrUnknownType for a message type above 3.

@@ -83,6 +83,15 @@ type Options struct {
 	// Heartbeat is the heartbeat interval of the frontends (default
 	// DefaultHeartbeat).
 	Heartbeat time.Duration
+	// HeartbeatTimeout closes a client connection from which nothing
+	// arrived for this long (default 2 x Heartbeat).
+	HeartbeatTimeout time.Duration
+	// HandshakeTimeout closes a client connection that has not completed
+	// its handshake in this time (default connector.DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	// MaxConnections caps the client connections of each frontend (default
+	// connector.DefaultMaxConnections; connector.NoConnectionLimit for none).
+	MaxConnections int
 	// MinClientVersion is the lowest sys.version a client may send in its
 	// handshake; older clients are refused with code 501 (default
 	// DefaultMinClientVersion).
@@ -371,7 +380,12 @@ func (a *App) startServer(info cluster.ServerInfo, ln net.Listener) (_ *Server, 
 		if info.TCPPort > 0 {
 			cfg.TCPAddr = port(info.TCPPort)
 		}
-		cfg.Connector = connector.Config{Heartbeat: a.opts.Heartbeat}
+		cfg.Connector = connector.Config{
+			Heartbeat:        a.opts.Heartbeat,
+			HeartbeatTimeout: a.opts.HeartbeatTimeout,
+			HandshakeTimeout: a.opts.HandshakeTimeout,
+			MaxConnections:   a.opts.MaxConnections,
+		}
 		minVersion := a.opts.MinClientVersion
 		cfg.CheckClient = func(_, version string) bool { return VersionAtLeast(version, minVersion) }
 		if info.Type == TypeConnector {

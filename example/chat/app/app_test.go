@@ -20,6 +20,7 @@ import (
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/connector"
 )
 
 // testCluster is the example's cluster with every port left to the system
@@ -411,5 +412,32 @@ func TestMinClientVersion(t *testing.T) {
 				c.Close()
 			}
 		}
+	}
+}
+
+func TestConnectionLimitsReachEveryFrontend(t *testing.T) {
+	a := startApp(t, app.Options{MaxConnections: 1, HandshakeTimeout: 7 * time.Second, HeartbeatTimeout: 9 * time.Second})
+	for _, id := range []string{"gate-1", "connector-1"} {
+		cfg := a.Server(id).Server.Connector().Config()
+		if cfg.MaxConnections != 1 || cfg.HandshakeTimeout != 7*time.Second || cfg.HeartbeatTimeout != 9*time.Second {
+			t.Errorf("%s: MaxConnections %d, HandshakeTimeout %v, HeartbeatTimeout %v; want 1, 7s, 9s",
+				id, cfg.MaxConnections, cfg.HandshakeTimeout, cfg.HeartbeatTimeout)
+		}
+	}
+	first, err := client.Dial(testCtx(t), wsURL(a.Server("connector-1").Info))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if c, err := client.Dial(testCtx(t), wsURL(a.Server("connector-1").Info)); err == nil {
+		c.Close()
+		t.Fatal("a second connection accepted with MaxConnections 1")
+	}
+}
+
+func TestDefaultConnectionCapApplies(t *testing.T) {
+	a := startApp(t, app.Options{})
+	if got := a.Server("connector-1").Server.Connector().Config().MaxConnections; got != connector.DefaultMaxConnections {
+		t.Fatalf("MaxConnections %d, want the default %d", got, connector.DefaultMaxConnections)
 	}
 }

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/pomelo-go/pomelo/example/chat/app"
+	"github.com/pomelo-go/pomelo/runtime/connector"
+)
+
+func parseLimits(t *testing.T, args ...string) app.Options {
+	t.Helper()
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	l := frontendFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	var opts app.Options
+	l.apply(&opts)
+	return opts
+}
+
+func TestConnectionLimitFlagsSetTheOptions(t *testing.T) {
+	opts := parseLimits(t, "-max-conns", "50", "-handshake-timeout", "2s", "-heartbeat-timeout", "30s")
+	if opts.MaxConnections != 50 || opts.HandshakeTimeout != 2*time.Second || opts.HeartbeatTimeout != 30*time.Second {
+		t.Fatalf("options %d, %v, %v; want 50, 2s, 30s", opts.MaxConnections, opts.HandshakeTimeout, opts.HeartbeatTimeout)
+	}
+	if opts := parseLimits(t, "-max-conns", "-5"); opts.MaxConnections != connector.NoConnectionLimit {
+		t.Fatalf("-max-conns -5: MaxConnections %d, want NoConnectionLimit", opts.MaxConnections)
+	}
+}
+
+func TestConnectionLimitFlagsDefaultToTheConnectorDefaults(t *testing.T) {
+	t.Setenv("POMELO_MAX_CONNS", "")
+	opts := parseLimits(t)
+	if opts.MaxConnections != connector.DefaultMaxConnections || opts.HandshakeTimeout != connector.DefaultHandshakeTimeout || opts.HeartbeatTimeout != 0 {
+		t.Fatalf("defaults %d, %v, %v; want %d, %v, 0 (2 x heartbeat)", opts.MaxConnections, opts.HandshakeTimeout, opts.HeartbeatTimeout,
+			connector.DefaultMaxConnections, connector.DefaultHandshakeTimeout)
+	}
+}
