@@ -268,31 +268,80 @@ func checkExactlyOnce(t *testing.T, got []rawResponse, ran int64) {
 	t.Logf("%d of %d requests accepted: %d answered, %d CLOSED", len(got), burst, ok, closed)
 }
 
+func kickAll(s *server.Server) {
+	s.Sessions().Range(func(sess *session.Session) bool {
+		s.Sessions().CloseSession(sess, "bye", true)
+		return true
+	})
+}
+
+func shutdownNow(t *testing.T) func(*server.Server) {
+	return func(s *server.Server) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx, "bye"); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 func TestKickAnswersEveryAcceptedRequestBeforeTheKick(t *testing.T) {
 	for _, ws := range []bool{false, true} {
-		t.Run(fmt.Sprintf("ws=%v", ws), func(t *testing.T) {
-			exactlyOnceAcrossClose(t, ws, func(s *server.Server) {
-				s.Sessions().Range(func(sess *session.Session) bool {
-					s.Sessions().CloseSession(sess, "bye", true)
-					return true
-				})
-			})
-		})
+		t.Run(fmt.Sprintf("ws=%v", ws), func(t *testing.T) { exactlyOnceAcrossClose(t, ws, kickAll) })
 	}
+	t.Run("client", func(t *testing.T) { exactlyOnceForClient(t, kickAll) })
 }
 
 func TestShutdownAnswersEveryAcceptedRequestBeforeTheKick(t *testing.T) {
 	for _, ws := range []bool{false, true} {
-		t.Run(fmt.Sprintf("ws=%v", ws), func(t *testing.T) {
-			exactlyOnceAcrossClose(t, ws, func(s *server.Server) {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := s.Shutdown(ctx, "bye"); err != nil {
-					t.Error(err)
-				}
-			})
+		t.Run(fmt.Sprintf("ws=%v", ws), func(t *testing.T) { exactlyOnceAcrossClose(t, ws, shutdownNow(t)) })
+	}
+	t.Run("client", func(t *testing.T) { exactlyOnceForClient(t, shutdownNow(t)) })
+}
+
+// exactlyOnceForClient issues a burst of concurrent requests from the Go
+// client, closes the session with stop once some are answered, and checks
+// that each request ended once: with its result (as many as the server
+// ran), CLOSED, or, never read by the server, the KICK.
+func exactlyOnceForClient(t *testing.T, stop func(*server.Server)) {
+	s, _ := startEcho(t, nil)
+	ran := countRuns(s)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := dialTCP(ctx, t, s)
+	echo := testingv1.NewEchoHandlerClient(c)
+	var ok, closed, kicked atomic.Int64
+	answered := make(chan struct{}, burst)
+	var wg sync.WaitGroup
+	for i := 0; i < burst; i++ {
+		wg.Go(func() {
+			_, err := echo.Echo(ctx, &testingv1.EchoRequest{Text: "x"})
+			var ke *client.KickError
+			switch {
+			case err == nil:
+				ok.Add(1)
+				answered <- struct{}{}
+			case errors.Is(err, pomelo.ErrClosed):
+				closed.Add(1)
+			case errors.As(err, &ke):
+				kicked.Add(1)
+			default:
+				t.Errorf("request failed: %v", err)
+			}
 		})
 	}
+	for i := 0; i < 10; i++ {
+		<-answered
+	}
+	stop(s)
+	wg.Wait()
+	if ok.Load() != ran.Load() {
+		t.Fatalf("server ran %d requests, %d got their result", ran.Load(), ok.Load())
+	}
+	if n := ok.Load() + closed.Load() + kicked.Load(); n != burst {
+		t.Fatalf("%d of %d requests ended", n, burst)
+	}
+	t.Logf("%d answered, %d CLOSED, %d not read (KICK)", ok.Load(), closed.Load(), kicked.Load())
 }
 
 // exactlyOnceAcrossClose pipelines a burst, closes the session with stop
