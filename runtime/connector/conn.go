@@ -447,7 +447,7 @@ func (cn *conn) onData(body []byte) error {
 	if m.Compressed {
 		route, ok := cn.c.cfg.Dict.Route(m.RouteCode)
 		if !ok {
-			if m.Type == wire.Request {
+			if m.Type == wire.Request && cn.accepting() {
 				cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrNameUnknownRoute, "unknown route code %d", m.RouteCode))
 			}
 			return nil
@@ -459,6 +459,14 @@ func (cn *conn) onData(body []byte) error {
 	cn.enqueue(&m)
 	cn.waitRoom()
 	return nil
+}
+
+// accepting reports whether messages are still accepted (no kick, close or
+// shutdown began).
+func (cn *conn) accepting() bool {
+	cn.inMu.Lock()
+	defer cn.inMu.Unlock()
+	return !cn.stopping
 }
 
 // waitRoom is back-pressure: while MaxInFlight messages wait in the inbox,
@@ -531,10 +539,7 @@ func (cn *conn) drainInbox() {
 			cn.inbox, cn.inHead = cn.inbox[:n], 0
 		}
 		if cn.paused {
-			select {
-			case cn.room <- struct{}{}:
-			default:
-			}
+			cn.wakeReader()
 		}
 		cn.inMu.Unlock()
 		cn.c.h.ServeMessage(cn.inCtx, cn.sess, m)
