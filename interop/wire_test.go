@@ -233,6 +233,10 @@ func TestWireChecklist(t *testing.T) {
 			c := dialRaw(t, f.url("/"))
 			c.handshakeAck()
 			c.send(pkg(4, requestMsg(1, routeKickMe, `{}`)))
+			// Ours: the request that kicked its session is answered first.
+			if m := decodeMessage(t, c.expect(4, 5*time.Second).body); m.flag&^0x20 != 0x04 || m.id != 1 {
+				t.Errorf("before the KICK: flag %#x id %d, want the response to request 1", m.flag, m.id)
+			}
 			p := c.expect(5, 5*time.Second)
 			if string(p.body) != `{"reason":"kicked-by-test"}` {
 				t.Errorf("kick body %q", p.body)

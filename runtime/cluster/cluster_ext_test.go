@@ -203,9 +203,9 @@ func TestForwardBindPushSettingAndKick(t *testing.T) {
 		t.Fatalf("real session room = %q", v)
 	}
 
-	_, err := tryCall(c, "chat.h.kickMe", nil)
-	if err == nil {
-		t.Fatal("kickMe answered without error")
+	// The request that kicks its own session gets its answer before the KICK.
+	if _, err := tryCall(c, "chat.h.kickMe", nil); err != nil {
+		t.Fatalf("kickMe: %v, want its answer before the KICK", err)
 	}
 	select {
 	case <-c.Done():

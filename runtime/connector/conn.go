@@ -60,6 +60,18 @@ type conn struct {
 	inActive bool
 	inCtx    context.Context
 	inCancel context.CancelFunc
+	// paused: the reader waits for room in the inbox (back-pressure); room
+	// wakes it.
+	paused bool
+	room   chan struct{}
+	// stopping: no more messages are accepted; the waiting ones are
+	// answered CLOSED once the running one has finished.
+	stopping bool
+	// ended: Kick or Close was called; kick and kickReason say which. The
+	// final KICK (or close) follows the answers of every accepted message.
+	ended      bool
+	kick       bool
+	kickReason string
 }
 
 // serializerBox lets the serializer be swapped atomically.
@@ -74,6 +86,7 @@ func newConn(c *Connector, t transport) *conn {
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
+		room:       make(chan struct{}, 1),
 	}
 	cn.ser.Store(jsonBox)
 	cn.inCtx, cn.inCancel = context.WithCancel(c.ctx)
@@ -143,20 +156,64 @@ func (cn *conn) sendControl(pkg []byte, thenClose bool) {
 	cn.signal()
 }
 
-// Kick implements session.Conn: KICK with reason, flush, close.
-func (cn *conn) Kick(reason string) {
-	pkg, _ := wire.AppendPackage(nil, wire.TypeKick, wire.KickBody(reason))
-	cn.sendControl(pkg, true)
+// Kick implements session.Conn: stop reading, answer every accepted
+// request (the running one with its result, the waiting ones CLOSED), then
+// KICK with reason, flush, close. It does not wait: a handler may kick its
+// own session.
+func (cn *conn) Kick(reason string) { cn.end(true, reason) }
+
+// Close implements session.Conn: like Kick, without the KICK.
+func (cn *conn) Close() { cn.end(false, "") }
+
+// halt stops accepting messages: what the reader reads from now on is
+// dropped, and the messages waiting in the inbox are answered CLOSED once
+// the running one has finished.
+func (cn *conn) halt() {
+	cn.inMu.Lock()
+	cn.stopping = true
+	cn.inMu.Unlock()
+	cn.wakeReader()
+}
+
+// end halts and closes the connection, with a KICK when kick is true, after
+// the answers of the accepted messages: at once when none is running,
+// otherwise when drainInbox has answered them.
+func (cn *conn) end(kick bool, reason string) {
+	cn.inMu.Lock()
+	cn.stopping = true
+	if cn.ended {
+		cn.inMu.Unlock()
+		return
+	}
+	cn.ended, cn.kick, cn.kickReason = true, kick, reason
+	active := cn.inActive
+	cn.inMu.Unlock()
+	cn.wakeReader()
+	if !active {
+		cn.closeAfterAnswers(kick, reason)
+	}
+}
+
+// closeAfterAnswers queues the final KICK (or just marks the queue closing)
+// behind the answers already queued.
+func (cn *conn) closeAfterAnswers(kick bool, reason string) {
+	if kick {
+		pkg, _ := wire.AppendPackage(nil, wire.TypeKick, wire.KickBody(reason))
+		cn.sendControl(pkg, true)
+	} else {
+		cn.mu.Lock()
+		cn.closing = true
+		cn.mu.Unlock()
+		cn.signal()
+	}
 	cn.setState(stateClosed)
 }
 
-// Close implements session.Conn: flush what is queued, then close.
-func (cn *conn) Close() {
-	cn.mu.Lock()
-	cn.closing = true
-	cn.mu.Unlock()
-	cn.setState(stateClosed)
-	cn.signal()
+func (cn *conn) wakeReader() {
+	select {
+	case cn.room <- struct{}{}:
+	default:
+	}
 }
 
 // RemoteAddr implements session.Conn.
@@ -189,9 +246,18 @@ func (cn *conn) shutdown(reason string) {
 }
 
 // onTimer closes a connection that has not completed its handshake in time,
-// or from which nothing arrived within the heartbeat timeout.
+// or from which nothing arrived within the heartbeat timeout. Time during
+// which the reader is paused by back-pressure counts as alive: we are not
+// reading what the client sends.
 func (cn *conn) onTimer() {
 	if cn.state.Load() == stateWorking {
+		cn.inMu.Lock()
+		paused := cn.paused
+		cn.inMu.Unlock()
+		if paused {
+			cn.timer.Reset(cn.c.cfg.HeartbeatTimeout)
+			return
+		}
 		idle := time.Duration(time.Now().UnixNano() - cn.lastRecv.Load())
 		if left := cn.c.cfg.HeartbeatTimeout - idle; left > 0 {
 			cn.timer.Reset(left)
@@ -380,7 +446,7 @@ func (cn *conn) onData(body []byte) error {
 	if m.Compressed {
 		route, ok := cn.c.cfg.Dict.Route(m.RouteCode)
 		if !ok {
-			if m.Type == wire.Request {
+			if m.Type == wire.Request && cn.accepting() {
 				cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrNameUnknownRoute, "unknown route code %d", m.RouteCode))
 			}
 			return nil
@@ -388,16 +454,10 @@ func (cn *conn) onData(body []byte) error {
 		m.Route = route
 	} else if err := wire.ValidateRoute(m.Route); err != nil {
 		// A malformed route fails this message alone; the connection stays.
-		if m.Type == wire.Request {
+		if m.Type == wire.Request && cn.accepting() {
 			cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrNameBadRequest, "malformed route"))
 		} else {
 			cn.c.cfg.Logger.Debug("pomelo: dropped a notify with a malformed route", "session", cn.sess.ID(), "err", err)
-		}
-		return nil
-	}
-	if cn.c.draining.Load() {
-		if m.Type == wire.Request {
-			cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrNameUnavailable, "server is shutting down"))
 		}
 		return nil
 	}
@@ -410,26 +470,52 @@ func (cn *conn) onData(body []byte) error {
 		m.Body = append([]byte(nil), m.Body...)
 	}
 	cn.enqueue(&m)
+	cn.waitRoom()
 	return nil
 }
 
-// idle reports whether no message of the session is queued or running.
-func (cn *conn) idle() bool {
+// accepting reports whether messages are still accepted (no kick, close or
+// shutdown began).
+func (cn *conn) accepting() bool {
 	cn.inMu.Lock()
 	defer cn.inMu.Unlock()
-	return !cn.inActive
+	return !cn.stopping
+}
+
+// waitRoom is back-pressure: while MaxInFlight messages wait in the inbox,
+// the reader reads nothing more, so TCP flow control slows the client down.
+// It returns when a message has left the inbox, the connection stops
+// accepting messages, or it is finished.
+func (cn *conn) waitRoom() {
+	for {
+		cn.inMu.Lock()
+		if cn.stopping || len(cn.inbox)-cn.inHead < cn.c.cfg.MaxInFlight {
+			resumed := cn.paused
+			cn.paused = false
+			cn.inMu.Unlock()
+			if resumed {
+				cn.lastRecv.Store(time.Now().UnixNano())
+			}
+			return
+		}
+		cn.paused = true
+		cn.inMu.Unlock()
+		select {
+		case <-cn.room:
+		case <-cn.done:
+			return
+		}
+	}
 }
 
 // enqueue hands m to the handling chain: messages of one session run one
 // at a time in arrival order, on a goroutine that exists only while there
-// is work.
+// is work. Once the connection stops accepting messages, m is dropped
+// unread. The reader keeps the inbox within MaxInFlight (waitRoom).
 func (cn *conn) enqueue(m *wire.Message) {
 	cn.inMu.Lock()
-	if len(cn.inbox)-cn.inHead >= cn.c.cfg.MaxInFlight {
+	if cn.stopping {
 		cn.inMu.Unlock()
-		if m.Type == wire.Request {
-			cn.c.h.Reject(cn.sess, m, runtime.Errorf(runtime.ErrNameOverloaded, "too many messages in flight for this session (max %d)", cn.c.cfg.MaxInFlight))
-		}
 		return
 	}
 	cn.inbox = append(cn.inbox, m)
@@ -444,6 +530,10 @@ func (cn *conn) enqueue(m *wire.Message) {
 func (cn *conn) drainInbox() {
 	for {
 		cn.inMu.Lock()
+		if cn.stopping {
+			cn.answerClosed()
+			return
+		}
 		if cn.inHead == len(cn.inbox) {
 			// Keep the backing array: the next message reuses it.
 			cn.inbox, cn.inHead = cn.inbox[:0], 0
@@ -461,7 +551,37 @@ func (cn *conn) drainInbox() {
 			clear(cn.inbox[n:])
 			cn.inbox, cn.inHead = cn.inbox[:n], 0
 		}
+		if cn.paused {
+			cn.wakeReader()
+		}
 		cn.inMu.Unlock()
 		cn.c.h.ServeMessage(cn.inCtx, cn.sess, m)
+	}
+}
+
+// errClosedBeforeRun answers a request accepted before a kick or a shutdown
+// that had not started yet.
+var errClosedBeforeRun = runtime.Errorf(runtime.ErrNameClosed, "connection closed before the request ran")
+
+// answerClosed, called by drainInbox with cn.inMu held once the connection
+// stops accepting messages, answers every waiting request CLOSED, in order,
+// then, if Kick or Close was called, queues the final KICK or close behind
+// those answers. It unlocks cn.inMu.
+func (cn *conn) answerClosed() {
+	waiting := append([]*wire.Message(nil), cn.inbox[cn.inHead:]...)
+	clear(cn.inbox)
+	cn.inbox, cn.inHead = cn.inbox[:0], 0
+	cn.inMu.Unlock()
+	for _, m := range waiting {
+		if m.Type == wire.Request {
+			cn.c.h.Reject(cn.sess, m, errClosedBeforeRun)
+		}
+	}
+	cn.inMu.Lock()
+	cn.inActive = false
+	ended, kick, reason := cn.ended, cn.kick, cn.kickReason
+	cn.inMu.Unlock()
+	if ended {
+		cn.closeAfterAnswers(kick, reason)
 	}
 }

@@ -32,8 +32,9 @@ type Handler interface {
 	// are made one at a time, in arrival order. m.Body is owned by the
 	// callee.
 	ServeMessage(ctx context.Context, s *session.Session, m *wire.Message)
-	// Reject answers a REQUEST that could not be queued (the session has too
-	// many messages in flight) with err. It must not block.
+	// Reject answers a REQUEST that will not be served with err: its route
+	// code is unknown, or it was accepted but the connection closed (kick,
+	// shutdown) before it ran (err named CLOSED). It must not block.
 	Reject(s *session.Session, m *wire.Message, err error)
 }
 
@@ -81,9 +82,11 @@ type Config struct {
 	// value, lifts the cap). A connection beyond it is refused at once: a TCP
 	// connection is closed, a WebSocket upgrade answered 503.
 	MaxConnections int
-	// MaxInFlight caps the messages of one session queued or running
-	// (default 64); requests beyond it are answered OVERLOADED, notifies
-	// dropped.
+	// MaxInFlight caps the messages of one session waiting in its inbox
+	// (default 64). While that many wait, the connection's reader stops
+	// reading the socket (back-pressure: TCP flow control slows the client
+	// down) until one has started; nothing beyond it is buffered and nothing
+	// is refused. The heartbeat timeout does not run while reading is paused.
 	MaxInFlight int
 	// SendQueueBytes caps the bytes queued for one client (default 4 MiB); a
 	// client that does not read fast enough is kicked ("slow consumer").
@@ -160,8 +163,6 @@ type Connector struct {
 	cancel  context.CancelFunc
 	workers *workpool.Pool
 
-	draining atomic.Bool // Shutdown began: new messages are refused
-
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
@@ -196,6 +197,10 @@ func (c *Connector) Config() Config { return c.cfg }
 func (c *Connector) Count() int { return int(c.count.Load()) }
 
 var errClosed = errors.New("connector: closed")
+
+// cancelGrace is how long Shutdown waits, once its ctx is done and the
+// running requests are cancelled, for their answers to be flushed.
+const cancelGrace = 100 * time.Millisecond
 
 func (c *Connector) track(l net.Listener) error {
 	c.mu.Lock()
@@ -330,11 +335,14 @@ func (c *Connector) serve(t transport) {
 	go cn.readLoop()
 }
 
-// Shutdown stops accepting connections and messages (new requests are
-// answered UNAVAILABLE), lets the messages already taken finish, kicks
-// every session with reason (or closes it when reason is empty), flushes
-// and closes. It returns when every connection is gone, or when ctx is
-// done, closing what is left at once.
+// Shutdown stops accepting connections and messages (what a client sends
+// from now on is not read as a request), lets the message each session is
+// running finish, answers the messages accepted but not started CLOSED,
+// then kicks every session with reason (or closes it when reason is empty),
+// flushes and closes: every accepted request gets exactly one response
+// before the KICK. It returns when every connection is gone, or when ctx is
+// done: then the running requests' contexts are cancelled (their answer is
+// CLOSED), and what is left is closed at once after a short grace.
 func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 	c.mu.Lock()
 	c.closed = true
@@ -346,30 +354,13 @@ func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 		conns = append(conns, cn)
 	}
 	c.mu.Unlock()
-	c.draining.Store(true)
 	defer c.cancel()
-
-	// Finish in-flight work.
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for busy := true; busy; {
-		busy = false
-		for _, cn := range conns {
-			if !cn.idle() {
-				busy = true
-				break
-			}
-		}
-		if busy {
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				busy = false
-			}
-		}
+	for _, cn := range conns {
+		cn.halt()
 	}
 
-	// Kick and flush. Close hooks run in the kicks; ctx bounds them too.
+	// Kick and flush, each after its accepted requests are answered. Close
+	// hooks run in the kicks; ctx bounds them too.
 	go func() {
 		for _, cn := range conns {
 			cn.shutdown(reason)
@@ -385,6 +376,11 @@ func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 		return nil
 	case <-ctx.Done():
 		c.cancel()
+		select { // let cancelled requests answer CLOSED and flush
+		case <-done:
+			return ctx.Err()
+		case <-time.After(cancelGrace):
+		}
 		for _, cn := range conns {
 			cn.transport.closeNow()
 		}

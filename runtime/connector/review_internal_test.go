@@ -178,14 +178,7 @@ func TestReviewBroadcastReachesConnectionBeforeHandshake(t *testing.T) {
 func TestReviewKickLostWhenClientSendsDuringFlush(t *testing.T) {
 	_, svc, addr := startTCP(t, Config{Heartbeat: time.Minute}, &reviewHandler{})
 	c := dialRaw(t, addr)
-	c.send(t, wire.TypeHandshake, []byte(rawHandshake))
-	if typ, _ := c.next(t); typ != wire.TypeHandshake {
-		t.Fatal("no handshake reply")
-	}
-	c.send(t, wire.TypeHandshakeAck, nil)
-	if typ, _ := c.next(t); typ != wire.TypeHeartbeat {
-		t.Fatal("no heartbeat after ack")
-	}
+	handshakeRaw(t, c)
 	var sess *session.Session
 	svc.Range(func(s *session.Session) bool { sess = s; return false })
 

@@ -48,6 +48,11 @@ func (h chainHandler) ServeMessage(ctx context.Context, sess *session.Session, m
 		r.ID = m.ID
 	}
 	res := s.handleFrontend(runtime.WithSession(ctx, local), r)
+	if res.Err != nil && ctx.Err() != nil {
+		// The connection's context ends when it closes (or a shutdown's
+		// deadline passed): the request was cut short, not failed.
+		res = runtime.Result{Err: runtime.Errorf(runtime.ErrNameClosed, "connection closed while %s ran", r.Route)}
+	}
 	if !r.Notify() {
 		s.respond(sess, r.Route, ser, r.ID, res)
 	}

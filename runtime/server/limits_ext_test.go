@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/session"
-	"github.com/pomelo-go/pomelo/runtime/wire"
 )
 
 // selfSigned returns a server TLS config for 127.0.0.1 and a client config
@@ -145,41 +143,6 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatalf("after a client left: %v", err)
 	}
 	open = append(open, c)
-}
-
-func TestMaxInFlightAnswersOverloaded(t *testing.T) {
-	s, _ := startEcho(t, func(c *server.Config) { c.Connector.MaxInFlight = 2; c.Connector.Heartbeat = 10 * time.Second })
-	r := dialRaw(t, s)
-	r.handshake()
-	// One frame: a slow request then more than the session may queue.
-	var frame []byte
-	for id := uint64(1); id <= 6; id++ {
-		text := "x"
-		if id == 1 {
-			text = "sleep"
-		}
-		frame, _ = wire.AppendMessagePackage(frame, &wire.Message{Type: wire.Request, ID: id, Route: testingv1.EchoHandlerEchoRoute, Body: []byte(`{"text":"` + text + `"}`)})
-	}
-	r.send(frame)
-	got := map[uint64]bool{}
-	var mu sync.Mutex
-	overloaded := 0
-	for len(got) < 6 {
-		m := r.response()
-		mu.Lock()
-		if got[m.ID] {
-			t.Fatalf("two responses to request %d", m.ID)
-		}
-		got[m.ID] = true
-		mu.Unlock()
-		if m.Error {
-			expectError(t, m, m.ID, pomelo.ErrNameOverloaded)
-			overloaded++
-		}
-	}
-	if overloaded == 0 || overloaded > 4 {
-		t.Fatalf("%d of 6 requests overloaded with MaxInFlight 2", overloaded)
-	}
 }
 
 func TestPanickingHooksAnswerErrors(t *testing.T) {

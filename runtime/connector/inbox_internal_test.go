@@ -1,0 +1,170 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/session"
+	"github.com/pomelo-go/pomelo/runtime/wire"
+)
+
+// answeringHandler answers every request over the session's connection:
+// "ok" when served, the error's name when rejected. Route "t.h.block" waits
+// for release.
+type answeringHandler struct {
+	release chan struct{}
+	mu      sync.Mutex
+	served  []uint64
+}
+
+func (h *answeringHandler) Handshake(context.Context, *session.Session, *wire.HandshakeRequest) (json.RawMessage, error) {
+	return nil, nil
+}
+
+func (h *answeringHandler) ServeMessage(_ context.Context, s *session.Session, m *wire.Message) {
+	h.mu.Lock()
+	h.served = append(h.served, m.ID)
+	h.mu.Unlock()
+	if m.Route == "t.h.block" {
+		<-h.release
+	}
+	h.answer(s, m.ID, "ok")
+}
+
+func (h *answeringHandler) Reject(s *session.Session, m *wire.Message, err error) {
+	h.answer(s, m.ID, runtime.AsError(err).Name)
+}
+
+func (h *answeringHandler) answer(s *session.Session, id uint64, text string) {
+	pkg, _ := wire.AppendMessagePackage(nil, &wire.Message{Type: wire.Response, ID: id, Body: []byte(text)})
+	s.Conn().Send(pkg)
+}
+
+// handshakeRaw completes the handshake and ack of c.
+func handshakeRaw(t *testing.T, c *rawTCP) {
+	t.Helper()
+	c.send(t, wire.TypeHandshake, []byte(rawHandshake))
+	if typ, _ := c.next(t); typ != wire.TypeHandshake {
+		t.Fatal("no handshake reply")
+	}
+	c.send(t, wire.TypeHandshakeAck, nil)
+	if typ, _ := c.next(t); typ != wire.TypeHeartbeat {
+		t.Fatal("no heartbeat after ack")
+	}
+}
+
+// onlyConn returns the connector's one connection.
+func onlyConn(t *testing.T, c *Connector) *conn {
+	t.Helper()
+	var cn *conn
+	waitFor(t, "the connection", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for x := range c.conns {
+			cn = x
+		}
+		return cn != nil
+	})
+	return cn
+}
+
+// With MaxInFlight 3 and a blocked request, the reader takes three more
+// requests and stops reading. A kick (or a shutdown) then answers the
+// running request with its result and the three waiting ones CLOSED, in
+// order, then sends the KICK; the requests still unread in the socket are
+// neither run nor answered.
+func TestKickAnswersRunningAndWaitingRequestsBeforeTheKick(t *testing.T) {
+	for _, how := range []string{"kick", "shutdown"} {
+		t.Run(how, func(t *testing.T) { answersBeforeTheKick(t, how == "shutdown") })
+	}
+}
+
+func answersBeforeTheKick(t *testing.T, shutdown bool) {
+	h := &answeringHandler{release: make(chan struct{})}
+	c, svc, addr := startTCP(t, Config{MaxInFlight: 3, Heartbeat: time.Minute}, h)
+	rc := dialRaw(t, addr)
+	handshakeRaw(t, rc)
+	var pkgs []byte
+	for id := uint64(1); id <= 6; id++ {
+		route := "t.h.echo"
+		if id == 1 {
+			route = "t.h.block"
+		}
+		pkgs, _ = wire.AppendMessagePackage(pkgs, &wire.Message{Type: wire.Request, ID: id, Route: route, Body: []byte("{}")})
+	}
+	if _, err := rc.nc.Write(pkgs); err != nil {
+		t.Fatal(err)
+	}
+	cn := onlyConn(t, c)
+	waitFor(t, "the reader to pause", func() bool {
+		cn.inMu.Lock()
+		defer cn.inMu.Unlock()
+		return cn.paused && len(cn.inbox)-cn.inHead == 3
+	})
+	stopped := make(chan error, 1)
+	if shutdown {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			stopped <- c.Shutdown(ctx, "bye")
+		}()
+	} else {
+		var sess *session.Session
+		svc.Range(func(s *session.Session) bool { sess = s; return false })
+		stopped <- svc.Kick(sess.ID(), "bye")
+	}
+	waitFor(t, "the connection to stop accepting", func() bool {
+		cn.inMu.Lock()
+		defer cn.inMu.Unlock()
+		return cn.stopping
+	})
+	close(h.release)
+
+	var got []string
+	kicked := false
+	for !kicked {
+		rc.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		typ, body, err := rc.r.Next()
+		if err != nil {
+			t.Fatalf("connection ended before the KICK (after %v): %v", got, err)
+		}
+		switch typ {
+		case wire.TypeKick:
+			kicked = true
+		case wire.TypeData:
+			m, err := wire.DecodeMessage(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(rune('0'+m.ID))+":"+string(m.Body))
+		}
+	}
+	want := []string{"1:ok", "2:CLOSED", "3:CLOSED", "4:CLOSED"}
+	if len(got) != len(want) {
+		t.Fatalf("responses before the KICK %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("responses before the KICK %v, want %v", got, want)
+		}
+	}
+	rc.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if typ, body, err := rc.r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the KICK: %v %q %v, want the end of the connection", typ, body, err)
+	}
+	rc.nc.Close()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.served) != 1 || h.served[0] != 1 {
+		t.Fatalf("served %v, want only the request running at the kick", h.served)
+	}
+}
