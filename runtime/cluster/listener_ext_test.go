@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -204,16 +205,29 @@ func (p *testPKI) clientTLS(withCert bool) *tls.Config {
 	return c
 }
 
-// A cluster whose servers talk mutual TLS forwards requests; its RPC
-// listener speaks no cleartext HTTP/2.
+// A cluster whose servers talk mutual TLS forwards requests, including one
+// in flight across several auth windows (the window is lifted on the
+// connection under the TLS layer); a connection to its RPC listener that
+// never starts the TLS handshake is closed.
 func TestMutualTLSClusterForwardsRequests(t *testing.T) {
+	const window = 300 * time.Millisecond
 	pki := newTestPKI(t)
-	cc := echoChat(t, 0, func(cfg *cluster.Config) {
+	cc := echoChat(t, 4*window, func(cfg *cluster.Config) {
 		cfg.ServerTLS, cfg.ClientTLS = pki.serverTLS(), pki.clientTLS(true)
+		cfg.AuthTimeout = window
 	})
 	c := dial(t, cc.Members("connector")[0])
 	for range 3 {
 		call(t, c, "chat.h.echo", nil)
+	}
+	silent, err := net.Dial("tcp", cc.Members("chat")[0].Node.RPCAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	call(t, c, "chat.h.slow", nil)
+	if !closedByPeer(silent) {
+		t.Fatal("a connection that never started TLS is still open")
 	}
 }
 
@@ -234,5 +248,62 @@ func TestMutualTLSRefusesPeersWithoutCertificateOrTLS(t *testing.T) {
 				t.Fatalf("err = %v, want UNAVAILABLE", err)
 			}
 		})
+	}
+}
+
+// peerClosedConn records that the peer closed the connection.
+type peerClosedConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *peerClosedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.once.Do(func() { close(c.closed) })
+	}
+	return n, err
+}
+
+// An HTTP/2 connection whose requests lack the secret is answered 401 and
+// closed by the server after MaxAuthFailures of them.
+func TestRPCListenerClosesHTTP2ConnectionAfterFailedAuth(t *testing.T) {
+	cc := echoChat(t, 0, func(cfg *cluster.Config) { cfg.MaxAuthFailures = 2 })
+	addr := cc.Members("chat")[0].Node.RPCAddr().String()
+	var mu sync.Mutex
+	var conns []*peerClosedConn
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols, DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil {
+			return nil, err
+		}
+		pc := &peerClosedConn{Conn: c, closed: make(chan struct{})}
+		mu.Lock()
+		conns = append(conns, pc)
+		mu.Unlock()
+		return pc, nil
+	}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for range 2 {
+		resp, err := hc.Post("http://"+addr+"/pomelo.sys.v1.MsgRemote/Forward", "application/connect+proto", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || resp.ProtoMajor != 2 {
+			t.Fatalf("unauthenticated request: %s %s, want HTTP/2 401", resp.Proto, resp.Status)
+		}
+	}
+	mu.Lock()
+	first := conns[0]
+	mu.Unlock()
+	select {
+	case <-first.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection still open after 2 unauthenticated requests")
 	}
 }
