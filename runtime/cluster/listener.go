@@ -14,7 +14,7 @@ const (
 	defaultAuthTimeout          = 10 * time.Second
 	defaultMaxAuthFailures      = 3
 	defaultRPCIdleTimeout       = 2 * time.Minute
-	defaultMaxConcurrentStreams = 1000
+	defaultMaxConcurrentStreams = 250
 )
 
 // guardListener hands out guardConns: connections that are closed unless

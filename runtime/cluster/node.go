@@ -56,7 +56,7 @@ type Config struct {
 	// 90s). Streams in use, such as forward and watch streams, keep it open.
 	IdleTimeout time.Duration
 	// MaxConcurrentStreams caps the streams (requests) open at once on one
-	// RPC connection (default 1000); a peer that needs more opens another
+	// RPC connection (default 250); a peer that needs more opens another
 	// connection.
 	MaxConcurrentStreams int
 	// Listener, when set, is the RPC listener (tests pass one bound to port
