@@ -101,6 +101,7 @@ func run(args []string) error {
 	etcdPrefix := fs.String("etcd-prefix", env("POMELO_ETCD_PREFIX", app.DefaultEtcdPrefix), "etcd key prefix of the cluster")
 	redisAddr := fs.String("redis", env("POMELO_REDIS", ""), "Redis address: keep online status and the one-session-per-user rule in Redis")
 	redisPrefix := fs.String("redis-prefix", env("POMELO_REDIS_PREFIX", app.DefaultRedisPrefix), "Redis key prefix of the cluster")
+	secret := fs.String("secret", "", "cluster secret, replacing the file's (prefer POMELO_SECRET: flags show in the process list)")
 	verbose := fs.Bool("v", envBool("POMELO_VERBOSE"), "debug logs")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -131,6 +132,9 @@ func run(args []string) error {
 	}
 	if s := os.Getenv("POMELO_SECRET"); s != "" {
 		f.Secret = s
+	}
+	if *secret != "" {
+		f.Secret = *secret
 	}
 	var ids []string
 	for _, id := range strings.Split(*servers, ",") {

@@ -58,7 +58,8 @@ func (s ServerInfo) Validate() error {
 // shared secret servers authenticate each other with.
 type File struct {
 	// Secret authenticates servers to each other; every server of the
-	// cluster must have the same. Empty disables authentication.
+	// cluster must have the same. Join refuses an empty one unless
+	// Config.Insecure is set.
 	Secret string `json:"secret,omitempty"`
 	// Servers lists the members.
 	Servers []ServerInfo `json:"servers"`

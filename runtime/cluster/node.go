@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,8 +29,36 @@ type Config struct {
 	// only Self). A Registrar is registered with on Start.
 	Membership Membership
 	// Secret authenticates servers to each other (a bearer token on every
-	// RPC). Empty disables authentication.
+	// RPC). Join refuses an empty secret unless Insecure is set.
 	Secret string
+	// Insecure allows an empty Secret: then any peer that reaches the RPC
+	// listener is trusted. For tests and fully isolated networks only.
+	Insecure bool
+	// ServerTLS, when set, serves RPC over TLS (HTTP/2 negotiated by ALPN)
+	// instead of cleartext HTTP/2 (h2c). It needs a certificate; for mutual
+	// TLS set ClientCAs and ClientAuth to tls.RequireAndVerifyClientCert.
+	ServerTLS *tls.Config
+	// ClientTLS, when set, makes this server dial the others over TLS with
+	// this configuration (RootCAs to verify them; Certificates to present
+	// under mutual TLS). Every server of a cluster sets both ServerTLS and
+	// ClientTLS, or neither.
+	ClientTLS *tls.Config
+	// AuthTimeout is how long a connection to the RPC listener may stay
+	// open before completing an authenticated request (default 10s): one
+	// that sends nothing, or only requests without the secret, is closed
+	// then. Authenticated connections are not limited by it.
+	AuthTimeout time.Duration
+	// MaxAuthFailures is how many requests without the secret one
+	// connection may send before it is closed (default 3).
+	MaxAuthFailures int
+	// IdleTimeout closes an RPC connection with no open stream for that
+	// long (default 2m; the dialing side drops its idle connections after
+	// 90s). Streams in use, such as forward and watch streams, keep it open.
+	IdleTimeout time.Duration
+	// MaxConcurrentStreams caps the streams (requests) open at once on one
+	// RPC connection (default 250); a peer that needs more opens another
+	// connection.
+	MaxConcurrentStreams int
 	// Listener, when set, is the RPC listener (tests pass one bound to port
 	// 0); otherwise the node listens on Self.RPCAddr().
 	Listener net.Listener
@@ -117,14 +146,35 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 	if cfg.ForwardTimeout <= 0 {
 		cfg.ForwardTimeout = 30 * time.Second
 	}
+	if cfg.Secret == "" && !cfg.Insecure {
+		return nil, errors.New("cluster: empty Secret: set a shared secret (or Insecure to run without authentication)")
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = defaultAuthTimeout
+	}
+	if cfg.MaxAuthFailures <= 0 {
+		cfg.MaxAuthFailures = defaultMaxAuthFailures
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = defaultRPCIdleTimeout
+	}
+	if cfg.MaxConcurrentStreams <= 0 {
+		cfg.MaxConcurrentStreams = defaultMaxConcurrentStreams
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = srv.Logger()
 	}
 	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
+	if cfg.ClientTLS != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	tr := &http.Transport{
 		Protocols:           &protocols,
+		TLSClientConfig:     cfg.ClientTLS.Clone(),
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
 	}
@@ -132,7 +182,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		cfg:     cfg,
 		srv:     srv,
 		log:     cfg.Logger,
-		http:    &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret}},
+		http:    &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret, tls: cfg.ClientTLS != nil}},
 		conns:   map[string]*runtime.RemoteConn{},
 		routes:  map[string]RouteFunc{},
 		closeCh: make(chan struct{}),
@@ -188,17 +238,33 @@ func (n *Node) Start() error {
 	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if n.cfg.ServerTLS != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	rs := &http.Server{
-		Handler:           n.authenticate(n.srv.RPCHandler()),
-		Protocols:         &protocols,
+		Handler:   n.authenticate(n.srv.RPCHandler()),
+		Protocols: &protocols,
+		TLSConfig: n.cfg.ServerTLS.Clone(),
+		// No ReadTimeout or WriteTimeout: they would end the long-lived
+		// forward and watch streams. Connections that never authenticate
+		// are closed by the guard listener instead.
 		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       n.cfg.IdleTimeout,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: n.cfg.MaxConcurrentStreams},
+		ConnContext:       withGuardConn,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	n.mu.Lock()
 	n.rpcSrv, n.ln = rs, ln
 	n.mu.Unlock()
-	go rs.Serve(ln)
+	gl := &guardListener{Listener: ln, window: n.cfg.AuthTimeout, maxFailures: int32(n.cfg.MaxAuthFailures)}
+	if n.cfg.ServerTLS != nil {
+		go rs.ServeTLS(gl, "", "")
+	} else {
+		go rs.Serve(gl)
+	}
 	if r, ok := n.cfg.Membership.(Registrar); ok {
 		self := n.cfg.Self
 		if self.RPCPort == 0 {
@@ -419,32 +485,47 @@ func deadlineInterceptor(d time.Duration) connect.UnaryInterceptorFunc {
 	}
 }
 
-// authTransport adds the cluster secret to every request.
+// authTransport adds the cluster secret to every request and, under TLS,
+// sends it over https. Base URLs stay "http://host:port" whatever the
+// transport: they identify a server's address.
 type authTransport struct {
 	base   http.RoundTripper
 	secret string
+	tls    bool
 }
 
 func (t authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if t.secret != "" {
+	if t.secret != "" || (t.tls && r.URL.Scheme == "http") {
 		r = r.Clone(r.Context())
-		r.Header.Set("Authorization", "Bearer "+t.secret)
+		if t.secret != "" {
+			r.Header.Set("Authorization", "Bearer "+t.secret)
+		}
+		if t.tls && r.URL.Scheme == "http" {
+			r.URL.Scheme = "https"
+		}
 	}
 	return t.base.RoundTrip(r)
 }
 
-// authenticate rejects RPCs without the cluster secret.
+// authenticate rejects RPCs without the cluster secret. A connection's
+// first authenticated request lifts its auth window; one that sends too
+// many requests without the secret is closed.
 func (n *Node) authenticate(h http.Handler) http.Handler {
-	if n.cfg.Secret == "" {
-		return h
-	}
 	want := []byte("Bearer " + n.cfg.Secret)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		g := guardConnFrom(r.Context())
+		if n.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			w.Write([]byte(`{"code":"unauthenticated","message":"cluster secret required"}`))
+			if g != nil && g.failed() {
+				http.NewResponseController(w).Flush()
+				g.Close()
+			}
 			return
+		}
+		if g != nil {
+			g.authenticated()
 		}
 		h.ServeHTTP(w, r)
 	})

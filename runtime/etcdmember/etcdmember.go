@@ -21,7 +21,7 @@
 //	reg, err := etcdmember.New(ctx, etcdmember.Config{Endpoints: []string{"127.0.0.1:2379"}})
 //	if err != nil { ... }
 //	defer reg.Close()
-//	node, err := cluster.Join(srv, cluster.Config{Self: self, Membership: reg, DrainDelay: time.Second})
+//	node, err := cluster.Join(srv, cluster.Config{Self: self, Membership: reg, Secret: secret, DrainDelay: time.Second})
 package etcdmember
 
 import (

@@ -71,7 +71,46 @@ const (
 	// DefaultRedisPrefix is the prefix of the Redis keys of the online
 	// status.
 	DefaultRedisPrefix = "pomelo-chat:"
+	// DefaultSecret is the secret of the committed cluster.json. Start
+	// refuses it when a server of the cluster file is not on a loopback
+	// host, and warns on loopback.
+	DefaultSecret = "example-secret-change-me"
 )
+
+// CheckSecret refuses the committed DefaultSecret, and an empty secret,
+// unless every server of f is on a loopback host (127.0.0.0/8, ::1 or
+// localhost); on loopback it logs a warning for DefaultSecret.
+func CheckSecret(f *cluster.File, log *slog.Logger) error {
+	if f.Secret != DefaultSecret && f.Secret != "" {
+		return nil
+	}
+	for _, s := range f.Servers {
+		if !isLoopback(s.Host) {
+			return fmt.Errorf("server %s is on %q, not loopback, and the cluster secret is %s: set your own with -secret or POMELO_SECRET", s.ID, s.Host, describeSecret(f.Secret))
+		}
+	}
+	if f.Secret == "" {
+		return errors.New("the cluster secret is empty: set one with -secret or POMELO_SECRET")
+	}
+	log.Warn("the cluster secret is the committed example one; set your own with -secret or POMELO_SECRET before leaving loopback")
+	return nil
+}
+
+func describeSecret(s string) string {
+	if s == "" {
+		return "empty"
+	}
+	return "the committed example one"
+}
+
+// isLoopback reports whether host names a loopback interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // Options configure the servers of one process.
 type Options struct {
@@ -248,6 +287,9 @@ func Start(opts Options) (*App, error) {
 	}
 	run, err := Select(opts.Cluster, opts.Servers)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckSecret(opts.Cluster, opts.Logger); err != nil {
 		return nil, err
 	}
 	a := &App{opts: opts, log: opts.Logger}
