@@ -1,5 +1,8 @@
 // Package pomelo is a Pomelo-style distributed game server framework for Go,
-// driven by protobuf IDL. The framework lives in package runtime
+// driven by protobuf IDL. This package's App assembles one server: New with
+// a Config, registrations with the generated Register functions, then
+// Serve; RunCluster runs every server of a cluster file in one process. The
+// types generated code targets live in package runtime
 // (github.com/pomelo-go/pomelo/runtime) and its subpackages; the protoc
 // plugin that turns annotated services into Go is protoc-gen-pomelo; gen/
 // holds the generated code of the protos under proto/.
