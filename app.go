@@ -2,6 +2,7 @@ package pomelo
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,8 +67,14 @@ type Config struct {
 	// starts and deregistered from when it drains.
 	Membership cluster.Membership
 	// Secret authenticates the servers to each other; every server of the
-	// cluster has the same. Empty disables authentication.
+	// cluster has the same. It is required unless Insecure is set.
 	Secret string
+	// Insecure runs without server-to-server authentication when Secret is
+	// empty (development only).
+	Insecure bool
+	// ServerTLS and ClientTLS, when set, carry server-to-server traffic over
+	// TLS (mutual TLS with client certificates); see cluster.Config.
+	ServerTLS, ClientTLS *tls.Config
 	// Routes sets the route functions of server types (default rendezvous
 	// hashing on the session's uid or route key).
 	Routes map[string]cluster.RouteFunc
@@ -208,6 +215,9 @@ func New(cfg Config) (*App, error) {
 		Self:           self,
 		Membership:     cfg.Membership,
 		Secret:         cfg.Secret,
+		Insecure:       cfg.Insecure,
+		ServerTLS:      cfg.ServerTLS,
+		ClientTLS:      cfg.ClientTLS,
 		Listener:       cfg.RPCListener,
 		CallTimeout:    cfg.CallTimeout,
 		ForwardTimeout: cfg.ForwardTimeout,

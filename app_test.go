@@ -176,7 +176,7 @@ func TestAppPairForwardsRemotesPushesAndDrainsOnCancel(t *testing.T) {
 }
 
 func TestRegistrationBeforeServeIsCheckedAtOnce(t *testing.T) {
-	app, err := pomelo.New(pomelo.Config{ID: "echo-1", Type: "echo", RPCListener: listen(t), Logger: quiet})
+	app, err := pomelo.New(pomelo.Config{ID: "echo-1", Type: "echo", RPCListener: listen(t), Secret: "s", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestRegistrationBeforeServeIsCheckedAtOnce(t *testing.T) {
 	if err := testingv1.RegisterEchoHandlerServer(app, &echoServer{app: app}); err == nil {
 		t.Fatal("registering the routes twice succeeded")
 	}
-	other, err := pomelo.New(pomelo.Config{ID: "gate-1", Type: "gate", RPCListener: listen(t), Logger: quiet})
+	other, err := pomelo.New(pomelo.Config{ID: "gate-1", Type: "gate", RPCListener: listen(t), Secret: "s", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestServeReturnsTheListenerError(t *testing.T) {
 	defer taken.Close()
 	app, err := pomelo.New(pomelo.Config{
 		ID: "connector-1", Type: "connector", Frontend: true,
-		RPCListener: listen(t), WSAddr: taken.Addr().String(), Logger: quiet,
+		RPCListener: listen(t), WSAddr: taken.Addr().String(), Secret: "s", Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

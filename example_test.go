@@ -25,7 +25,7 @@ func (hello) Echo(_ context.Context, _ runtime.Session, req *testingv1.EchoReque
 // the frontend forwards the echo.* routes to the backend. main would call
 // pomelo.RunCluster(ctx, "cluster.json", setup) instead of StartCluster.
 func Example() {
-	f, _ := cluster.ParseFile([]byte(`{"servers": [
+	f, _ := cluster.ParseFile([]byte(`{"secret": "change-me", "servers": [
 	  {"id": "connector-1", "type": "connector", "host": "127.0.0.1", "rpcPort": 4101, "frontend": true, "wsPort": 3101},
 	  {"id": "echo-1", "type": "echo", "host": "127.0.0.1", "rpcPort": 4102}]}`))
 	setup := func(app *pomelo.App) error {
