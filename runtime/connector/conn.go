@@ -191,7 +191,17 @@ func (cn *conn) end(kick bool, reason string) {
 	cn.wakeReader()
 	if !active {
 		cn.closeAfterAnswers(kick, reason)
+		return
 	}
+	// The running request gets a grace to finish, then its context is
+	// cancelled (it is answered CLOSED), then, if it still has not returned,
+	// the connection closes without its answer: a handler that never
+	// returns cannot hold a kicked connection open.
+	grace := cn.c.cfg.closeGrace
+	time.AfterFunc(grace, func() {
+		cn.inCancel()
+		time.AfterFunc(grace, cn.finish)
+	})
 }
 
 // closeAfterAnswers queues the final KICK (or just marks the queue closing)

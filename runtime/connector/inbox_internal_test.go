@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,4 +169,70 @@ func answersBeforeTheKick(t *testing.T, shutdown bool) {
 	if len(h.served) != 1 || h.served[0] != 1 {
 		t.Fatalf("served %v, want only the request running at the kick", h.served)
 	}
+}
+
+// A kick waits for the running request a grace, then cancels its context:
+// a handler that honours it is answered (CLOSED, by the chain) before the
+// KICK; one that ignores it does not hold the connection open: after a
+// second grace the connection closes without its answer.
+func TestKickBoundsTheRunningRequest(t *testing.T) {
+	for _, honours := range []bool{true, false} {
+		t.Run(map[bool]string{true: "handler honours cancel", false: "handler ignores cancel"}[honours], func(t *testing.T) {
+			h := &stuckHandler{honours: honours, release: make(chan struct{})}
+			defer close(h.release)
+			c, svc, addr := startTCP(t, Config{Heartbeat: time.Minute, closeGrace: 100 * time.Millisecond}, h)
+			_ = c
+			rc := dialRaw(t, addr)
+			handshakeRaw(t, rc)
+			pkg, _ := wire.AppendMessagePackage(nil, &wire.Message{Type: wire.Request, ID: 1, Route: "t.h.stuck", Body: []byte("{}")})
+			if _, err := rc.nc.Write(pkg); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the request to run", func() bool { return h.running.Load() })
+			var sess *session.Session
+			svc.Range(func(s *session.Session) bool { sess = s; return false })
+			if err := svc.Kick(sess.ID(), "bye"); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for {
+				// A safety bound, far above the two 100 ms graces.
+				rc.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				typ, body, err := rc.r.Next()
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						t.Fatalf("after %v: %v, want the connection closed", got, err)
+					}
+					break
+				}
+				got = append(got, fmt.Sprintf("%d:%s", typ, body))
+			}
+			want := []string{"4:\x04\x01CLOSED", "5:{\"reason\":\"bye\"}"}
+			if !honours {
+				want = nil // closed without an answer or a KICK
+			}
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+				t.Fatalf("packages %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// stuckHandler runs route t.h.stuck until its context ends (honours) or
+// until release (ignores the context), then answers the context's fate.
+type stuckHandler struct {
+	answeringHandler
+	honours bool
+	release chan struct{}
+	running atomic.Bool
+}
+
+func (h *stuckHandler) ServeMessage(ctx context.Context, s *session.Session, m *wire.Message) {
+	h.running.Store(true)
+	if h.honours {
+		<-ctx.Done()
+		h.answer(s, m.ID, runtime.ErrNameClosed)
+		return
+	}
+	<-h.release
 }
