@@ -1,36 +1,16 @@
 package filter_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/filter"
 	"github.com/pomelo-go/pomelo/runtime/session"
+	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func request(sid uint64) *runtime.Request {
 	return &runtime.Request{Route: "chat.h.x", ID: 1, Session: session.NewLocal(session.Snapshot{ID: sid, FrontendID: "fe"}, nil)}
@@ -52,16 +32,16 @@ func run(f runtime.Filter, r *runtime.Request, d time.Duration) runtime.Result {
 }
 
 func TestSlowLogSetsAndClearsATimer(t *testing.T) {
-	var buf syncBuffer
-	f := filter.SlowLog(50*time.Millisecond, slog.New(slog.NewTextHandler(&buf, nil)))
+	var buf testkit.LogBuffer
+	f := filter.SlowLog(50*time.Millisecond, buf.Logger())
 	run(f, request(1), 0)
 	time.Sleep(100 * time.Millisecond) // the cleared timer must not fire
-	if buf.String() != "" {
-		t.Fatalf("fast request logged: %s", buf.String())
+	if got := buf.Records(); len(got) != 0 {
+		t.Fatalf("fast request logged: %v", got)
 	}
 	run(f, request(2), 100*time.Millisecond)
-	if got := buf.String(); !strings.Contains(got, "slow request") || !strings.Contains(got, "chat.h.x") {
-		t.Fatalf("slow request not logged: %q", got)
+	if buf.Count("slow request") != 1 || buf.Count("chat.h.x") != 1 {
+		t.Fatalf("slow request not logged once with its route: %v", buf.Records())
 	}
 }
 
