@@ -193,15 +193,42 @@ func (cn *conn) end(kick bool, reason string) {
 		cn.closeAfterAnswers(kick, reason)
 		return
 	}
-	// The running request gets a grace to finish, then its context is
-	// cancelled (it is answered CLOSED), then, if it still has not returned,
-	// the connection closes without its answer: a handler that never
-	// returns cannot hold a kicked connection open.
+	cn.c.mu.Lock()
+	shuttingDown := cn.c.closed
+	cn.c.mu.Unlock()
+	if shuttingDown {
+		return // Shutdown bounds the running requests by its own ctx
+	}
+	// On a kick the running request gets a grace to finish, then its
+	// context is cancelled (it is answered CLOSED), then, if it still has
+	// not returned, the connection closes without its answer: a handler
+	// that never returns cannot hold a kicked connection open. Once the
+	// request has returned the timers do nothing.
 	grace := cn.c.cfg.closeGrace
 	time.AfterFunc(grace, func() {
+		if !cn.stillRunning() {
+			return
+		}
 		cn.inCancel()
-		time.AfterFunc(grace, cn.finish)
+		time.AfterFunc(grace, func() {
+			if cn.stillRunning() {
+				cn.finish()
+			}
+		})
 	})
+}
+
+// stillRunning reports whether the message running when the connection
+// ended has not returned yet (and the connection is not torn down).
+func (cn *conn) stillRunning() bool {
+	select {
+	case <-cn.done:
+		return false
+	default:
+	}
+	cn.inMu.Lock()
+	defer cn.inMu.Unlock()
+	return cn.inActive
 }
 
 // closeAfterAnswers queues the final KICK (or just marks the queue closing)

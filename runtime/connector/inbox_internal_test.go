@@ -236,3 +236,41 @@ func (h *stuckHandler) ServeMessage(ctx context.Context, s *session.Session, m *
 	}
 	<-h.release
 }
+
+// Shutdown, unlike a kick, lets the running request run past the close
+// grace: its own ctx bounds it. With a 20 ms grace, a request released
+// 300 ms into a Shutdown with a 10 s ctx is answered with its result.
+func TestShutdownLetsTheRunningRequestOutlastTheKickGrace(t *testing.T) {
+	h := &answeringHandler{release: make(chan struct{})}
+	c, _, addr := startTCP(t, Config{Heartbeat: time.Minute, closeGrace: 20 * time.Millisecond}, h)
+	rc := dialRaw(t, addr)
+	handshakeRaw(t, rc)
+	pkg, _ := wire.AppendMessagePackage(nil, &wire.Message{Type: wire.Request, ID: 1, Route: "t.h.block", Body: []byte("{}")})
+	if _, err := rc.nc.Write(pkg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the request to run", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.served) == 1
+	})
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- c.Shutdown(ctx, "bye")
+	}()
+	time.Sleep(300 * time.Millisecond) // many graces
+	close(h.release)
+	rc.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, body, err := rc.r.Next()
+	if err != nil || typ != wire.TypeData {
+		t.Fatalf("first package after the shutdown: %v %q %v, want the answer", typ, body, err)
+	}
+	if m, _ := wire.DecodeMessage(body); string(m.Body) != "ok" {
+		t.Fatalf("answer %q, want the request's result", m.Body)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
