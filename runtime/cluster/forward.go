@@ -264,20 +264,24 @@ func (st *fwdStream) send() {
 		}
 		st.queue = spare[:0] // never the array being sent: spare is the last batch's
 		st.mu.Unlock()
-		batch.Requests = reqs
-		err := st.stream.Send(batch)
-		if err != nil {
-			// A message that cannot be encoded fails the Send before anything
-			// is written and leaves the stream usable: fail that message
-			// alone and send the others.
-			if ok, changed := keepEncodable(reqs, st.repairRequest); changed {
-				batch.Requests = ok
-				err = nil
-				if len(ok) > 0 {
-					err = st.stream.Send(batch)
+		err := inChunks(reqs, requestSize, func(reqs []*sysv1.ForwardRequest) error {
+			batch.Requests = reqs
+			err := st.stream.Send(batch)
+			if err != nil {
+				// A message that cannot be encoded fails the Send before
+				// anything is written and leaves the stream usable: fail that
+				// message alone and send the others.
+				if ok, changed := keepEncodable(reqs, st.repairRequest); changed {
+					batch.Requests = ok
+					err = nil
+					if len(ok) > 0 {
+						err = st.stream.Send(batch)
+					}
 				}
 			}
-		}
+			return err
+		})
+		batch.Requests = nil
 		clear(reqs)
 		spare = reqs
 		if err != nil {
@@ -287,6 +291,48 @@ func (st *fwdStream) send() {
 			return
 		}
 	}
+}
+
+// Stream messages are read with a limit of maxStreamMessage bytes (the
+// RPC clients' and handlers' WithReadMaxBytes). The senders split what
+// they have queued into batches of about maxBatchBytes, estimated from the
+// bodies and routes (session settings are small next to the 8x margin), so
+// no batch reaches the limit and breaks the stream for everyone; a single
+// response body over maxForwardedBody fails alone. A request body is
+// bounded by the connector's package size (at most 16 MiB).
+const (
+	maxStreamMessage = 32 << 20
+	maxBatchBytes    = 4 << 20
+	maxForwardedBody = 16 << 20
+)
+
+// inChunks calls send with consecutive runs of ms whose estimated size
+// (size) stays within maxBatchBytes, at least one message a run, and
+// returns the first error.
+func inChunks[M any](ms []M, size func(M) int, send func([]M) error) error {
+	start, n := 0, 0
+	for i, m := range ms {
+		s := size(m)
+		if i > start && n+s > maxBatchBytes {
+			if err := send(ms[start:i]); err != nil {
+				return err
+			}
+			start, n = i, 0
+		}
+		n += s
+	}
+	if start < len(ms) {
+		return send(ms[start:])
+	}
+	return nil
+}
+
+// requestSize estimates the encoded size of a forwarded request.
+func requestSize(r *sysv1.ForwardRequest) int { return len(r.Body) + len(r.Route) + 128 }
+
+// responseSize estimates the encoded size of a forwarded response.
+func responseSize(r *sysv1.ForwardResponse) int {
+	return len(r.Body) + len(r.GetError().GetMessage()) + 64
 }
 
 // keepEncodable returns the messages of ms that can be marshalled, in

@@ -202,7 +202,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 	// costs more CPU than it saves (gzip was 18% of a forwarded message's
 	// CPU), so only large ones are compressed.
 	opts := []connect.HandlerOption{
-		connect.WithReadMaxBytes(32 << 20),
+		connect.WithReadMaxBytes(maxStreamMessage),
 		connect.WithCompressMinBytes(compressMinBytes),
 		connect.WithInterceptors(runtime.ErrorInterceptor()),
 	}
@@ -461,7 +461,7 @@ func (n *Node) RemoteConn(serverID string) (*runtime.RemoteConn, error) {
 		BaseURL:    baseURL(info),
 		Options: []connect.ClientOption{
 			connect.WithInterceptors(deadlineInterceptor(n.cfg.CallTimeout), runtime.ErrorInterceptor()),
-			connect.WithReadMaxBytes(32 << 20),
+			connect.WithReadMaxBytes(maxStreamMessage),
 			connect.WithCompressMinBytes(compressMinBytes),
 		},
 	}

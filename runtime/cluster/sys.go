@@ -427,15 +427,19 @@ func (q *responseQueue) run(ctx context.Context, st *connect.BidiStream[sysv1.Fo
 			}
 			q.queue = spare[:0] // never the array being sent
 			q.mu.Unlock()
-			batch.Responses = rs
-			err := st.Send(batch)
-			if err != nil {
-				// A response that cannot be encoded fails alone (forward.go).
-				if ok, changed := keepEncodable(rs, repairResponse); changed {
-					batch.Responses = ok
-					err = st.Send(batch)
+			err := inChunks(rs, responseSize, func(rs []*sysv1.ForwardResponse) error {
+				batch.Responses = rs
+				err := st.Send(batch)
+				if err != nil {
+					// A response that cannot be encoded fails alone (forward.go).
+					if ok, changed := keepEncodable(rs, repairResponse); changed {
+						batch.Responses = ok
+						err = st.Send(batch)
+					}
 				}
-			}
+				return err
+			})
+			batch.Responses = nil
 			clear(rs)
 			spare = rs
 			if err != nil {
@@ -463,6 +467,12 @@ func (n *Node) runForwarded(ctx context.Context, req *sysv1.ForwardRequest) *sys
 		r.ID = max(req.Seq, 1) // any non-zero id: this is a request
 	}
 	body, err := n.srv.HandleForwarded(ctx, r)
+	if err == nil && len(body) > maxForwardedBody {
+		// More than the frontend would read in one stream message: fail
+		// this response alone rather than the stream.
+		n.srv.Logger().Error("pomelo: response too large to forward", "route", req.Route, "session", req.GetSession().GetId(), "bytes", len(body), "max", maxForwardedBody)
+		err = runtime.Errorf(runtime.ErrNameInternal, "response too large")
+	}
 	if err != nil {
 		res.Error = toProtoError(err)
 	} else {
