@@ -291,8 +291,14 @@ func (cn *conn) onTimer() {
 		cn.inMu.Lock()
 		paused := cn.paused
 		cn.inMu.Unlock()
-		if paused {
+		if paused && !cn.transport.peerGone() {
 			cn.timer.Reset(cn.c.cfg.HeartbeatTimeout)
+			return
+		}
+		if paused {
+			// The client left while we were not reading: end the session
+			// (the running request's context is cancelled after the grace).
+			cn.c.sessions.CloseSession(cn.sess, "", false)
 			return
 		}
 		idle := time.Duration(time.Now().UnixNano() - cn.lastRecv.Load())

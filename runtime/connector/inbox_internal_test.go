@@ -274,3 +274,35 @@ func TestShutdownLetsTheRunningRequestOutlastTheKickGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A client that fills its inbox behind a request that waits for its
+// context, then hangs up, is noticed although the reader is paused (it
+// reads nothing): its session ends and the waiting request's context is
+// cancelled, instead of both staying for as long as the request waits.
+func TestPausedReaderNoticesTheClientLeaving(t *testing.T) {
+	h := &stuckHandler{honours: true, release: make(chan struct{})}
+	defer close(h.release)
+	c, _, addr := startTCP(t, Config{MaxInFlight: 3, Heartbeat: time.Minute, HeartbeatTimeout: 100 * time.Millisecond, closeGrace: 50 * time.Millisecond}, h)
+	rc := dialRaw(t, addr)
+	handshakeRaw(t, rc)
+	var pkgs []byte
+	for id := uint64(1); id <= 6; id++ {
+		pkgs, _ = wire.AppendMessagePackage(pkgs, &wire.Message{Type: wire.Request, ID: id, Route: "t.h.stuck", Body: []byte("{}")})
+	}
+	if _, err := rc.nc.Write(pkgs); err != nil {
+		t.Fatal(err)
+	}
+	cn := onlyConn(t, c)
+	waitFor(t, "the reader to pause", func() bool {
+		cn.inMu.Lock()
+		defer cn.inMu.Unlock()
+		return cn.paused
+	})
+	rc.nc.Close()
+	waitFor(t, "the connection to end", func() bool { return c.Count() == 0 })
+	select {
+	case <-cn.inCtx.Done():
+	default:
+		t.Fatal("the running request's context is still live")
+	}
+}

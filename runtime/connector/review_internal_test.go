@@ -49,6 +49,7 @@ func (t nopTransport) readPackages(func(wire.PackageType, []byte) error) error {
 }
 func (t nopTransport) write([]byte, time.Duration) error { return nil }
 func (t nopTransport) close()                            {}
+func (t nopTransport) peerGone() bool                    { return false }
 func (t nopTransport) closeNow()                         {}
 func (t nopTransport) remoteAddr() net.Addr              { return stringAddr("test") }
 

@@ -28,6 +28,10 @@ type transport interface {
 	// closeNow closes at once.
 	closeNow()
 	remoteAddr() net.Addr
+	// peerGone reports whether the client has closed or reset its side,
+	// without reading (for a reader paused by back-pressure); false when
+	// it cannot tell.
+	peerGone() bool
 }
 
 // errTooLarge reports a package over the configured maximum.
@@ -163,6 +167,10 @@ type tcpTransport struct {
 	nc net.Conn
 	r  *wire.Reader
 }
+
+func (t *tcpTransport) peerGone() bool { return connPeerGone(t.nc) }
+
+func (t *wsTransport) peerGone() bool { return t.nc.nc != nil && connPeerGone(t.nc.nc) }
 
 func newTCPTransport(nc net.Conn, maxBody int) *tcpTransport {
 	return &tcpTransport{nc: nc, r: wire.NewReader(nc, maxBody)}
