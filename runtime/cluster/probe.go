@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -52,8 +51,7 @@ type Probed struct {
 	local map[string]bool
 	up    map[string]bool // remote servers found reachable
 	fails map[string]int  // failed probes in a row of remote servers that are up
-	subs  map[int]func([]ServerInfo)
-	next  int
+	subs  subscribers
 	// closed is set by Close; guarded by mu.
 	closed bool
 
@@ -90,7 +88,6 @@ func NewProbed(servers []ServerInfo, local []string, cfg ProbeConfig) *Probed {
 		local:  map[string]bool{},
 		up:     map[string]bool{},
 		fails:  map[string]int{},
-		subs:   map[int]func([]ServerInfo){},
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
@@ -140,18 +137,7 @@ func (p *Probed) membersLocked() []ServerInfo {
 }
 
 // Subscribe implements Membership.
-func (p *Probed) Subscribe(fn func([]ServerInfo)) (cancel func()) {
-	p.mu.Lock()
-	id := p.next
-	p.next++
-	p.subs[id] = fn
-	p.mu.Unlock()
-	return func() {
-		p.mu.Lock()
-		delete(p.subs, id)
-		p.mu.Unlock()
-	}
-}
+func (p *Probed) Subscribe(fn func([]ServerInfo)) (cancel func()) { return p.subs.add(fn) }
 
 // Update replaces the entry of a server of the file, such as a local
 // server's once its listeners are bound (a port 0 in the file becomes the
@@ -171,7 +157,7 @@ func (p *Probed) Update(s ServerInfo) {
 // notifyLocked unlocks p.mu and calls the subscribers with the members.
 func (p *Probed) notifyLocked() {
 	list := p.membersLocked()
-	subs := slices.Collect(maps.Values(p.subs))
+	subs := p.subs.list()
 	p.mu.Unlock()
 	for _, fn := range subs {
 		fn(list)
