@@ -21,9 +21,8 @@ const (
 
 // ProbeConfig tunes a Probed membership. The zero value is ready to use.
 type ProbeConfig struct {
-	// Interval is how often the servers not run here are dialled (default
-	// DefaultProbeInterval; negative: never by itself, only when Probe is
-	// called).
+	// Interval is how often the servers not run here are dialled once
+	// Start was called (default DefaultProbeInterval).
 	Interval time.Duration
 	// Timeout bounds each dial (default the Interval, at most 1s).
 	Timeout time.Duration
@@ -42,38 +41,37 @@ type ProbeConfig struct {
 // while a TCP connection to its RPC port succeeds. A server that is down is
 // not a member, so routing skips it: its share of users goes to the others
 // until it comes back, and a server started later with the same file is
-// routed to from the next probe on. It is safe for concurrent use.
+// routed to from the next probe on. NewProbed probes once; Start probes
+// every interval until Close. It is safe for concurrent use.
 type Probed struct {
 	cfg ProbeConfig
 
-	mu    sync.Mutex
-	all   []ServerInfo // the file's servers, sorted by id; local ones updated
-	local map[string]bool
-	up    map[string]bool // remote servers found reachable
-	fails map[string]int  // failed probes in a row of remote servers that are up
-	subs  subscribers
-	// closed is set by Close; guarded by mu.
-	closed bool
+	mu      sync.Mutex
+	all     []ServerInfo // the file's servers, sorted by id; local ones updated
+	local   map[string]bool
+	up      map[string]bool // remote servers found reachable
+	fails   map[string]int  // failed probes in a row of remote servers that are up
+	subs    subscribers
+	started bool               // guarded by mu
+	closed  bool               // guarded by mu
+	cancel  context.CancelFunc // ends the prober; guarded by mu
+	done    chan struct{}      // closed when the prober returned
 
 	probing sync.Mutex // one probe round at a time
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the prober returned
 }
 
 var _ Membership = (*Probed)(nil)
 
 // NewProbed returns a membership of servers, of which the ids in local run
-// in this process. It probes the others once before returning, then every
-// cfg.Interval until Close.
+// in this process. It probes the others once before returning (each dial
+// bounded by cfg.Timeout); Start probes them every cfg.Interval after that,
+// until Close.
 func NewProbed(servers []ServerInfo, local []string, cfg ProbeConfig) *Probed {
-	if cfg.Interval == 0 {
+	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultProbeInterval
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = time.Second
-		if cfg.Interval > 0 {
-			cfg.Timeout = min(cfg.Interval, time.Second)
-		}
+		cfg.Timeout = min(cfg.Interval, time.Second)
 	}
 	if cfg.DownAfter <= 0 {
 		cfg.DownAfter = DefaultProbeDownAfter
@@ -81,26 +79,33 @@ func NewProbed(servers []ServerInfo, local []string, cfg ProbeConfig) *Probed {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	p := &Probed{
-		cfg:    cfg,
-		all:    sortServers(slices.Clone(servers)),
-		local:  map[string]bool{},
-		up:     map[string]bool{},
-		fails:  map[string]int{},
-		cancel: cancel,
-		done:   make(chan struct{}),
+		cfg:   cfg,
+		all:   sortServers(slices.Clone(servers)),
+		local: map[string]bool{},
+		up:    map[string]bool{},
+		fails: map[string]int{},
+		done:  make(chan struct{}),
 	}
 	for _, id := range local {
 		p.local[id] = true
 	}
-	p.Probe(ctx)
-	if cfg.Interval < 0 {
-		close(p.done)
-		return p
-	}
-	go p.run(ctx)
+	p.Probe(context.Background())
 	return p
+}
+
+// Start probes every ProbeConfig.Interval, in a goroutine of its own,
+// until Close. Calls after the first, and calls after Close, do nothing.
+func (p *Probed) Start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started || p.closed {
+		return
+	}
+	p.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	go p.run(ctx)
 }
 
 // run probes every interval until ctx ends.
@@ -166,8 +171,8 @@ func (p *Probed) notifyLocked() {
 
 // Probe dials every server that is not local once, at the same time, and
 // notifies the subscribers when a server was marked up or down. The
-// membership probes by itself every ProbeConfig.Interval; Probe is for
-// tests and for a membership whose Interval is negative.
+// membership probes by itself once started; Probe is for tests and for
+// callers that decide when to probe.
 func (p *Probed) Probe(ctx context.Context) {
 	p.probing.Lock()
 	defer p.probing.Unlock()
@@ -223,12 +228,18 @@ func (p *Probed) Probe(ctx context.Context) {
 	p.notifyLocked()
 }
 
-// Close stops probing and waits for a probe in progress to end; the
-// members stay as they were. Calls after the first do nothing.
+// Close stops the prober Start started and waits for it to return (a
+// probe in progress is cut short); the members stay as they were, and the
+// subscribers are not called by probes any more. Calls after the first do
+// nothing.
 func (p *Probed) Close() {
 	p.mu.Lock()
 	p.closed = true
+	cancel := p.cancel
+	p.cancel = nil
 	p.mu.Unlock()
-	p.cancel()
-	<-p.done
+	if cancel != nil {
+		cancel()
+		<-p.done
+	}
 }

@@ -66,9 +66,8 @@ func (n *notifications) list() [][]string {
 	return slices.Clone(n.seen)
 }
 
-func manual() cluster.ProbeConfig {
-	return cluster.ProbeConfig{Interval: -1, Timeout: time.Second, Logger: quietLog()}
-}
+// manual probes only when the test calls Probe (Start is not called).
+func manual() cluster.ProbeConfig { return cluster.ProbeConfig{Logger: quietLog()} }
 
 // A dead server is marked down after DownAfter failed probes in a row, and
 // routing (the node's members, rendezvous over them) skips it; it is
@@ -158,9 +157,9 @@ func TestProbedMarksDeadServerDownAndRoutingSkipsIt(t *testing.T) {
 	}
 }
 
-// A server the file lists that is not running when the membership starts
-// is not a member; it becomes one when it starts, from the prober's next
-// round.
+// A server the file lists that is not running when the membership is made
+// is not a member; it becomes one when it starts, at the next round of the
+// prober Start started.
 func TestProbedFindsServerStartedLater(t *testing.T) {
 	port := freePort(t)
 	servers := []cluster.ServerInfo{
@@ -168,6 +167,7 @@ func TestProbedFindsServerStartedLater(t *testing.T) {
 		{ID: "chat-2", Type: "chat", Host: "127.0.0.1", RPCPort: port},
 	}
 	p := cluster.NewProbed(servers, []string{"chat-1"}, cluster.ProbeConfig{Interval: 10 * time.Millisecond, Logger: quietLog()})
+	p.Start()
 	defer p.Close()
 	if got, want := memberIDs(p.Servers()), []string{"chat-1"}; !slices.Equal(got, want) {
 		t.Fatalf("members %q, want %q", got, want)
@@ -221,7 +221,8 @@ func TestProbedUpdateAndUnsubscribe(t *testing.T) {
 }
 
 // Close stops the prober: its goroutine ends, even in the middle of a
-// round, and a second Close returns too.
+// round; a second Close returns too, as does Close without Start, and Start
+// after Close starts nothing.
 func TestProbedCloseStopsProber(t *testing.T) {
 	baseline := goruntime.NumGoroutine()
 	ln := listenLocal(t)
@@ -231,9 +232,13 @@ func TestProbedCloseStopsProber(t *testing.T) {
 	}
 	for range 5 {
 		p := cluster.NewProbed(servers, []string{"chat-1"}, cluster.ProbeConfig{Interval: time.Millisecond, Logger: quietLog()})
+		p.Start()
+		p.Start()
 		time.Sleep(5 * time.Millisecond)
 		p.Close()
 		p.Close()
+		p.Start()
 	}
+	cluster.NewProbed(servers, []string{"chat-1"}, manual()).Close()
 	waitFor(t, func() bool { return goruntime.NumGoroutine() <= baseline })
 }

@@ -347,7 +347,9 @@ func Start(opts Options) (*App, error) {
 		}
 		a.servers = append(a.servers, s)
 	}
-	if a.members == nil {
+	if a.members != nil {
+		a.members.Start()
+	} else {
 		// Every server sees the others of this process before Start
 		// returns, so that the first clients find the cluster whole.
 		a.view = a.servers[0].Membership
