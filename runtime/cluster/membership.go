@@ -1,7 +1,8 @@
 // Package cluster connects pomelo-go servers: membership (a static cluster
-// file by default), route functions, the Connect transport for the sys
-// services and user remotes, request forwarding from frontends to backends
-// over long-lived streams, backend sessions, and cross-frontend push.
+// file by default, or its servers probed: NewProbed), route functions, the
+// Connect transport for the sys services and user remotes, request
+// forwarding from frontends to backends over long-lived streams, backend
+// sessions, and cross-frontend push.
 package cluster
 
 import (
