@@ -42,9 +42,11 @@ type Config struct {
 
 	// ClusterFile, when set, is the path of a JSON cluster file (see
 	// cluster.LoadFile). The entry with ID gives Type, Frontend, Host and
-	// the ports when they are not set here; the file's servers are the
-	// membership unless Membership is set; its secret is the Secret unless
-	// Secret is set.
+	// the ports when they are not set here; unless Membership is set, the
+	// membership is the file's servers, probed (cluster.NewProbed): this
+	// server, and each other one while its RPC port answers, so that routing
+	// skips a server that is down; its secret is the Secret unless Secret is
+	// set.
 	ClusterFile string
 	// Host is where the other servers reach this one (default "127.0.0.1").
 	Host string
@@ -62,8 +64,8 @@ type Config struct {
 	// clients. Empty for none.
 	TCPAddr string
 
-	// Membership lists the cluster's servers (default: the ClusterFile's, or
-	// only this server). A cluster.Registrar is registered with when Serve
+	// Membership lists the cluster's servers (default: the ClusterFile's,
+	// probed, or only this server). A cluster.Registrar is registered with when Serve
 	// starts and deregistered from when it drains.
 	Membership cluster.Membership
 	// Secret authenticates the servers to each other; every server of the
@@ -139,6 +141,9 @@ type App struct {
 	srv  *server.Server
 	node *cluster.Node
 	log  *slog.Logger
+	// probed is the membership New made from the ClusterFile: Serve starts
+	// and closes it.
+	probed *cluster.Probed
 
 	channelsMu sync.Mutex
 	channels   *channel.Service
@@ -151,12 +156,13 @@ type App struct {
 // New makes the server cfg describes, ready for registrations. It opens no
 // listener: Serve does.
 func New(cfg Config) (*App, error) {
+	var file *cluster.File
 	if cfg.ClusterFile != "" {
-		f, err := cluster.LoadFile(cfg.ClusterFile)
-		if err != nil {
+		var err error
+		if file, err = cluster.LoadFile(cfg.ClusterFile); err != nil {
 			return nil, fmt.Errorf("pomelo: %w", err)
 		}
-		if cfg, err = fromFile(cfg, f); err != nil {
+		if cfg, err = fromFile(cfg, file); err != nil {
 			return nil, err
 		}
 	}
@@ -165,6 +171,13 @@ func New(cfg Config) (*App, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	// Probing starts when Serve does: an App that never serves leaves no
+	// goroutine behind.
+	var probed *cluster.Probed
+	if file != nil && cfg.Membership == nil {
+		probed = cluster.NewProbed(file.Servers, []string{cfg.ID}, cluster.ProbeConfig{Logger: cfg.Logger})
+		cfg.Membership = probed
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
@@ -228,7 +241,7 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pomelo: %w", err)
 	}
-	return &App{cfg: cfg, self: self, srv: srv, node: node, log: cfg.Logger, ready: make(chan struct{})}, nil
+	return &App{cfg: cfg, self: self, srv: srv, node: node, log: cfg.Logger, probed: probed, ready: make(chan struct{})}, nil
 }
 
 // fromFile completes cfg with its server's entry in the cluster file f.
@@ -256,9 +269,6 @@ func fromFile(cfg Config, f *cluster.File) (Config, error) {
 	}
 	if cfg.TCPAddr == "" && s.TCPPort > 0 {
 		cfg.TCPAddr = addr(s.TCPPort)
-	}
-	if cfg.Membership == nil {
-		cfg.Membership = cluster.NewStatic(f.Servers...)
 	}
 	if cfg.Secret == "" {
 		cfg.Secret = f.Secret
@@ -303,11 +313,17 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	a.log.Info("pomelo: serving", "id", a.cfg.ID, "type", a.cfg.Type, "rpc", addrString(a.node.RPCAddr()),
 		"ws", addrString(a.srv.WSAddr()), "tcp", addrString(a.srv.TCPAddr()))
+	if a.probed != nil {
+		a.probed.Start()
+	}
 	close(a.ready)
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	err := errors.Join(a.node.Close(sctx), a.Channels().Close())
+	if a.probed != nil {
+		a.probed.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("pomelo: server %s: drain: %w", a.cfg.ID, err)
 	}
@@ -321,6 +337,9 @@ func (a *App) closeUnstarted() {
 	}
 	a.node.Kill()
 	a.Channels().Close()
+	if a.probed != nil {
+		a.probed.Close()
+	}
 }
 
 func addrString(a net.Addr) string {

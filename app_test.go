@@ -3,6 +3,7 @@ package pomelo_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -278,15 +279,8 @@ func TestStartClusterRunsEveryServerOfTheFile(t *testing.T) {
 	if front.Info().WSPort == 0 || front.Info().WSPort == 2 {
 		t.Fatalf("frontend not on an ephemeral port: %+v", front.Info())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cl, err := client.Dial(ctx, "ws://"+front.WSAddr().String()+"/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if res, err := testingv1.NewEchoHandlerClient(cl).Echo(ctx, &testingv1.EchoRequest{Text: "bob"}); err != nil || res.Text != "bob" {
-		t.Fatalf("request through the cluster: %v, %v", res, err)
+	if err := echoThrough("ws://"+front.WSAddr().String()+"/", "bob"); err != nil {
+		t.Fatalf("request through the cluster: %v", err)
 	}
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -351,4 +345,91 @@ func TestRunClusterServesUntilCancelled(t *testing.T) {
 	if err := wait(t, done); err != nil {
 		t.Fatalf("RunCluster after cancel: %v", err)
 	}
+}
+
+// A server made from a cluster file routes to the other servers of the file
+// while they answer: a backend another process starts later with the same
+// file becomes a member at the next probe, and leaves when it stops.
+func TestClusterFileMembershipFollowsOtherProcesses(t *testing.T) {
+	p := strconv.Itoa
+	body := `{"secret": "s", "servers": [
+  {"id": "connector-1", "type": "connector", "host": "127.0.0.1", "rpcPort": ` + p(freePort(t)) + `, "frontend": true},
+  {"id": "echo-1", "type": "echo", "host": "127.0.0.1", "rpcPort": ` + p(freePort(t)) + `}
+]}`
+	path := filepath.Join(t.TempDir(), "cluster.json")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	front, err := pomelo.New(pomelo.Config{ID: "connector-1", ClusterFile: path, TCPAddr: "127.0.0.1:0", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	frontDone := serve(t, ctx, front)
+	echoIDs := func() string {
+		var ids []string
+		for _, s := range front.Members("echo") {
+			ids = append(ids, s.ID)
+		}
+		return strings.Join(ids, ",")
+	}
+	if got := echoIDs(); got != "" {
+		t.Fatalf("echo members before echo-1 runs: %q", got)
+	}
+
+	// Another "process" runs echo-1 of the same file.
+	f, err := cluster.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := pomelo.StartCluster(f, pomelo.ClusterOptions{Servers: []string{"echo-1"}, Logger: quiet}, register)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	waitUntil(t, func() bool { return echoIDs() == "echo-1" })
+	if err := echoThrough("tcp://"+front.TCPAddr().String(), "carol"); err != nil {
+		t.Fatalf("request to the server that joined: %v", err)
+	}
+
+	if err := back.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	waitUntil(t, func() bool { return echoIDs() == "" })
+	cancel()
+	if err := wait(t, frontDone); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+}
+
+// waitUntil waits up to 10s for cond.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// echoThrough connects a client to url and asks the echo backend for text.
+func echoThrough(url, text string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res, err := testingv1.NewEchoHandlerClient(cl).Echo(ctx, &testingv1.EchoRequest{Text: text})
+	if err != nil {
+		return err
+	}
+	if res.Text != text {
+		return fmt.Errorf("echoed %q, want %q", res.Text, text)
+	}
+	return nil
 }

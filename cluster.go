@@ -32,6 +32,7 @@ type ClusterOptions struct {
 // Cluster is the servers of one cluster file that run in this process,
 // started by StartCluster.
 type Cluster struct {
+	members *cluster.Probed
 	apps    []*App // in start order: backends first
 	cancels []context.CancelFunc
 	done    []chan struct{} // closed when the app's Serve returned
@@ -64,11 +65,16 @@ func RunCluster(ctx context.Context, path string, setup func(app *App) error) er
 	return c.Close()
 }
 
-// StartCluster starts servers of the cluster file f in this process, on one
-// membership that lists every server of the file, and returns once each
-// serves: backends first, so that frontends never forward to a server that
-// is not serving yet. setup, when not nil, runs for each server before any
-// serves. On error, what was started is stopped again.
+// StartCluster starts servers of the cluster file f in this process and
+// returns once each serves: backends first, so that frontends never forward
+// to a server that is not serving yet. setup, when not nil, runs for each
+// server before any serves. On error, what was started is stopped again.
+//
+// They share one membership, the file's servers probed (cluster.NewProbed):
+// the servers run here, and each other server of the file while its RPC
+// port answers. So a process started later with the same file and other
+// Servers joins the cluster, and routing skips a server whose process is
+// gone until it comes back.
 func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) error) (*Cluster, error) {
 	run, err := selectServers(f, opts.Servers)
 	if err != nil {
@@ -77,8 +83,12 @@ func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) err
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	members := cluster.NewStatic(f.Servers...)
-	c := &Cluster{stopped: make(chan struct{})}
+	local := make([]string, len(run))
+	for i, s := range run {
+		local[i] = s.ID
+	}
+	members := cluster.NewProbed(f.Servers, local, cluster.ProbeConfig{Logger: opts.Logger})
+	c := &Cluster{members: members, stopped: make(chan struct{})}
 
 	// Bind the RPC listeners first: the membership publishes their ports.
 	lns := make([]net.Listener, len(run))
@@ -105,7 +115,7 @@ func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) err
 		}
 		lns[i] = ln
 		run[i].RPCPort = ln.Addr().(*net.TCPAddr).Port
-		members.Add(run[i])
+		members.Update(run[i])
 	}
 	for i, s := range run {
 		client := func(port int) string {
@@ -161,9 +171,10 @@ func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) err
 			return fail(c.errs[i])
 		}
 		if info := a.Info(); opts.EphemeralPorts && a.Frontend() {
-			members.Add(info)
+			members.Update(info)
 		}
 	}
+	members.Start()
 	return c, nil
 }
 
@@ -237,6 +248,7 @@ func (c *Cluster) Close() error {
 		}
 		stop(true)
 		stop(false)
+		c.members.Close()
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr

@@ -1,7 +1,8 @@
 // Package cluster connects pomelo-go servers: membership (a static cluster
-// file by default), route functions, the Connect transport for the sys
-// services and user remotes, request forwarding from frontends to backends
-// over long-lived streams, backend sessions, and cross-frontend push.
+// file by default, or its servers probed: NewProbed), route functions, the
+// Connect transport for the sys services and user remotes, request
+// forwarding from frontends to backends over long-lived streams, backend
+// sessions, and cross-frontend push.
 package cluster
 
 import (
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -131,15 +133,12 @@ type Registrar interface {
 type Static struct {
 	mu      sync.Mutex
 	servers []ServerInfo
-	subs    map[int]func([]ServerInfo)
-	next    int
+	subs    subscribers
 }
 
 // NewStatic returns a static membership of servers.
 func NewStatic(servers ...ServerInfo) *Static {
-	st := &Static{subs: map[int]func([]ServerInfo){}}
-	st.servers = sortServers(slices.Clone(servers))
-	return st
+	return &Static{servers: sortServers(slices.Clone(servers))}
 }
 
 func sortServers(s []ServerInfo) []ServerInfo {
@@ -155,18 +154,7 @@ func (st *Static) Servers() []ServerInfo {
 }
 
 // Subscribe implements Membership.
-func (st *Static) Subscribe(fn func([]ServerInfo)) func() {
-	st.mu.Lock()
-	id := st.next
-	st.next++
-	st.subs[id] = fn
-	st.mu.Unlock()
-	return func() {
-		st.mu.Lock()
-		delete(st.subs, id)
-		st.mu.Unlock()
-	}
-}
+func (st *Static) Subscribe(fn func([]ServerInfo)) func() { return st.subs.add(fn) }
 
 // Add adds or replaces a server and notifies subscribers.
 func (st *Static) Add(s ServerInfo) {
@@ -186,12 +174,43 @@ func (st *Static) Remove(id string) {
 // notifyLocked unlocks st.mu and calls the subscribers.
 func (st *Static) notifyLocked() {
 	list := slices.Clone(st.servers)
-	subs := make([]func([]ServerInfo), 0, len(st.subs))
-	for _, fn := range st.subs {
-		subs = append(subs, fn)
-	}
+	subs := st.subs.list()
 	st.mu.Unlock()
 	for _, fn := range subs {
 		fn(list)
 	}
+}
+
+// subscribers are the functions Membership.Subscribe was given. They are
+// listed under the membership's lock, so that the lists they are called
+// with follow each other in the order of the changes, and called after it
+// is released. Its zero value is empty and ready to use.
+type subscribers struct {
+	mu   sync.Mutex
+	fns  map[int]func([]ServerInfo)
+	next int
+}
+
+// add subscribes fn until the returned function is called.
+func (s *subscribers) add(fn func([]ServerInfo)) (cancel func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fns == nil {
+		s.fns = map[int]func([]ServerInfo){}
+	}
+	id := s.next
+	s.next++
+	s.fns[id] = fn
+	return func() {
+		s.mu.Lock()
+		delete(s.fns, id)
+		s.mu.Unlock()
+	}
+}
+
+// list returns the subscribed functions.
+func (s *subscribers) list() []func([]ServerInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Collect(maps.Values(s.fns))
 }

@@ -62,7 +62,7 @@ const (
 	DefaultMinClientVersion = "0.0.1"
 	// DefaultProbeInterval is how often the membership probes the servers
 	// this process does not run.
-	DefaultProbeInterval = time.Second
+	DefaultProbeInterval = cluster.DefaultProbeInterval
 	// DefaultEtcdPrefix is the etcd key prefix the servers register under.
 	DefaultEtcdPrefix = "/pomelo-chat/servers/"
 	// DefaultDrainDelay is how long a server keeps serving after leaving
@@ -194,8 +194,8 @@ type Server struct {
 type App struct {
 	opts    Options
 	log     *slog.Logger
-	members *Probed // without etcd
-	stores  stores  // etcd and Redis, when used
+	members *cluster.Probed // without etcd
+	stores  stores          // etcd and Redis, when used
 	view    cluster.Membership
 	servers []*Server // in start order: chat, connector, gate
 	leaves  sync.WaitGroup
@@ -331,7 +331,7 @@ func Start(opts Options) (*App, error) {
 				}
 			}
 		}
-		a.members = NewProbed(all, ids, opts.ProbeInterval, a.log)
+		a.members = cluster.NewProbed(all, ids, cluster.ProbeConfig{Interval: opts.ProbeInterval, Logger: a.log})
 		a.view = a.members
 	}
 

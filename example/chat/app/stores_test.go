@@ -167,7 +167,7 @@ func TestEtcdRedis(t *testing.T) {
 	if got := st.registered(t); !slices.Equal(got, servers) {
 		t.Fatalf("registered in etcd: %q, want %q", got, servers)
 	}
-	if _, probed := a.Membership().(*app.Probed); probed {
+	if _, probed := a.Membership().(*cluster.Probed); probed {
 		t.Fatal("the membership is the probed cluster file, not etcd")
 	}
 	for _, s := range a.Servers() {

@@ -1,10 +1,7 @@
 package app_test
 
 import (
-	"context"
-	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -112,79 +109,4 @@ func TestSelect(t *testing.T) {
 	if _, err := app.Select(f, []string{"x-1"}); err == nil || !strings.Contains(err.Error(), "unknown type") {
 		t.Errorf("Select of an unknown type: %v", err)
 	}
-}
-
-func TestProbed(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	upPort := ln.Addr().(*net.TCPAddr).Port
-	down, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	downPort := down.Addr().(*net.TCPAddr).Port
-	down.Close()
-
-	servers := []cluster.ServerInfo{
-		{ID: "local", Type: "chat", Host: "127.0.0.1", RPCPort: 1},
-		{ID: "remote-up", Type: "chat", Host: "127.0.0.1", RPCPort: upPort},
-		{ID: "remote-down", Type: "chat", Host: "127.0.0.1", RPCPort: downPort},
-	}
-	p := app.NewProbed(servers, []string{"local"}, 0, quietLogger())
-	defer p.Close()
-	members := func() []string {
-		var out []string
-		for _, s := range p.Servers() {
-			out = append(out, s.ID)
-		}
-		return out
-	}
-	if got, want := members(), []string{"local", "remote-up"}; !slices.Equal(got, want) {
-		t.Fatalf("members %q, want %q", got, want)
-	}
-
-	var seen [][]cluster.ServerInfo
-	cancel := p.Subscribe(func(l []cluster.ServerInfo) { seen = append(seen, l) })
-	// Unchanged: nobody is told.
-	p.Probe(context.Background())
-	if len(seen) != 0 {
-		t.Errorf("a probe that changed nothing notified %v", seen)
-	}
-	// remote-down comes up, remote-up goes down.
-	up2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(downPort)))
-	if err != nil {
-		t.Skipf("port %d was taken meanwhile: %v", downPort, err)
-	}
-	defer up2.Close()
-	ln.Close()
-	// Up at once; down after two failed probes in a row.
-	p.Probe(context.Background())
-	if got, want := members(), []string{"local", "remote-down", "remote-up"}; !slices.Equal(got, want) {
-		t.Errorf("after one probe, members %q, want %q", got, want)
-	}
-	p.Probe(context.Background())
-	if got, want := members(), []string{"local", "remote-down"}; !slices.Equal(got, want) {
-		t.Errorf("after two probes, members %q, want %q", got, want)
-	}
-	if len(seen) != 2 || len(seen[1]) != 2 {
-		t.Errorf("subscriber saw %v, want two changes", seen)
-	}
-	// A local server's bound ports are published.
-	p.Update(cluster.ServerInfo{ID: "local", Type: "chat", Host: "127.0.0.1", RPCPort: 4242})
-	if s := p.Servers()[0]; s.RPCPort != 4242 {
-		t.Errorf("after Update, local is %+v", s)
-	}
-	if len(seen) != 3 {
-		t.Errorf("Update did not notify: %d notifications", len(seen))
-	}
-	cancel()
-	p.Probe(context.Background())
-	if len(seen) != 3 {
-		t.Errorf("notified after unsubscribing")
-	}
-	p.Start()
-	p.Close()
-	p.Close()
 }
