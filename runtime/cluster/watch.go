@@ -58,10 +58,30 @@ type watchHub struct {
 	subs map[uint64]map[*watchStream]struct{}
 	// watcher side: frontend id -> outgoing stream
 	out map[string]*watchClient
+	// frontend side: the last sessions that closed, so that a watch that
+	// arrives just after its session closed is told what the session was
+	// (its uid), not only its id
+	recent     map[uint64]session.Snapshot
+	recentRing [recentClosed]uint64
+	recentNext int
 }
 
+// recentClosed is how many closed sessions a frontend remembers for late
+// watches.
+const recentClosed = 1024
+
 func newWatchHub() *watchHub {
-	return &watchHub{subs: map[uint64]map[*watchStream]struct{}{}, out: map[string]*watchClient{}}
+	return &watchHub{subs: map[uint64]map[*watchStream]struct{}{}, out: map[string]*watchClient{}, recent: map[uint64]session.Snapshot{}}
+}
+
+// rememberLocked records a closed session, forgetting the oldest.
+func (h *watchHub) rememberLocked(snap session.Snapshot) {
+	if old := h.recentRing[h.recentNext]; old != 0 {
+		delete(h.recent, old)
+	}
+	h.recentRing[h.recentNext] = snap.ID
+	h.recentNext = (h.recentNext + 1) % recentClosed
+	h.recent[snap.ID] = snap
 }
 
 // watchStream is one watcher's stream on a frontend. Events are queued and
@@ -202,9 +222,13 @@ func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sy
 				_, still := h.subs[sid][ws]
 				h.unsubscribeLocked(sid, ws)
 				delete(mine, sid)
+				snap, known := h.recent[sid]
 				h.mu.Unlock()
+				if !known {
+					snap = session.Snapshot{ID: sid, FrontendID: n.cfg.Self.ID}
+				}
 				if still {
-					ws.enqueue(closedEvent(session.Snapshot{ID: sid, FrontendID: n.cfg.Self.ID}))
+					ws.enqueue(closedEvent(snap))
 				}
 			}
 		}
@@ -229,14 +253,16 @@ func (h *watchHub) unsubscribeLocked(sid uint64, ws *watchStream) {
 // onSessionClosed tells a closing session's watchers, without blocking.
 func (n *Node) onSessionClosed(s *session.Session, _ string) {
 	h := n.watchers
+	snap := s.Snapshot()
 	h.mu.Lock()
 	set := h.subs[s.ID()]
 	delete(h.subs, s.ID())
+	h.rememberLocked(snap)
 	h.mu.Unlock()
 	if len(set) == 0 {
 		return
 	}
-	ev := closedEvent(s.Snapshot())
+	ev := closedEvent(snap)
 	for ws := range set {
 		ws.enqueue(ev)
 	}
