@@ -43,7 +43,10 @@ func (n *Node) fireClosed(ev SessionEvent) {
 // WatchSession asks the frontend holding session sid to report its close to
 // this node's OnSessionClosed functions. A session that is already gone is
 // reported at once; so are the watched sessions of a frontend that can no
-// longer be reached.
+// longer be reached. The sessions whose forwarded messages this node
+// handles are watched without it; watching a watched session again does
+// nothing. The subscription is sent in the background: an error means
+// only that the frontend is unknown or the node is closed.
 func (n *Node) WatchSession(ctx context.Context, frontendID string, sid uint64) error {
 	return n.watchers.watch(n, frontendID, []uint64{sid}, 0)
 }
@@ -256,7 +259,7 @@ type watchClient struct {
 	stream  *connect.BidiStreamForClient[sysv1.WatchSessionsRequest, sysv1.SessionEvent]
 	cancel  context.CancelFunc
 
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	sids     map[uint64]struct{} // watched; nil once the stream ended
 	gone     [2]map[uint64]struct{}
 	pending  []uint64 // subscriptions not sent yet
@@ -385,8 +388,8 @@ func (h *watchHub) watch(n *Node, frontendID string, sids []uint64, failures int
 // autoWatch watches session sid of frontendID unless this node watches it
 // already or has reported its close: a backend calls it for every
 // forwarded message, so OnSessionClosed hears of every session it handled
-// a message of. Its fast path, a session it watches, takes a read lock and
-// one stream's lock and allocates nothing.
+// a message of. Its fast path, a session it watches, takes two read locks
+// and allocates nothing.
 func (h *watchHub) autoWatch(n *Node, frontendID string, sid uint64) {
 	if frontendID == "" || sid == 0 {
 		return
@@ -395,9 +398,9 @@ func (h *watchHub) autoWatch(n *Node, frontendID string, sid uint64) {
 	wc := h.out[frontendID]
 	h.mu.RUnlock()
 	if wc != nil {
-		wc.mu.Lock()
+		wc.mu.RLock()
 		known := wc.sids != nil && wc.knownLocked(sid)
-		wc.mu.Unlock()
+		wc.mu.RUnlock()
 		if known {
 			return
 		}
