@@ -49,7 +49,7 @@ func TestLateMessageOfAClosedSessionIsNotReportedAgain(t *testing.T) {
 	}
 	svc.CloseSession(s, "", false)
 	waitHeard(s.ID())
-	forward(s.ID()) // late
+	forward(s.ID())    // late
 	const never = 5000 // a session the frontend never had: gone at once
 	forward(never)
 	forward(never)
