@@ -443,12 +443,22 @@ func (a *App) Broadcast(ctx context.Context, frontendType, route string, msg pro
 
 // Channels returns the server's channel service: pushing to a channel
 // reaches each member on the frontend that holds its session. Serve closes
-// it when it returns.
+// it when it returns. The service hears of every session close the server
+// does (on a frontend its own sessions', on a backend those of the
+// sessions it handled a request of), so channels created with
+// channel.WithLeaveOnClose drop the members whose session closed.
 func (a *App) Channels() *channel.Service {
 	a.channelsMu.Lock()
 	defer a.channelsMu.Unlock()
 	if a.channels == nil {
-		a.channels = channel.NewService(channel.DeliveryFunc(a.node.PushToFrontend))
+		chs := channel.NewService(channel.DeliveryFunc(a.node.PushToFrontend))
+		a.node.OnSessionClosed(func(ev cluster.SessionEvent) {
+			chs.SessionClosed(ev.Session.FrontendID, ev.Session.ID, ev.Session.UID)
+		})
+		a.srv.Sessions().OnClosed(func(s *session.Session, _ string) {
+			chs.SessionClosed(s.FrontendID(), s.ID(), s.UID())
+		})
+		a.channels = chs
 	}
 	return a.channels
 }
@@ -461,13 +471,15 @@ func (a *App) Sessions() *session.Service { return a.srv.Sessions() }
 func (a *App) BackendSessions() *cluster.BackendSessions { return a.node.BackendSessions() }
 
 // WatchSession asks the frontend holding session sid to report its close to
-// the OnSessionClosed functions.
+// the OnSessionClosed functions. A backend needs it only for sessions it
+// has not handled a request of: those it watches already.
 func (a *App) WatchSession(ctx context.Context, frontendID string, sid uint64) error {
 	return a.node.WatchSession(ctx, frontendID, sid)
 }
 
-// OnSessionClosed registers fn to run when a watched session closes
-// (WatchSession), once per session.
+// OnSessionClosed registers fn to run when a watched session closes, once
+// per session: every session a request forwarded to this server came
+// from, and those named to WatchSession.
 func (a *App) OnSessionClosed(fn func(cluster.SessionEvent)) { a.node.OnSessionClosed(fn) }
 
 // The App is what generated code takes.

@@ -17,6 +17,7 @@ import (
 	"github.com/pomelo-go/pomelo"
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/connector"
@@ -40,6 +41,9 @@ func (e *echoServer) Echo(ctx context.Context, s runtime.Session, req *testingv1
 	}
 	room := e.app.Channels().GetOrCreate("room")
 	if err := room.Add(req.Text, s.FrontendID()); err != nil {
+		return nil, err
+	}
+	if err := e.app.Channels().GetOrCreate("lobby", channel.WithLeaveOnClose()).AddSession(s); err != nil {
 		return nil, err
 	}
 	if _, err := testingv1.EchoPushOnEcho.ToGroup(ctx, room, &testingv1.EchoEvent{From: e.app.ID(), Text: req.Text}); err != nil {
@@ -156,6 +160,33 @@ func TestAppPairForwardsRemotesPushesAndDrainsOnCancel(t *testing.T) {
 	}
 	if failed, err := testingv1.EchoPushOnEcho.ToUIDs(rctx, back, []string{"alice", "bob"}, &testingv1.EchoEvent{Text: "direct"}); err != nil || len(failed) != 1 || failed[0] != "bob" {
 		t.Fatalf("push to uids from the backend: failed %v, %v", failed, err)
+	}
+
+	// A session that closes leaves the leave-on-close channels of the
+	// backend that handled it and of its frontend.
+	carol, err := client.Dial(rctx, "tcp://"+front.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testingv1.NewEchoHandlerClient(carol).Echo(rctx, &testingv1.EchoRequest{Text: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	lobby, _ := back.Channels().Get("lobby")
+	local := front.Channels().GetOrCreate("local", channel.WithLeaveOnClose())
+	if err := local.Add("carol", "connector-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := lobby.UIDs(); len(got) != 2 {
+		t.Fatalf("lobby = %v, want alice and carol", got)
+	}
+	carol.Close()
+	for deadline := time.Now().Add(5 * time.Second); lobby.Len() != 1 || local.Len() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after carol closed: lobby %v, frontend channel %v", lobby.UIDs(), local.UIDs())
+		}
+	}
+	if got := lobby.UIDs(); got[0] != "alice" {
+		t.Fatalf("lobby = %v, want alice only", got)
 	}
 
 	stopFront()

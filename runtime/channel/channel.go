@@ -28,12 +28,29 @@ type Channel struct {
 	groups    map[string][]string // frontend id -> its member uids, unordered
 	snap      *snapshot           // copy of groups for pushes; nil when stale
 	destroyed bool
+
+	leaveOnClose bool // set at creation (WithLeaveOnClose), never changed
 }
 
-// member is where a uid is: its frontend and its index in groups[frontend].
+// member is where a uid is: its frontend, its index in groups[frontend],
+// and the session it was added with (0: any session of the uid there).
 type member struct {
 	frontendID string
 	idx        int
+	sid        uint64
+}
+
+// ChannelOption configures a channel when Service.Create or
+// Service.GetOrCreate creates it.
+type ChannelOption func(*Channel)
+
+// WithLeaveOnClose makes the channel drop a member when its session
+// closes, as reported to Service.SessionClosed (the App reports every
+// session close its server hears of). A member added with AddSession
+// leaves when that session closes; one added with Add leaves when any
+// session of its uid on its frontend closes.
+func WithLeaveOnClose() ChannelOption {
+	return func(c *Channel) { c.leaveOnClose = true }
 }
 
 // snapshot is the members of a channel grouped by frontend. It is never
@@ -45,9 +62,16 @@ type snapshot struct {
 
 var _ runtime.RoutePusher = (*Channel)(nil)
 
-func newChannel(s *Service, name string) *Channel {
-	return &Channel{name: name, svc: s, members: make(map[string]member), groups: make(map[string][]string)}
+func newChannel(s *Service, name string, opts []ChannelOption) *Channel {
+	c := &Channel{name: name, svc: s, members: make(map[string]member), groups: make(map[string][]string)}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
+
+// LeavesOnClose reports whether the channel was created WithLeaveOnClose.
+func (c *Channel) LeavesOnClose() bool { return c.leaveOnClose }
 
 // Name returns the channel's name.
 func (c *Channel) Name() string { return c.name }
@@ -63,6 +87,21 @@ func (c *Channel) closedErr() error {
 // sessions on several frontends receives channel pushes on the last one
 // added. Empty arguments are an error wrapping runtime.ErrBadRequest.
 func (c *Channel) Add(uid, frontendID string) error {
+	return c.add(uid, frontendID, 0)
+}
+
+// AddSession adds the user of session s (bound to a uid) through s's
+// frontend, like Add, and records the session: in a channel created
+// WithLeaveOnClose, the member leaves when s closes, and not when another
+// session of the uid does (a relogin's late close of the old session
+// leaves the new membership alone). Adding the uid again with another
+// session replaces the recorded one. A session without a uid is an error
+// wrapping runtime.ErrBadRequest.
+func (c *Channel) AddSession(s runtime.Session) error {
+	return c.add(s.UID(), s.FrontendID(), s.ID())
+}
+
+func (c *Channel) add(uid, frontendID string, sid uint64) error {
 	if uid == "" || frontendID == "" {
 		return runtime.Errorf(runtime.ErrNameBadRequest, "channel %q: add needs a uid and a frontend id (got %q, %q)", c.name, uid, frontendID)
 	}
@@ -73,12 +112,14 @@ func (c *Channel) Add(uid, frontendID string) error {
 	}
 	if m, ok := c.members[uid]; ok {
 		if m.frontendID == frontendID {
+			m.sid = sid
+			c.members[uid] = m
 			return nil
 		}
 		c.removeLocked(uid, m)
 	}
 	g := c.groups[frontendID]
-	c.members[uid] = member{frontendID: frontendID, idx: len(g)}
+	c.members[uid] = member{frontendID: frontendID, idx: len(g), sid: sid}
 	c.groups[frontendID] = append(g, uid)
 	c.snap = nil
 	return nil
@@ -92,7 +133,9 @@ func (c *Channel) removeLocked(uid string, m member) {
 	if m.idx != last {
 		moved := g[last]
 		g[m.idx] = moved
-		c.members[moved] = member{frontendID: m.frontendID, idx: m.idx}
+		mm := c.members[moved]
+		mm.idx = m.idx
+		c.members[moved] = mm
 	}
 	g[last] = ""
 	if last == 0 {
@@ -133,6 +176,29 @@ func (c *Channel) LeaveFrom(uid, frontendID string) error {
 		c.removeLocked(uid, m)
 	}
 	return nil
+}
+
+// sessionClosed removes the member whose session sid on frontendID closed:
+// uid when it is known, else whichever member of frontendID was added with
+// that session.
+func (c *Channel) sessionClosed(frontendID string, sid uint64, uid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.destroyed {
+		return
+	}
+	if uid != "" {
+		if m, ok := c.members[uid]; ok && m.frontendID == frontendID && (m.sid == 0 || m.sid == sid) {
+			c.removeLocked(uid, m)
+		}
+		return
+	}
+	for _, u := range c.groups[frontendID] {
+		if m := c.members[u]; m.sid == sid {
+			c.removeLocked(u, m)
+			return
+		}
+	}
 }
 
 // Member returns the member uid, if it is one.
@@ -200,7 +266,7 @@ func (c *Channel) Destroy() error {
 	}
 	c.destroyLocked()
 	if s.channels[c.name] == c {
-		delete(s.channels, c.name)
+		s.removeLocked(c)
 	}
 	return nil
 }

@@ -51,6 +51,7 @@ type Service struct {
 
 	mu       sync.RWMutex
 	channels map[string]*Channel
+	leaving  map[*Channel]struct{} // the channels created WithLeaveOnClose
 	closed   bool
 }
 
@@ -60,7 +61,7 @@ func NewService(d Delivery, opts ...Option) *Service {
 	if d == nil {
 		panic("channel: NewService with a nil Delivery")
 	}
-	s := &Service{delivery: d, sched: DirectScheduler(), channels: make(map[string]*Channel)}
+	s := &Service{delivery: d, sched: DirectScheduler(), channels: make(map[string]*Channel), leaving: make(map[*Channel]struct{})}
 	for _, o := range opts {
 		o(s)
 	}
@@ -77,7 +78,7 @@ func closedError(format string, args ...any) error {
 // named ErrNameExists (matching ErrExists) when the channel exists (Pomelo's createChannel
 // returns the existing channel instead: see GetOrCreate), and one wrapping
 // runtime.ErrClosed once the service is closed.
-func (s *Service) Create(name string) (*Channel, error) {
+func (s *Service) Create(name string, opts ...ChannelOption) (*Channel, error) {
 	if name == "" {
 		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "channel: empty name")
 	}
@@ -89,15 +90,16 @@ func (s *Service) Create(name string) (*Channel, error) {
 	if _, ok := s.channels[name]; ok {
 		return nil, &runtime.Error{Code: runtime.CodeFrameworkError, Name: ErrNameExists, Message: fmt.Sprintf("channel %q exists", name)}
 	}
-	c := newChannel(s, name)
-	s.channels[name] = c
+	c := newChannel(s, name, opts)
+	s.addLocked(c)
 	return c, nil
 }
 
-// GetOrCreate returns the channel name, creating it when it does not exist
-// (Pomelo's createChannel). Once the service is closed it returns a
-// destroyed channel, whose operations fail with runtime.ErrClosed.
-func (s *Service) GetOrCreate(name string) *Channel {
+// GetOrCreate returns the channel name, creating it with opts when it does
+// not exist (Pomelo's createChannel); an existing channel keeps the options
+// it was created with. Once the service is closed it returns a destroyed
+// channel, whose operations fail with runtime.ErrClosed.
+func (s *Service) GetOrCreate(name string, opts ...ChannelOption) *Channel {
 	s.mu.RLock()
 	c, ok := s.channels[name]
 	s.mu.RUnlock()
@@ -109,13 +111,26 @@ func (s *Service) GetOrCreate(name string) *Channel {
 	if c, ok := s.channels[name]; ok {
 		return c
 	}
-	c = newChannel(s, name)
+	c = newChannel(s, name, opts)
 	if s.closed {
 		c.destroyed = true
 		return c
 	}
-	s.channels[name] = c
+	s.addLocked(c)
 	return c
+}
+
+func (s *Service) addLocked(c *Channel) {
+	s.channels[c.name] = c
+	if c.leaveOnClose {
+		s.leaving[c] = struct{}{}
+	}
+}
+
+// removeLocked removes c, which is in the service.
+func (s *Service) removeLocked(c *Channel) {
+	delete(s.channels, c.name)
+	delete(s.leaving, c)
 }
 
 // Get returns the channel name, if it exists (Pomelo's getChannel).
@@ -137,9 +152,32 @@ func (s *Service) Destroy(name string) error {
 	if !ok {
 		return runtime.Errorf(runtime.ErrNameNotFound, "no channel %q", name)
 	}
-	delete(s.channels, name)
+	s.removeLocked(c)
 	c.markDestroyed()
 	return nil
+}
+
+// SessionClosed tells the service that session sid of user uid on frontend
+// frontendID closed: every channel created WithLeaveOnClose drops the
+// member it was for (see WithLeaveOnClose). uid may be "" when it is not
+// known (the frontend was gone); then only members added with that session
+// (AddSession) leave. Other channels are left alone. The App calls it for
+// every session close its server hears of: on a frontend, its own
+// sessions'; on a backend, those of the sessions it handled requests of.
+func (s *Service) SessionClosed(frontendID string, sid uint64, uid string) {
+	s.mu.RLock()
+	if len(s.leaving) == 0 {
+		s.mu.RUnlock()
+		return
+	}
+	chs := make([]*Channel, 0, len(s.leaving))
+	for c := range s.leaving {
+		chs = append(chs, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range chs {
+		c.sessionClosed(frontendID, sid, uid)
+	}
 }
 
 // Names returns the names of the channels, sorted.
@@ -171,9 +209,9 @@ func (s *Service) Close() error {
 		return nil
 	}
 	s.closed = true
-	for name, c := range s.channels {
+	for _, c := range s.channels {
 		c.markDestroyed()
-		delete(s.channels, name)
+		s.removeLocked(c)
 	}
 	s.mu.Unlock()
 	return s.sched.Close()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goruntime "runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -45,11 +47,20 @@ func (w whoami) Add(_ context.Context, r *testingv1.AddRequest) (*testingv1.AddR
 type chatCluster struct {
 	*testkit.Cluster
 	channels sync.Map // server id -> *channel.Service
-	closed   chan cluster.SessionEvent
+
+	mu     sync.Mutex
+	closed map[string][]cluster.SessionEvent // by backend id
+}
+
+// closedOn returns the session closes backend id heard of so far.
+func (cc *chatCluster) closedOn(id string) []cluster.SessionEvent {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return slices.Clone(cc.closed[id])
 }
 
 func startChat(t *testing.T) *chatCluster {
-	cc := &chatCluster{closed: make(chan cluster.SessionEvent, 16)}
+	cc := &chatCluster{closed: map[string][]cluster.SessionEvent{}}
 	cc.Cluster = testkit.Start(t, testkit.Options{
 		Servers: []testkit.Spec{
 			{Type: "connector", Count: 2, Frontend: true},
@@ -72,7 +83,12 @@ func startChat(t *testing.T) *chatCluster {
 func (cc *chatCluster) setupChat(t *testing.T, m *testkit.Member) {
 	chs := channel.NewService(channel.DeliveryFunc(m.Node.PushToFrontend))
 	cc.channels.Store(m.Info.ID, chs)
-	m.Node.OnSessionClosed(func(ev cluster.SessionEvent) { cc.closed <- ev })
+	m.Node.OnSessionClosed(func(ev cluster.SessionEvent) {
+		cc.mu.Lock()
+		cc.closed[m.Info.ID] = append(cc.closed[m.Info.ID], ev)
+		cc.mu.Unlock()
+		chs.SessionClosed(ev.Session.FrontendID, ev.Session.ID, ev.Session.UID) // as the App does
+	})
 	handle(t, m, "chat.h.whoami", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		v, _ := s.Get("room")
 		return obj(map[string]any{"server": m.Info.ID, "uid": s.UID(), "frontend": s.FrontendID(), "room": v}), nil
@@ -93,6 +109,13 @@ func (cc *chatCluster) setupChat(t *testing.T, m *testkit.Member) {
 	handle(t, m, "chat.h.join", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		ch := chs.GetOrCreate(in.Fields["channel"].GetStringValue())
 		if err := ch.Add(s.UID(), s.FrontendID()); err != nil {
+			return nil, err
+		}
+		return obj(map[string]any{"code": 200, "members": float64(ch.Len())}), nil
+	})
+	handle(t, m, "chat.h.joinLeaving", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+		ch := chs.GetOrCreate(in.Fields["channel"].GetStringValue(), channel.WithLeaveOnClose())
+		if err := ch.AddSession(s); err != nil {
 			return nil, err
 		}
 		return obj(map[string]any{"code": 200, "members": float64(ch.Len())}), nil
@@ -341,16 +364,139 @@ func TestBackendWatchesSessionClose(t *testing.T) {
 	cc := startChat(t)
 	c := dial(t, cc.Members("connector")[1])
 	call(t, c, "chat.h.login", map[string]any{"uid": "wat"})
-	call(t, c, "chat.h.watch", nil)
+	backend := str(call(t, c, "chat.h.whoami", nil), "server")
+	call(t, c, "chat.h.watch", nil) // an explicit watch of a session watched already
 	c.Close()
-	select {
-	case ev := <-cc.closed:
-		if ev.Session.FrontendID != "connector-2" || ev.Session.UID != "wat" {
-			t.Fatalf("closed event = %+v", ev)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no close event")
+	waitFor(t, func() bool { return len(cc.closedOn(backend)) > 0 })
+	time.Sleep(100 * time.Millisecond) // a second report would arrive meanwhile
+	evs := cc.closedOn(backend)
+	if len(evs) != 1 || evs[0].Session.FrontendID != "connector-2" || evs[0].Session.UID != "wat" {
+		t.Fatalf("closed events = %+v, want one of wat on connector-2", evs)
 	}
+}
+
+// watchGoroutines counts the goroutines of the backends' WatchSessions
+// streams: receivers, and flushes of subscriptions.
+func watchGoroutines() (receivers, flushes int) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := goruntime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		switch {
+		case strings.Contains(g, "cluster.(*watchHub).receive"):
+			receivers++
+		case strings.Contains(g, "cluster.(*watchClient).flush"):
+			flushes++
+		}
+	}
+	return receivers, flushes
+}
+
+func TestBackendHearsCloseOfEverySessionItHandledOnce(t *testing.T) {
+	cc := startChat(t)
+	fe := cc.Members("connector")
+	const users = 12
+	type user struct {
+		c       *client.Client
+		backend string
+		fe      string
+	}
+	var us []user
+	for i := range users {
+		c := dial(t, fe[i%2])
+		call(t, c, "chat.h.login", map[string]any{"uid": fmt.Sprintf("once-%d", i)})
+		var backend string
+		for range 3 { // several requests: still one watch
+			backend = str(call(t, c, "chat.h.whoami", nil), "server")
+		}
+		us = append(us, user{c, backend, fe[i%2].Info.ID})
+	}
+	// One stream per backend and frontend carries every subscription.
+	if r, _ := watchGoroutines(); r > 2*2 {
+		t.Fatalf("%d WatchSessions receivers for 2 backends and 2 frontends", r)
+	}
+	for _, u := range us {
+		u.c.Close()
+	}
+	// The login may have run on the other backend (routed before the
+	// bind): each backend hears of each session it handled once.
+	heard := func(backend, uid, fe string) int {
+		n := 0
+		for _, ev := range cc.closedOn(backend) {
+			if ev.Session.UID == uid && ev.Session.FrontendID == fe {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, func() bool {
+		for i, u := range us {
+			if heard(u.backend, fmt.Sprintf("once-%d", i), u.fe) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(100 * time.Millisecond) // a second report would arrive meanwhile
+	for i, u := range us {
+		for _, b := range []string{"chat-1", "chat-2"} {
+			if n := heard(b, fmt.Sprintf("once-%d", i), u.fe); n > 1 || (b == u.backend && n != 1) {
+				t.Errorf("%s heard of once-%d's close %d times (its requests ran on %s)", b, i, n, u.backend)
+			}
+		}
+	}
+	// Nothing is left sending subscriptions.
+	waitFor(t, func() bool { _, f := watchGoroutines(); return f == 0 })
+}
+
+func TestLeaveOnCloseChannelDropsADisconnectedMember(t *testing.T) {
+	cc := startChat(t)
+	fe := cc.Members("connector")
+	// Two users that reach the same backend, where the channel lives.
+	byBackend := map[string][]*client.Client{}
+	uidOf := map[*client.Client]string{}
+	var backend string
+	for i := 0; backend == ""; i++ {
+		if i == 20 {
+			t.Fatal("no two users on one backend")
+		}
+		c := dial(t, fe[i%2])
+		uid := fmt.Sprintf("lv-%d", i)
+		call(t, c, "chat.h.login", map[string]any{"uid": uid})
+		b := str(call(t, c, "chat.h.whoami", nil), "server")
+		uidOf[c] = uid
+		byBackend[b] = append(byBackend[b], c)
+		if len(byBackend[b]) == 2 {
+			backend = b
+		}
+	}
+	stayer, leaver := byBackend[backend][0], byBackend[backend][1]
+	pushes := &atomic.Int32{}
+	stayer.OnPush("onSay", func([]byte) { pushes.Add(1) })
+	call(t, stayer, "chat.h.joinLeaving", map[string]any{"channel": "lobby"})
+	if n := call(t, leaver, "chat.h.joinLeaving", map[string]any{"channel": "lobby"}).Fields["members"].GetNumberValue(); n != 2 {
+		t.Fatalf("lobby has %v members, want 2", n)
+	}
+	v, _ := cc.channels.Load(backend)
+	lobby, _ := v.(*channel.Service).Get("lobby")
+
+	leaver.Close()
+	waitFor(t, func() bool { _, ok := lobby.Member(uidOf[leaver]); return !ok })
+	if got := lobby.UIDs(); !slices.Equal(got, []string{uidOf[stayer]}) {
+		t.Fatalf("lobby = %v, want only %s", got, uidOf[stayer])
+	}
+	// The push targets the stayer only: no delivery to the gone session fails.
+	res := call(t, stayer, "chat.h.say", map[string]any{"channel": "lobby", "text": "still here?"})
+	if f := res.Fields["failed"].GetNumberValue(); f != 0 {
+		t.Fatalf("push failed for %v uids, want none", f)
+	}
+	waitFor(t, func() bool { return pushes.Load() == 1 })
 }
 
 func TestAddingBackendMovesFewUsers(t *testing.T) {

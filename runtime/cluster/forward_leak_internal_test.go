@@ -142,13 +142,17 @@ func TestBrokenForwardStreamsReleaseEverything(t *testing.T) {
 	if err := forward("chat.h.echo"); err != nil {
 		t.Fatalf("after the breaks: %v", err)
 	}
-	// One live stream remains: its sender, receiver and sweep on the
+	// One live forward stream remains: its sender, receiver and sweep on the
 	// frontend, and the handler, its reader and sender on the backend, plus
 	// the HTTP/2 machinery of that one stream.
 	// The backend's handlers still waiting for release end with their
 	// stream: nothing else ends them.
+	// The backend also keeps one WatchSessions stream to the frontend, which
+	// the forwarded sessions opened (autoWatch): its receiver and its
+	// request writer match the frontend side's HTTP/2 names.
 	waitUntil(t, func() bool {
-		return countGoroutines(frontendStreamFuncs...) <= 4 && countGoroutines(backendStreamFuncs...) <= 3 && waiting.Load() == 0
+		return countGoroutines(frontendStreamFuncs...) <= 4+2 && countGoroutines("cluster.(*watchHub).receive") == 1 &&
+			countGoroutines(backendStreamFuncs...) <= 3 && waiting.Load() == 0
 	})
 	close(release)
 	if n := settle(); n > baseline+4 {

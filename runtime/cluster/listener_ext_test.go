@@ -50,6 +50,21 @@ func echoChat(t *testing.T, wait time.Duration, configure func(*cluster.Config))
 	})
 }
 
+// settledGoroutines returns the goroutine count once it has stayed the same
+// for 100ms (or after 3s).
+func settledGoroutines() int {
+	n, same := goruntime.NumGoroutine(), 0
+	for deadline := time.Now().Add(3 * time.Second); same < 5 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		if m := goruntime.NumGoroutine(); m == n {
+			same++
+		} else {
+			n, same = m, 0
+		}
+	}
+	return n
+}
+
 // closedByPeer reads c until it fails and reports whether the peer closed
 // it (rather than the safety deadline passing).
 func closedByPeer(c net.Conn) bool {
@@ -73,7 +88,9 @@ func TestRPCListenerClosesUnauthenticatedConnections(t *testing.T) {
 	c := dial(t, cc.Members("connector")[0])
 	call(t, c, "chat.h.echo", nil)
 	addr := cc.Members("chat")[0].Node.RPCAddr().String()
-	baseline := goruntime.NumGoroutine()
+	// The backend watches the session's close on a stream it opens after
+	// the first request, so the baseline is taken once that has settled.
+	baseline := settledGoroutines()
 
 	slow := make(chan error, 1)
 	go func() { _, err := tryCall(c, "chat.h.slow", nil); slow <- err }()

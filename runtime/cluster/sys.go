@@ -461,6 +461,7 @@ func (n *Node) runForwarded(ctx context.Context, req *sysv1.ForwardRequest) *sys
 	if req.Serializer == sysv1.Serializer_SERIALIZER_PROTOBUF {
 		ser = runtime.Protobuf
 	}
+	n.watchers.autoWatch(n, req.GetSession().GetFrontendId(), req.GetSession().GetId())
 	local := session.NewLocal(snapshotFromProto(req.Session), &origin{n: n})
 	r := &runtime.Request{Route: req.Route, Session: local, Serializer: ser, Body: req.Body}
 	if !req.Notify {

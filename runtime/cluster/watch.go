@@ -9,6 +9,7 @@ import (
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -21,7 +22,9 @@ type SessionEvent struct {
 }
 
 // OnSessionClosed registers fn to run when a session this node watches
-// (WatchSession) closes. Each watched session is reported once.
+// closes: every session a forwarded message of reached this node (it is
+// watched with the first one), and those WatchSession names. Each watched
+// session is reported once.
 func (n *Node) OnSessionClosed(fn func(SessionEvent)) {
 	n.mu.Lock()
 	n.closeFns = append(n.closeFns, fn)
@@ -40,7 +43,10 @@ func (n *Node) fireClosed(ev SessionEvent) {
 // WatchSession asks the frontend holding session sid to report its close to
 // this node's OnSessionClosed functions. A session that is already gone is
 // reported at once; so are the watched sessions of a frontend that can no
-// longer be reached.
+// longer be reached. The sessions whose forwarded messages this node
+// handles are watched without it; watching a watched session again does
+// nothing. The subscription is sent in the background: an error means
+// only that the frontend is unknown or the node is closed.
 func (n *Node) WatchSession(ctx context.Context, frontendID string, sid uint64) error {
 	return n.watchers.watch(n, frontendID, []uint64{sid}, 0)
 }
@@ -53,7 +59,7 @@ const maxWatchQueue = 4096
 // watchHub keeps the WatchSessions streams: on a frontend, the watchers of
 // its sessions; on any server, its own subscriptions to frontends.
 type watchHub struct {
-	mu sync.Mutex
+	mu sync.RWMutex
 	// frontend side: session id -> watching streams
 	subs map[uint64]map[*watchStream]struct{}
 	// watcher side: frontend id -> outgoing stream
@@ -255,13 +261,16 @@ func (n *Node) onSessionClosed(s *session.Session, _ string) {
 	h := n.watchers
 	snap := s.Snapshot()
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	set := h.subs[s.ID()]
 	delete(h.subs, s.ID())
 	h.rememberLocked(snap)
-	h.mu.Unlock()
 	if len(set) == 0 {
 		return
 	}
+	// Queued under h.mu (enqueue never blocks): a subscription that serve
+	// adds after this finds the session gone and reports it after this
+	// event, which the watcher takes (it reports each session once).
 	ev := closedEvent(snap)
 	for ws := range set {
 		ws.enqueue(ev)
@@ -273,22 +282,92 @@ func (n *Node) onSessionClosed(s *session.Session, _ string) {
 type watchClient struct {
 	addr    string
 	started time.Time
+	stream  *connect.BidiStreamForClient[sysv1.WatchSessionsRequest, sysv1.SessionEvent]
+	cancel  context.CancelFunc
 
-	mu     sync.Mutex // serializes Send; guards sids
-	stream *connect.BidiStreamForClient[sysv1.WatchSessionsRequest, sysv1.SessionEvent]
-	sids   map[uint64]struct{}
-	cancel context.CancelFunc
+	mu       sync.RWMutex
+	sids     map[uint64]struct{} // watched; nil once the stream ended
+	gone     [2]map[uint64]struct{}
+	pending  []uint64 // subscriptions not sent yet
+	flushing bool     // a flush goroutine sends pending
 }
 
-// watch subscribes this node to the close of sessions on a frontend. A new
-// stream starts with failures counting the streams to that frontend that
-// failed just before it.
-func (h *watchHub) watch(n *Node, frontendID string, sids []uint64, failures int) error {
+// maxGoneGeneration bounds one generation of a watchClient's reported
+// sessions: it remembers the last one to two such many.
+const maxGoneGeneration = 4096
+
+// reported records that sid's close was reported, so that a request of it
+// arriving late does not watch it again (autoWatch). Locked.
+func (wc *watchClient) reportedLocked(sid uint64) {
+	if wc.gone[0] == nil || len(wc.gone[0]) >= maxGoneGeneration {
+		wc.gone[1] = wc.gone[0]
+		wc.gone[0] = map[uint64]struct{}{}
+	}
+	wc.gone[0][sid] = struct{}{}
+}
+
+func (wc *watchClient) knownLocked(sid uint64) bool {
+	if _, ok := wc.sids[sid]; ok {
+		return true
+	}
+	_, ok0 := wc.gone[0][sid]
+	_, ok1 := wc.gone[1][sid]
+	return ok0 || ok1
+}
+
+// subscribeLocked queues subscriptions to sids and makes sure a flush
+// goroutine sends them: subscriptions made while a Send is under way
+// share the next one.
+func (wc *watchClient) subscribeLocked(sids []uint64) {
+	for _, sid := range sids {
+		wc.sids[sid] = struct{}{}
+	}
+	wc.pending = append(wc.pending, sids...)
+	if !wc.flushing {
+		wc.flushing = true
+		go wc.flush()
+	}
+}
+
+// flush sends the pending subscriptions until none is left. A failed Send
+// also ends the stream's receive loop, which resubscribes or reports the
+// sessions: the subscription is not lost.
+func (wc *watchClient) flush() {
+	for {
+		wc.mu.Lock()
+		sids := wc.pending
+		wc.pending = nil
+		if len(sids) == 0 || wc.sids == nil {
+			wc.flushing = false
+			wc.mu.Unlock()
+			return
+		}
+		wc.mu.Unlock()
+		if wc.stream.Send(&sysv1.WatchSessionsRequest{Subscribe: sids}) != nil {
+			wc.mu.Lock()
+			wc.pending = nil
+			wc.flushing = false
+			wc.mu.Unlock()
+			return
+		}
+	}
+}
+
+// client returns this node's stream to frontendID, starting one when there
+// is none (or its frontend moved); failures counts the streams to that
+// frontend that failed just before it.
+func (h *watchHub) client(n *Node, frontendID string, failures int) (*watchClient, error) {
 	c, err := n.conn(frontendID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-n.closeCh:
+		return nil, runtime.Errorf(runtime.ErrNameClosed, "node %s is closed", n.cfg.Self.ID)
+	default:
+	}
 	wc := h.out[frontendID]
 	if wc == nil || wc.addr != c.BaseURL {
 		if wc != nil {
@@ -300,16 +379,74 @@ func (h *watchHub) watch(n *Node, frontendID string, sids []uint64, failures int
 		h.out[frontendID] = wc
 		go h.receive(n, frontendID, wc, failures)
 	}
-	h.mu.Unlock()
-	wc.mu.Lock()
-	for _, sid := range sids {
-		wc.sids[sid] = struct{}{}
+	return wc, nil
+}
+
+// watch subscribes this node to the close of sessions on a frontend. A new
+// stream starts with failures counting the streams to that frontend that
+// failed just before it.
+func (h *watchHub) watch(n *Node, frontendID string, sids []uint64, failures int) error {
+	for {
+		wc, err := h.client(n, frontendID, failures)
+		if err != nil {
+			return err
+		}
+		wc.mu.Lock()
+		if wc.sids == nil {
+			// Ended meanwhile, and left h.out: the next client is new.
+			wc.mu.Unlock()
+			continue
+		}
+		var add []uint64
+		for _, sid := range sids {
+			if _, ok := wc.sids[sid]; !ok {
+				add = append(add, sid) // the others are subscribed already
+			}
+		}
+		if len(add) > 0 {
+			wc.subscribeLocked(add)
+		}
+		wc.mu.Unlock()
+		return nil
 	}
-	err = wc.stream.Send(&sysv1.WatchSessionsRequest{Subscribe: sids})
-	wc.mu.Unlock()
-	// A failed Send also ends the stream's receive loop, which resubscribes
-	// or reports the sessions: the subscription is not lost.
-	return nil
+}
+
+// autoWatch watches session sid of frontendID unless this node watches it
+// already or has reported its close: a backend calls it for every
+// forwarded message, so OnSessionClosed hears of every session it handled
+// a message of. Its fast path, a session it watches, takes two read locks
+// and allocates nothing.
+func (h *watchHub) autoWatch(n *Node, frontendID string, sid uint64) {
+	if frontendID == "" || sid == 0 {
+		return
+	}
+	h.mu.RLock()
+	wc := h.out[frontendID]
+	h.mu.RUnlock()
+	if wc != nil {
+		wc.mu.RLock()
+		known := wc.sids != nil && wc.knownLocked(sid)
+		wc.mu.RUnlock()
+		if known {
+			return
+		}
+	}
+	for {
+		wc, err := h.client(n, frontendID, 0)
+		if err != nil {
+			return // closing, or no such frontend: nothing to watch
+		}
+		wc.mu.Lock()
+		if wc.sids == nil {
+			wc.mu.Unlock()
+			continue
+		}
+		if !wc.knownLocked(sid) {
+			wc.subscribeLocked([]uint64{sid})
+		}
+		wc.mu.Unlock()
+		return
+	}
 }
 
 // receive reports close events until the stream ends; then it resubscribes
@@ -327,7 +464,10 @@ func (h *watchHub) receive(n *Node, frontendID string, wc *watchClient, failures
 		snap := snapshotFromProto(ev.Session)
 		wc.mu.Lock()
 		_, watched := wc.sids[snap.ID]
-		delete(wc.sids, snap.ID)
+		if watched {
+			delete(wc.sids, snap.ID)
+			wc.reportedLocked(snap.ID)
+		}
 		wc.mu.Unlock()
 		if watched {
 			n.fireClosed(SessionEvent{Session: snap})
