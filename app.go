@@ -395,12 +395,24 @@ func (a *App) Logger() *slog.Logger { return a.log }
 func (a *App) RegisterHandler(d runtime.HandlerDesc) error { return a.srv.RegisterHandler(d) }
 
 // MountRPC implements runtime.RPCRegistrar, for the generated
-// Register...RemoteServer functions.
-func (a *App) MountRPC(path string, h http.Handler) { a.srv.MountRPC(path, h) }
+// Register...RemoteServer functions. Mounting a path twice, or on an App not
+// made by New, is an error.
+func (a *App) MountRPC(path string, h http.Handler) error {
+	if a == nil || a.srv == nil {
+		return errors.New("pomelo: MountRPC on an App not made by pomelo.New")
+	}
+	return a.srv.MountRPC(path, h)
+}
 
 // RPCHandlerOptions implements runtime.RPCRegistrar: the options every
-// Connect handler of the server is built with.
-func (a *App) RPCHandlerOptions() []connect.HandlerOption { return a.srv.RPCHandlerOptions() }
+// Connect handler of the server is built with (none on an App not made by
+// New, whose MountRPC fails).
+func (a *App) RPCHandlerOptions() []connect.HandlerOption {
+	if a == nil || a.srv == nil {
+		return nil
+	}
+	return a.srv.RPCHandlerOptions()
+}
 
 // Filter adds a filter around the handlers this server runs (see
 // Config.Filters).

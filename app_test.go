@@ -61,7 +61,9 @@ func register(app *pomelo.App) error {
 		return nil
 	}
 	e := &echoServer{app: app}
-	testingv1.RegisterEchoRemoteServer(app, e)
+	if err := testingv1.RegisterEchoRemoteServer(app, e); err != nil {
+		return err
+	}
 	return testingv1.RegisterEchoHandlerServer(app, e)
 }
 

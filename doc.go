@@ -11,8 +11,11 @@
 //
 //	go generate ./...
 //
-// which runs buf generate (buf is pinned in tools/go.mod). A test fails when
-// the committed gen/ is stale.
+// which runs buf generate (buf is pinned in tools/go.mod) twice: with
+// buf.gen.yaml for the messages and the protoc-gen-pomelo APIs of every
+// proto, and with buf.gen.sys.yaml for the Connect API of the framework's own
+// sys services only. A test fails when the committed gen/ is stale.
 package pomelo
 
 //go:generate go tool -modfile=tools/go.mod buf generate
+//go:generate go tool -modfile=tools/go.mod buf generate --template buf.gen.sys.yaml --path proto/pomelo/sys

@@ -16,11 +16,25 @@ import (
 const repoRoot = ".."
 
 // TestGenFresh regenerates gen/ into a temporary directory with the
-// documented command and compares it with the committed gen/. It needs the
-// buf tool build, which takes minutes the first time.
+// go:generate commands of the root doc.go and compares it with the
+// committed gen/. It needs the buf tool build, which takes minutes the
+// first time.
 func TestGenFresh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs buf generate")
+	}
+	src, err := os.ReadFile(filepath.Join(repoRoot, "doc.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmds [][]string
+	for _, line := range strings.Split(string(src), "\n") {
+		if rest, ok := strings.CutPrefix(line, "//go:generate "); ok {
+			cmds = append(cmds, strings.Fields(rest))
+		}
+	}
+	if len(cmds) == 0 {
+		t.Fatal("doc.go has no go:generate line")
 	}
 	ctx := context.Background()
 	if d, ok := t.Deadline(); ok {
@@ -29,10 +43,15 @@ func TestGenFresh(t *testing.T) {
 		defer cancel()
 	}
 	out := t.TempDir()
-	cmd := exec.CommandContext(ctx, "go", "tool", "-modfile=tools/go.mod", "buf", "generate", "-o", out)
-	cmd.Dir = repoRoot
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go tool -modfile=tools/go.mod buf generate: %v\n%s", err, b)
+	for _, args := range cmds {
+		if args[0] != "go" {
+			t.Fatalf("doc.go's go:generate line %q does not run go", strings.Join(args, " "))
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args[1:], "-o", out)...)
+		cmd.Dir = repoRoot
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, b)
+		}
 	}
 	want := readTree(t, filepath.Join(out, "gen"))
 	got := readTree(t, filepath.Join(repoRoot, "gen"))

@@ -3,7 +3,9 @@
 // routes from services annotated with the pomelo.v1 options
 // (proto/pomelo/v1/options.proto). See package generator for what it writes.
 //
-// It runs from buf.gen.yaml, next to protoc-gen-go and protoc-gen-connect-go:
+// It runs from buf.gen.yaml, next to protoc-gen-go; its REMOTE services are
+// Connect services it generates itself, so protoc-gen-connect-go is not run
+// on annotated protos:
 //
 //	plugins:
 //	  - local: ["go", "run", "./protoc-gen-pomelo"]

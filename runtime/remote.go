@@ -10,11 +10,15 @@ import (
 )
 
 // RPCRegistrar mounts Connect handlers on a server's RPC listener. Generated
-// Register...Remote functions call it; the App implements it.
+// Register...RemoteServer functions call it and return its error; the App
+// implements it.
 type RPCRegistrar interface {
 	// MountRPC serves h under path (a Connect service path such as
-	// "/chat.v1.ChatRemote/").
-	MountRPC(path string, h http.Handler)
+	// "/chat.v1.ChatRemote/"). It returns an error, and serves nothing new,
+	// when path is empty or does not start with "/", when h is nil, when
+	// path is mounted already, or when the registrar cannot mount at all
+	// (a zero value, say).
+	MountRPC(path string, h http.Handler) error
 	// RPCHandlerOptions are the options every Connect handler of the server
 	// is built with (interceptors, authentication, limits).
 	RPCHandlerOptions() []connect.HandlerOption

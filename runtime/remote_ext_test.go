@@ -25,7 +25,10 @@ type genMuxRegistrar struct {
 	opts []connect.HandlerOption
 }
 
-func (r *genMuxRegistrar) MountRPC(path string, h http.Handler) { r.mux.Handle(path, h) }
+func (r *genMuxRegistrar) MountRPC(path string, h http.Handler) error {
+	r.mux.Handle(path, h)
+	return nil
+}
 
 func (r *genMuxRegistrar) RPCHandlerOptions() []connect.HandlerOption { return r.opts }
 
@@ -101,7 +104,9 @@ func startEchoCluster(t *testing.T) *genCluster {
 	})
 	start := func(id string, srv testingv1.EchoRemoteServer) {
 		reg := &genMuxRegistrar{mux: http.NewServeMux(), opts: []connect.HandlerOption{connect.WithInterceptors(count)}}
-		testingv1.RegisterEchoRemoteServer(reg, srv)
+		if err := testingv1.RegisterEchoRemoteServer(reg, srv); err != nil {
+			t.Fatal(err)
+		}
 		hs := httptest.NewServer(reg.mux)
 		t.Cleanup(hs.Close)
 		c.servers[id] = hs

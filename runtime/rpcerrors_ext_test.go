@@ -45,7 +45,9 @@ func TestErrorInterceptorCarriesErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			mux := http.NewServeMux()
 			reg := &genMuxRegistrar{mux: mux, opts: []connect.HandlerOption{connect.WithInterceptors(runtime.ErrorInterceptor())}}
-			testingv1.RegisterEchoRemoteServer(reg, failingRemote{err: c.handler})
+			if err := testingv1.RegisterEchoRemoteServer(reg, failingRemote{err: c.handler}); err != nil {
+				t.Fatal(err)
+			}
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
 			inv := oneServer{conn: &runtime.RemoteConn{ServerID: "s", HTTPClient: srv.Client(), BaseURL: srv.URL,
@@ -73,9 +75,11 @@ func TestErrorInterceptorCarriesErrors(t *testing.T) {
 func TestConnectErrorsWithoutPomeloErrorAreInternalFailures(t *testing.T) {
 	mux := http.NewServeMux()
 	reg := &genMuxRegistrar{mux: mux, opts: []connect.HandlerOption{connect.WithInterceptors(runtime.ErrorInterceptor())}}
-	testingv1.RegisterEchoRemoteServer(reg, struct {
+	if err := testingv1.RegisterEchoRemoteServer(reg, struct {
 		testingv1.UnimplementedEchoRemoteServer
-	}{})
+	}{}); err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	inv := oneServer{conn: &runtime.RemoteConn{ServerID: "s", HTTPClient: srv.Client(), BaseURL: srv.URL,

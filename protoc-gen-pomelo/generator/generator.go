@@ -2,19 +2,23 @@
 // annotated with the pomelo.v1 options it writes one <name>.pomelo.go file
 // next to each <name>.pb.go, in the same Go package.
 //
-// For a HANDLER service ChatHandler on server type "chat" it writes route
+// For a HANDLER service ChatHandler on server type "chat" it writes the
+// server-type constant (ChatHandlerServerType = "chat"), route
 // constants (ChatHandlerSendRoute = "chat.chatHandler.send"), a route table
 // (ChatHandlerRoutes), the server interface (ChatHandlerServer) with its
 // UnimplementedChatHandlerServer, RegisterChatHandlerServer that installs
 // one typed closure per route into a runtime.HandlerRegistrar, and a typed
 // client over a runtime.ClientConn (ChatHandlerClient).
 //
-// For a REMOTE service ChatRemote it writes the Connect procedure constants
+// For a REMOTE service ChatRemote it writes the server-type constant
+// (ChatRemoteServerType), the Connect procedure constants
 // (ChatRemoteJoinProcedure), a route table, the server interface,
 // RegisterChatRemoteServer that mounts Connect handlers on a
 // runtime.RPCRegistrar, and an app.rpc-style client (ChatRemoteClient) whose
 // methods route by the session in the context (Join), go to one server by id
-// (JoinTo) or to every server of the type (JoinAll).
+// (JoinTo) or to every server of the type (JoinAll). Handlers and clients are
+// built with connectrpc.com/connect's generic API, so a project runs no other
+// plugin than protoc-gen-go and this one for its annotated services.
 //
 // For a PUSH service ChatPush it writes route constants
 // (ChatPushOnChatRoute = "onChat") and typed push routes
@@ -176,7 +180,7 @@ func genRouteTable(g *protogen.GeneratedFile, svc *service) {
 			g.P("Route: ", c, ",")
 			g.P("Kind: ", runtimePackage.Ident(k), ",")
 			if svc.serverType != "" {
-				g.P("ServerType: ", strconv.Quote(svc.serverType), ",")
+				g.P("ServerType: ", svc.serverTypeConst(), ",")
 			}
 			if m.notify {
 				g.P("NotifyOnly: true,")
@@ -252,6 +256,26 @@ func typeName(g *protogen.GeneratedFile, m *protogen.Message) string {
 	return g.QualifiedGoIdent(m.GoIdent)
 }
 
+// genServerType writes the server-type constant of a HANDLER or REMOTE
+// service.
+func genServerType(g *protogen.GeneratedFile, svc *service) {
+	comment(g, svc.serverTypeConst(), " is the server type that serves the ", svc.proto.GoName, " ", svc.kind,
+		" service (its pomelo.v1.service server_type).")
+	g.P("const ", svc.serverTypeConst(), " = ", strconv.Quote(svc.serverType))
+	g.P()
+}
+
+// genRegisterChecks writes the start of a Register function: a nil
+// registrar or server is an error, not a panic later.
+func genRegisterChecks(g *protogen.GeneratedFile, fn string) {
+	g.P("if r == nil {")
+	g.P("return ", errorsPackage.Ident("New"), "(", strconv.Quote("pomelo: "+fn+": nil registrar"), ")")
+	g.P("}")
+	g.P("if srv == nil {")
+	g.P("return ", errorsPackage.Ident("New"), "(", strconv.Quote("pomelo: "+fn+": nil server"), ")")
+	g.P("}")
+}
+
 // ---- HANDLER ---------------------------------------------------------------
 
 func genHandler(g *protogen.GeneratedFile, svc *service) {
@@ -261,6 +285,8 @@ func genHandler(g *protogen.GeneratedFile, svc *service) {
 	client := n + "Client"
 	ctx := contextPackage.Ident("Context")
 	session := runtimePackage.Ident("Session")
+
+	genServerType(g, svc)
 
 	// Route constants.
 	comment(g, "Routes of the ", n, " handler service, served by ", strconv.Quote(svc.serverType), " servers.")
@@ -323,9 +349,11 @@ func genHandler(g *protogen.GeneratedFile, svc *service) {
 	comment(g, "Register", server, " installs the routes of the ", n, " handler service, ",
 		"aliases included, into r. Each route decodes the request body with the ",
 		"client's serializer (a body that does not decode is answered BAD_REQUEST), ",
-		"calls srv and returns its response.")
+		"calls srv and returns its response. It returns an error when r or srv is nil or ",
+		"when r refuses a route (registered already, for one).")
 	deprecatedNote(g, serviceDeprecated(svc.proto))
 	g.P("func Register", server, "(r ", runtimePackage.Ident("HandlerRegistrar"), ", srv ", server, ") error {")
+	genRegisterChecks(g, "Register"+server)
 	for _, m := range svc.methods {
 		g.P("handle", m.proto.GoName, " := func(ctx ", ctx, ", s ", session, ", ser ", runtimePackage.Ident("Serializer"), ", body []byte) (", protoPackage.Ident("Message"), ", error) {")
 		g.P("req := new(", typeName(g, m.proto.Input), ")")
@@ -354,7 +382,7 @@ func genHandler(g *protogen.GeneratedFile, svc *service) {
 			if m.notify {
 				notify = "NotifyOnly: true, "
 			}
-			g.P("{Route: ", c, ", ServerType: ", strconv.Quote(svc.serverType), ", ", notify, "Handle: handle", m.proto.GoName, "},")
+			g.P("{Route: ", c, ", ServerType: ", svc.serverTypeConst(), ", ", notify, "Handle: handle", m.proto.GoName, "},")
 		}
 	}
 	g.P("} {")
@@ -433,6 +461,7 @@ func genRemote(g *protogen.GeneratedFile, svc *service) {
 	ctx := contextPackage.Ident("Context")
 	st := strconv.Quote(svc.serverType)
 
+	genServerType(g, svc)
 	comment(g, serviceName, " is the fully-qualified name of the ", n, " remote service.")
 	g.P("const ", serviceName, " = ", strconv.Quote(string(svc.proto.Desc.FullName())))
 	g.P()
@@ -476,9 +505,12 @@ func genRemote(g *protogen.GeneratedFile, svc *service) {
 
 	// Register function.
 	comment(g, "Register", server, " mounts the ", n, " remote service, served by srv, ",
-		"on r's RPC listener. Its Connect handlers are built with r.RPCHandlerOptions().")
+		"on r's RPC listener. Its Connect handlers are built with r.RPCHandlerOptions(). ",
+		"It returns an error when r or srv is nil or when r refuses the service (mounted ",
+		"already, for one).")
 	deprecatedNote(g, serviceDeprecated(svc.proto))
-	g.P("func Register", server, "(r ", runtimePackage.Ident("RPCRegistrar"), ", srv ", server, ") {")
+	g.P("func Register", server, "(r ", runtimePackage.Ident("RPCRegistrar"), ", srv ", server, ") error {")
+	genRegisterChecks(g, "Register"+server)
 	g.P("opts := r.RPCHandlerOptions()")
 	g.P("methods := ", svc.file.GoDescriptorIdent, ".Services().ByName(", strconv.Quote(string(svc.proto.Desc.Name())), ").Methods()")
 	handlerVar := func(m *method) string { return lowerFirst(n) + m.proto.GoName + "Handler" }
@@ -493,7 +525,7 @@ func genRemote(g *protogen.GeneratedFile, svc *service) {
 		g.P(connectPackage.Ident("WithHandlerOptions"), "(opts...),")
 		g.P(")")
 	}
-	g.P(`r.MountRPC("/"+`, serviceName, `+"/", `, httpPackage.Ident("HandlerFunc"), "(func(w ", httpPackage.Ident("ResponseWriter"), ", req *", httpPackage.Ident("Request"), ") {")
+	g.P(`return r.MountRPC("/"+`, serviceName, `+"/", `, httpPackage.Ident("HandlerFunc"), "(func(w ", httpPackage.Ident("ResponseWriter"), ", req *", httpPackage.Ident("Request"), ") {")
 	g.P("switch req.URL.Path {")
 	for _, m := range svc.methods {
 		g.P("case ", m.routeConst, ":")
@@ -531,7 +563,7 @@ func genRemote(g *protogen.GeneratedFile, svc *service) {
 			"route function picks for the session or route key in ctx",
 			"(runtime.RouteKeyFromContext).")
 		g.P("func (c ", client, ") ", m.proto.GoName, "(ctx ", ctx, ", req *", in, ") (*", out, ", error) {")
-		g.P("return ", runtimePackage.Ident("CallRemote"), targs, "(ctx, c.inv, ", st, ", ", m.routeConst, ", req)")
+		g.P("return ", runtimePackage.Ident("CallRemote"), targs, "(ctx, c.inv, ", svc.serverTypeConst(), ", ", m.routeConst, ", req)")
 		g.P("}")
 		g.P()
 
@@ -545,7 +577,7 @@ func genRemote(g *protogen.GeneratedFile, svc *service) {
 			m.proto.GoName+"All calls "+m.routeConst+" on every "+st+" server",
 			"concurrently and returns each server's result, in server id order.")
 		g.P("func (c ", client, ") ", m.proto.GoName, "All(ctx ", ctx, ", req *", in, ") ([]", runtimePackage.Ident("RemoteResult"), "[", out, "], error) {")
-		g.P("return ", runtimePackage.Ident("CallRemoteAll"), targs, "(ctx, c.inv, ", st, ", ", m.routeConst, ", req)")
+		g.P("return ", runtimePackage.Ident("CallRemoteAll"), targs, "(ctx, c.inv, ", svc.serverTypeConst(), ", ", m.routeConst, ", req)")
 		g.P("}")
 		g.P()
 	}

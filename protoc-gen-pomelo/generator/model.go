@@ -268,6 +268,10 @@ func parseService(ann *annotations, f *protogen.File, s *protogen.Service, probs
 	return svc
 }
 
+// serverTypeConst is the Go name of the constant holding the server type
+// of a HANDLER or REMOTE service ("ChatHandlerServerType").
+func (svc *service) serverTypeConst() string { return svc.proto.GoName + "ServerType" }
+
 // routes returns the method's route and its alias routes.
 func (m *method) routes() []string {
 	out := []string{m.route}
@@ -399,9 +403,9 @@ func (svc *service) identifiers() []ident {
 	add(nil, n+"Routes")
 	switch svc.kind {
 	case kindHandler:
-		add(nil, n+"Server", "Unimplemented"+n+"Server", "Register"+n+"Server", n+"Client", "New"+n+"Client")
+		add(nil, svc.serverTypeConst(), n+"Server", "Unimplemented"+n+"Server", "Register"+n+"Server", n+"Client", "New"+n+"Client")
 	case kindRemote:
-		add(nil, n+"ServiceName", n+"Server", "Unimplemented"+n+"Server", "Register"+n+"Server", n+"Client", "New"+n+"Client")
+		add(nil, svc.serverTypeConst(), n+"ServiceName", n+"Server", "Unimplemented"+n+"Server", "Register"+n+"Server", n+"Client", "New"+n+"Client")
 	}
 	for _, m := range svc.methods {
 		add(m.proto, m.routeConst)

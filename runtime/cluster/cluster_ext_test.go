@@ -72,7 +72,7 @@ func startChat(t *testing.T) *chatCluster {
 			case "chat":
 				cc.setupChat(t, m)
 			case "echo":
-				testingv1.RegisterEchoRemoteServer(m.Server, whoami{id: m.Info.ID})
+				return testingv1.RegisterEchoRemoteServer(m.Server, whoami{id: m.Info.ID})
 			}
 			return nil
 		},

@@ -87,7 +87,7 @@ func startErrorCluster(t *testing.T, servers ...testkit.Spec) *errorCluster {
 					return obj(map[string]any{"server": res.GetServerId()}), nil
 				})
 			case "echo":
-				testingv1.RegisterEchoRemoteServer(m.Server, failingRemote{id: m.Info.ID})
+				return testingv1.RegisterEchoRemoteServer(m.Server, failingRemote{id: m.Info.ID})
 			case "connector":
 				m.Node.RegisterBroadcastFilter("panic", func(*session.Session, []byte) bool { panic(secretText) })
 			}

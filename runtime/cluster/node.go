@@ -208,12 +208,25 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 	}
 	srv.SetRPCHandlerOptions(opts...)
 	opts = srv.RPCHandlerOptions() // with the server's: panic recovery, error logging
+	mount := func(path string, h http.Handler) error {
+		if err := srv.MountRPC(path, h); err != nil {
+			n.unsub()
+			return err
+		}
+		return nil
+	}
 	if srv.Frontend() {
-		srv.MountRPC(sysv1connect.NewSessionRemoteHandler(&sessionRemote{n: n}, opts...))
-		srv.MountRPC(sysv1connect.NewChannelRemoteHandler(&channelRemote{n: n}, opts...))
+		if err := mount(sysv1connect.NewSessionRemoteHandler(&sessionRemote{n: n}, opts...)); err != nil {
+			return nil, err
+		}
+		if err := mount(sysv1connect.NewChannelRemoteHandler(&channelRemote{n: n}, opts...)); err != nil {
+			return nil, err
+		}
 		srv.Sessions().OnClosed(n.onSessionClosed)
 	}
-	srv.MountRPC(sysv1connect.NewMsgRemoteHandler(&msgRemote{n: n}, opts...))
+	if err := mount(sysv1connect.NewMsgRemoteHandler(&msgRemote{n: n}, opts...)); err != nil {
+		return nil, err
+	}
 	srv.SetForwarder(n.fwd)
 	srv.SetOrigin(&origin{n: n})
 	return n, nil

@@ -209,7 +209,9 @@ func TestRPCHandlersBuiltWithTheServerOptionsRecoverPanics(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.SetRPCHandlerOptions(connect.WithInterceptors(pomelo.ErrorInterceptor())) // as the cluster does
-	s.MountRPC(sysv1connect.NewSessionRemoteHandler(panickingSessionRemote{}, s.RPCHandlerOptions()...))
+	if err := s.MountRPC(sysv1connect.NewSessionRemoteHandler(panickingSessionRemote{}, s.RPCHandlerOptions()...)); err != nil {
+		t.Fatal(err)
+	}
 	hs := httptest.NewUnstartedServer(s.RPCHandler())
 	hs.EnableHTTP2 = true
 	hs.StartTLS()

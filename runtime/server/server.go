@@ -87,6 +87,7 @@ type Server struct {
 	errorHandler  func(ctx context.Context, r *runtime.Request, err error) error
 	forwarder     Forwarder
 	rpcMux        *http.ServeMux
+	rpcPaths      map[string]bool // mounted with MountRPC
 	rpcOpts       []connect.HandlerOption
 
 	started   bool
@@ -147,14 +148,46 @@ func (s *Server) RegisterHandler(d runtime.HandlerDesc) error {
 	return s.handlers.RegisterHandler(d)
 }
 
-// MountRPC implements runtime.RPCRegistrar.
-func (s *Server) MountRPC(path string, h http.Handler) { s.rpcMux.Handle(path, h) }
+// MountRPC implements runtime.RPCRegistrar: it refuses an empty path or one
+// that does not start with "/", a nil handler, a path mounted already and a
+// path the RPC mux reports as conflicting with a mounted one.
+func (s *Server) MountRPC(path string, h http.Handler) (err error) {
+	switch {
+	case s == nil || s.rpcMux == nil:
+		return errors.New("pomelo: MountRPC on a server not made by server.New")
+	case !strings.HasPrefix(path, "/"):
+		return fmt.Errorf("pomelo: RPC path %q does not start with /", path)
+	case h == nil:
+		return fmt.Errorf("pomelo: RPC path %s has a nil handler", path)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rpcPaths[path] {
+		return fmt.Errorf("pomelo: RPC path %s mounted twice", path)
+	}
+	defer func() {
+		// http.ServeMux panics on a pattern that conflicts with a mounted
+		// one; that is the caller's mistake, reported as such.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("pomelo: cannot mount RPC path %s: %v", path, p)
+		}
+	}()
+	s.rpcMux.Handle(path, h)
+	if s.rpcPaths == nil {
+		s.rpcPaths = make(map[string]bool)
+	}
+	s.rpcPaths[path] = true
+	return nil
+}
 
 // RPCHandlerOptions implements runtime.RPCRegistrar: the options set with
 // SetRPCHandlerOptions, then the server's own, which recover panics of the
 // handlers and log and redact their internal failures as for client
 // requests (see Config.ExposeErrorDetails).
 func (s *Server) RPCHandlerOptions() []connect.HandlerOption {
+	if s == nil {
+		return nil
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return append(slices.Clip(s.rpcOpts), s.rpcOptions()...)

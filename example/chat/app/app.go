@@ -464,8 +464,7 @@ func (a *App) startServer(info cluster.ServerInfo, ln net.Listener) (_ *Server, 
 	case TypeChat:
 		s.channels = channel.NewService(channel.DeliveryFunc(node.PushToFrontend))
 		rs := newRooms(info.ID, s.channels, srv.Logger())
-		err = chatv1.RegisterChatHandlerServer(srv, rs)
-		chatv1.RegisterChatRemoteServer(srv, rs)
+		err = errors.Join(chatv1.RegisterChatHandlerServer(srv, rs), chatv1.RegisterChatRemoteServer(srv, rs))
 	}
 	if err != nil {
 		return nil, err

@@ -22,6 +22,10 @@ import (
 // the versions.
 const _ = runtime.SupportPackageIsVersion1
 
+// EchoHandlerServerType is the server type that serves the EchoHandler handler
+// service (its pomelo.v1.service server_type).
+const EchoHandlerServerType = "echo"
+
 // Routes of the EchoHandler handler service, served by "echo" servers.
 const (
 	// EchoHandlerEchoRoute is the route of EchoHandler.Echo.
@@ -41,28 +45,28 @@ var EchoHandlerRoutes = []runtime.RouteInfo{
 	{
 		Route:      EchoHandlerEchoRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "echo",
+		ServerType: EchoHandlerServerType,
 		Request:    "pomelo.testing.v1.EchoRequest",
 		Response:   "pomelo.testing.v1.EchoResponse",
 	},
 	{
 		Route:      EchoHandlerEchoSayRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "echo",
+		ServerType: EchoHandlerServerType,
 		Request:    "pomelo.testing.v1.EchoRequest",
 		Response:   "pomelo.testing.v1.EchoResponse",
 	},
 	{
 		Route:      EchoHandlerSumRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "echo",
+		ServerType: EchoHandlerServerType,
 		Request:    "pomelo.testing.v1.SumRequest",
 		Response:   "pomelo.testing.v1.SumResponse",
 	},
 	{
 		Route:      EchoHandlerLogRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "echo",
+		ServerType: EchoHandlerServerType,
 		NotifyOnly: true,
 		Request:    "pomelo.testing.v1.LogRequest",
 		Response:   "google.protobuf.Empty",
@@ -70,7 +74,7 @@ var EchoHandlerRoutes = []runtime.RouteInfo{
 	{
 		Route:      EchoHandlerMirrorRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "echo",
+		ServerType: EchoHandlerServerType,
 		Request:    "google.protobuf.Struct",
 		Response:   "google.protobuf.Struct",
 	},
@@ -118,8 +122,15 @@ func (UnimplementedEchoHandlerServer) mustEmbedUnimplementedEchoHandlerServer() 
 // RegisterEchoHandlerServer installs the routes of the EchoHandler handler
 // service, aliases included, into r. Each route decodes the request body with
 // the client's serializer (a body that does not decode is answered
-// BAD_REQUEST), calls srv and returns its response.
+// BAD_REQUEST), calls srv and returns its response. It returns an error when r
+// or srv is nil or when r refuses a route (registered already, for one).
 func RegisterEchoHandlerServer(r runtime.HandlerRegistrar, srv EchoHandlerServer) error {
+	if r == nil {
+		return errors.New("pomelo: RegisterEchoHandlerServer: nil registrar")
+	}
+	if srv == nil {
+		return errors.New("pomelo: RegisterEchoHandlerServer: nil server")
+	}
 	handleEcho := func(ctx context.Context, s runtime.Session, ser runtime.Serializer, body []byte) (proto.Message, error) {
 		req := new(EchoRequest)
 		if err := ser.Unmarshal(body, req); err != nil {
@@ -161,11 +172,11 @@ func RegisterEchoHandlerServer(r runtime.HandlerRegistrar, srv EchoHandlerServer
 		return res, nil
 	}
 	for _, d := range []runtime.HandlerDesc{
-		{Route: EchoHandlerEchoRoute, ServerType: "echo", Handle: handleEcho},
-		{Route: EchoHandlerEchoSayRoute, ServerType: "echo", Handle: handleEcho},
-		{Route: EchoHandlerSumRoute, ServerType: "echo", Handle: handleSum},
-		{Route: EchoHandlerLogRoute, ServerType: "echo", NotifyOnly: true, Handle: handleLog},
-		{Route: EchoHandlerMirrorRoute, ServerType: "echo", Handle: handleMirror},
+		{Route: EchoHandlerEchoRoute, ServerType: EchoHandlerServerType, Handle: handleEcho},
+		{Route: EchoHandlerEchoSayRoute, ServerType: EchoHandlerServerType, Handle: handleEcho},
+		{Route: EchoHandlerSumRoute, ServerType: EchoHandlerServerType, Handle: handleSum},
+		{Route: EchoHandlerLogRoute, ServerType: EchoHandlerServerType, NotifyOnly: true, Handle: handleLog},
+		{Route: EchoHandlerMirrorRoute, ServerType: EchoHandlerServerType, Handle: handleMirror},
 	} {
 		if err := r.RegisterHandler(d); err != nil {
 			return err
@@ -244,6 +255,10 @@ func (c EchoHandlerClient) MirrorNotify(ctx context.Context, req *structpb.Struc
 	return c.cc.Notify(ctx, EchoHandlerMirrorRoute, req)
 }
 
+// EchoRemoteServerType is the server type that serves the EchoRemote remote
+// service (its pomelo.v1.service server_type).
+const EchoRemoteServerType = "echo"
+
 // EchoRemoteServiceName is the fully-qualified name of the EchoRemote remote
 // service.
 const EchoRemoteServiceName = "pomelo.testing.v1.EchoRemote"
@@ -262,14 +277,14 @@ var EchoRemoteRoutes = []runtime.RouteInfo{
 	{
 		Route:      EchoRemoteWhoamiProcedure,
 		Kind:       runtime.RouteRemote,
-		ServerType: "echo",
+		ServerType: EchoRemoteServerType,
 		Request:    "pomelo.testing.v1.WhoamiRequest",
 		Response:   "pomelo.testing.v1.WhoamiResponse",
 	},
 	{
 		Route:      EchoRemoteAddProcedure,
 		Kind:       runtime.RouteRemote,
-		ServerType: "echo",
+		ServerType: EchoRemoteServerType,
 		Request:    "pomelo.testing.v1.AddRequest",
 		Response:   "pomelo.testing.v1.AddResponse",
 	},
@@ -304,8 +319,15 @@ func (UnimplementedEchoRemoteServer) mustEmbedUnimplementedEchoRemoteServer() {}
 
 // RegisterEchoRemoteServer mounts the EchoRemote remote service, served by srv,
 // on r's RPC listener. Its Connect handlers are built with
-// r.RPCHandlerOptions().
-func RegisterEchoRemoteServer(r runtime.RPCRegistrar, srv EchoRemoteServer) {
+// r.RPCHandlerOptions(). It returns an error when r or srv is nil or when r
+// refuses the service (mounted already, for one).
+func RegisterEchoRemoteServer(r runtime.RPCRegistrar, srv EchoRemoteServer) error {
+	if r == nil {
+		return errors.New("pomelo: RegisterEchoRemoteServer: nil registrar")
+	}
+	if srv == nil {
+		return errors.New("pomelo: RegisterEchoRemoteServer: nil server")
+	}
 	opts := r.RPCHandlerOptions()
 	methods := File_pomelo_testing_v1_testing_proto.Services().ByName("EchoRemote").Methods()
 	echoRemoteWhoamiHandler := connect.NewUnaryHandlerSimple(
@@ -320,7 +342,7 @@ func RegisterEchoRemoteServer(r runtime.RPCRegistrar, srv EchoRemoteServer) {
 		connect.WithSchema(methods.ByName("Add")),
 		connect.WithHandlerOptions(opts...),
 	)
-	r.MountRPC("/"+EchoRemoteServiceName+"/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	return r.MountRPC("/"+EchoRemoteServiceName+"/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		switch req.URL.Path {
 		case EchoRemoteWhoamiProcedure:
 			echoRemoteWhoamiHandler.ServeHTTP(w, req)
@@ -351,7 +373,7 @@ func NewEchoRemoteClient(inv runtime.RemoteInvoker) EchoRemoteClient {
 // function picks for the session or route key in ctx
 // (runtime.RouteKeyFromContext).
 func (c EchoRemoteClient) Whoami(ctx context.Context, req *WhoamiRequest) (*WhoamiResponse, error) {
-	return runtime.CallRemote[WhoamiRequest, WhoamiResponse](ctx, c.inv, "echo", EchoRemoteWhoamiProcedure, req)
+	return runtime.CallRemote[WhoamiRequest, WhoamiResponse](ctx, c.inv, EchoRemoteServerType, EchoRemoteWhoamiProcedure, req)
 }
 
 // WhoamiTo calls EchoRemoteWhoamiProcedure on the server serverID.
@@ -362,7 +384,7 @@ func (c EchoRemoteClient) WhoamiTo(ctx context.Context, serverID string, req *Wh
 // WhoamiAll calls EchoRemoteWhoamiProcedure on every "echo" server concurrently
 // and returns each server's result, in server id order.
 func (c EchoRemoteClient) WhoamiAll(ctx context.Context, req *WhoamiRequest) ([]runtime.RemoteResult[WhoamiResponse], error) {
-	return runtime.CallRemoteAll[WhoamiRequest, WhoamiResponse](ctx, c.inv, "echo", EchoRemoteWhoamiProcedure, req)
+	return runtime.CallRemoteAll[WhoamiRequest, WhoamiResponse](ctx, c.inv, EchoRemoteServerType, EchoRemoteWhoamiProcedure, req)
 }
 
 // Add adds two numbers.
@@ -370,7 +392,7 @@ func (c EchoRemoteClient) WhoamiAll(ctx context.Context, req *WhoamiRequest) ([]
 // Add calls EchoRemoteAddProcedure on the "echo" server that the route function
 // picks for the session or route key in ctx (runtime.RouteKeyFromContext).
 func (c EchoRemoteClient) Add(ctx context.Context, req *AddRequest) (*AddResponse, error) {
-	return runtime.CallRemote[AddRequest, AddResponse](ctx, c.inv, "echo", EchoRemoteAddProcedure, req)
+	return runtime.CallRemote[AddRequest, AddResponse](ctx, c.inv, EchoRemoteServerType, EchoRemoteAddProcedure, req)
 }
 
 // AddTo calls EchoRemoteAddProcedure on the server serverID.
@@ -381,7 +403,7 @@ func (c EchoRemoteClient) AddTo(ctx context.Context, serverID string, req *AddRe
 // AddAll calls EchoRemoteAddProcedure on every "echo" server concurrently and
 // returns each server's result, in server id order.
 func (c EchoRemoteClient) AddAll(ctx context.Context, req *AddRequest) ([]runtime.RemoteResult[AddResponse], error) {
-	return runtime.CallRemoteAll[AddRequest, AddResponse](ctx, c.inv, "echo", EchoRemoteAddProcedure, req)
+	return runtime.CallRemoteAll[AddRequest, AddResponse](ctx, c.inv, EchoRemoteServerType, EchoRemoteAddProcedure, req)
 }
 
 // Push routes of the EchoPush service.

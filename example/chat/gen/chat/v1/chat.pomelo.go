@@ -23,6 +23,10 @@ import (
 // the versions.
 const _ = runtime.SupportPackageIsVersion1
 
+// ChatHandlerServerType is the server type that serves the ChatHandler handler
+// service (its pomelo.v1.service server_type).
+const ChatHandlerServerType = "chat"
+
 // Routes of the ChatHandler handler service, served by "chat" servers.
 const (
 	// ChatHandlerSendRoute is the route of ChatHandler.Send.
@@ -36,14 +40,14 @@ var ChatHandlerRoutes = []runtime.RouteInfo{
 	{
 		Route:      ChatHandlerSendRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "chat",
+		ServerType: ChatHandlerServerType,
 		Request:    "chat.v1.SendRequest",
 		Response:   "chat.v1.SendResponse",
 	},
 	{
 		Route:      ChatHandlerEchoRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "chat",
+		ServerType: ChatHandlerServerType,
 		Request:    "google.protobuf.Struct",
 		Response:   "google.protobuf.Struct",
 	},
@@ -83,8 +87,15 @@ func (UnimplementedChatHandlerServer) mustEmbedUnimplementedChatHandlerServer() 
 // RegisterChatHandlerServer installs the routes of the ChatHandler handler
 // service, aliases included, into r. Each route decodes the request body with
 // the client's serializer (a body that does not decode is answered
-// BAD_REQUEST), calls srv and returns its response.
+// BAD_REQUEST), calls srv and returns its response. It returns an error when r
+// or srv is nil or when r refuses a route (registered already, for one).
 func RegisterChatHandlerServer(r runtime.HandlerRegistrar, srv ChatHandlerServer) error {
+	if r == nil {
+		return errors.New("pomelo: RegisterChatHandlerServer: nil registrar")
+	}
+	if srv == nil {
+		return errors.New("pomelo: RegisterChatHandlerServer: nil server")
+	}
 	handleSend := func(ctx context.Context, s runtime.Session, ser runtime.Serializer, body []byte) (proto.Message, error) {
 		req := new(SendRequest)
 		if err := ser.Unmarshal(body, req); err != nil {
@@ -108,8 +119,8 @@ func RegisterChatHandlerServer(r runtime.HandlerRegistrar, srv ChatHandlerServer
 		return res, nil
 	}
 	for _, d := range []runtime.HandlerDesc{
-		{Route: ChatHandlerSendRoute, ServerType: "chat", Handle: handleSend},
-		{Route: ChatHandlerEchoRoute, ServerType: "chat", Handle: handleEcho},
+		{Route: ChatHandlerSendRoute, ServerType: ChatHandlerServerType, Handle: handleSend},
+		{Route: ChatHandlerEchoRoute, ServerType: ChatHandlerServerType, Handle: handleEcho},
 	} {
 		if err := r.RegisterHandler(d); err != nil {
 			return err
@@ -167,6 +178,10 @@ func (c ChatHandlerClient) EchoNotify(ctx context.Context, req *structpb.Struct)
 	return c.cc.Notify(ctx, ChatHandlerEchoRoute, req)
 }
 
+// ChatRemoteServerType is the server type that serves the ChatRemote remote
+// service (its pomelo.v1.service server_type).
+const ChatRemoteServerType = "chat"
+
 // ChatRemoteServiceName is the fully-qualified name of the ChatRemote remote
 // service.
 const ChatRemoteServiceName = "chat.v1.ChatRemote"
@@ -187,21 +202,21 @@ var ChatRemoteRoutes = []runtime.RouteInfo{
 	{
 		Route:      ChatRemoteJoinProcedure,
 		Kind:       runtime.RouteRemote,
-		ServerType: "chat",
+		ServerType: ChatRemoteServerType,
 		Request:    "chat.v1.JoinRequest",
 		Response:   "chat.v1.JoinResponse",
 	},
 	{
 		Route:      ChatRemoteLeaveProcedure,
 		Kind:       runtime.RouteRemote,
-		ServerType: "chat",
+		ServerType: ChatRemoteServerType,
 		Request:    "chat.v1.LeaveRequest",
 		Response:   "google.protobuf.Empty",
 	},
 	{
 		Route:      ChatRemoteLookupProcedure,
 		Kind:       runtime.RouteRemote,
-		ServerType: "chat",
+		ServerType: ChatRemoteServerType,
 		Request:    "chat.v1.LookupRequest",
 		Response:   "chat.v1.LookupResponse",
 	},
@@ -248,8 +263,15 @@ func (UnimplementedChatRemoteServer) mustEmbedUnimplementedChatRemoteServer() {}
 
 // RegisterChatRemoteServer mounts the ChatRemote remote service, served by srv,
 // on r's RPC listener. Its Connect handlers are built with
-// r.RPCHandlerOptions().
-func RegisterChatRemoteServer(r runtime.RPCRegistrar, srv ChatRemoteServer) {
+// r.RPCHandlerOptions(). It returns an error when r or srv is nil or when r
+// refuses the service (mounted already, for one).
+func RegisterChatRemoteServer(r runtime.RPCRegistrar, srv ChatRemoteServer) error {
+	if r == nil {
+		return errors.New("pomelo: RegisterChatRemoteServer: nil registrar")
+	}
+	if srv == nil {
+		return errors.New("pomelo: RegisterChatRemoteServer: nil server")
+	}
 	opts := r.RPCHandlerOptions()
 	methods := File_chat_v1_chat_proto.Services().ByName("ChatRemote").Methods()
 	chatRemoteJoinHandler := connect.NewUnaryHandlerSimple(
@@ -270,7 +292,7 @@ func RegisterChatRemoteServer(r runtime.RPCRegistrar, srv ChatRemoteServer) {
 		connect.WithSchema(methods.ByName("Lookup")),
 		connect.WithHandlerOptions(opts...),
 	)
-	r.MountRPC("/"+ChatRemoteServiceName+"/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	return r.MountRPC("/"+ChatRemoteServiceName+"/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		switch req.URL.Path {
 		case ChatRemoteJoinProcedure:
 			chatRemoteJoinHandler.ServeHTTP(w, req)
@@ -305,7 +327,7 @@ func NewChatRemoteClient(inv runtime.RemoteInvoker) ChatRemoteClient {
 // function picks for the session or route key in ctx
 // (runtime.RouteKeyFromContext).
 func (c ChatRemoteClient) Join(ctx context.Context, req *JoinRequest) (*JoinResponse, error) {
-	return runtime.CallRemote[JoinRequest, JoinResponse](ctx, c.inv, "chat", ChatRemoteJoinProcedure, req)
+	return runtime.CallRemote[JoinRequest, JoinResponse](ctx, c.inv, ChatRemoteServerType, ChatRemoteJoinProcedure, req)
 }
 
 // JoinTo calls ChatRemoteJoinProcedure on the server serverID.
@@ -316,7 +338,7 @@ func (c ChatRemoteClient) JoinTo(ctx context.Context, serverID string, req *Join
 // JoinAll calls ChatRemoteJoinProcedure on every "chat" server concurrently and
 // returns each server's result, in server id order.
 func (c ChatRemoteClient) JoinAll(ctx context.Context, req *JoinRequest) ([]runtime.RemoteResult[JoinResponse], error) {
-	return runtime.CallRemoteAll[JoinRequest, JoinResponse](ctx, c.inv, "chat", ChatRemoteJoinProcedure, req)
+	return runtime.CallRemoteAll[JoinRequest, JoinResponse](ctx, c.inv, ChatRemoteServerType, ChatRemoteJoinProcedure, req)
 }
 
 // Leave removes a user's session from its room and tells the others
@@ -327,7 +349,7 @@ func (c ChatRemoteClient) JoinAll(ctx context.Context, req *JoinRequest) ([]runt
 // function picks for the session or route key in ctx
 // (runtime.RouteKeyFromContext).
 func (c ChatRemoteClient) Leave(ctx context.Context, req *LeaveRequest) (*emptypb.Empty, error) {
-	return runtime.CallRemote[LeaveRequest, emptypb.Empty](ctx, c.inv, "chat", ChatRemoteLeaveProcedure, req)
+	return runtime.CallRemote[LeaveRequest, emptypb.Empty](ctx, c.inv, ChatRemoteServerType, ChatRemoteLeaveProcedure, req)
 }
 
 // LeaveTo calls ChatRemoteLeaveProcedure on the server serverID.
@@ -338,7 +360,7 @@ func (c ChatRemoteClient) LeaveTo(ctx context.Context, serverID string, req *Lea
 // LeaveAll calls ChatRemoteLeaveProcedure on every "chat" server concurrently
 // and returns each server's result, in server id order.
 func (c ChatRemoteClient) LeaveAll(ctx context.Context, req *LeaveRequest) ([]runtime.RemoteResult[emptypb.Empty], error) {
-	return runtime.CallRemoteAll[LeaveRequest, emptypb.Empty](ctx, c.inv, "chat", ChatRemoteLeaveProcedure, req)
+	return runtime.CallRemoteAll[LeaveRequest, emptypb.Empty](ctx, c.inv, ChatRemoteServerType, ChatRemoteLeaveProcedure, req)
 }
 
 // Lookup tells whether this server holds a room. Connectors ask every chat
@@ -349,7 +371,7 @@ func (c ChatRemoteClient) LeaveAll(ctx context.Context, req *LeaveRequest) ([]ru
 // function picks for the session or route key in ctx
 // (runtime.RouteKeyFromContext).
 func (c ChatRemoteClient) Lookup(ctx context.Context, req *LookupRequest) (*LookupResponse, error) {
-	return runtime.CallRemote[LookupRequest, LookupResponse](ctx, c.inv, "chat", ChatRemoteLookupProcedure, req)
+	return runtime.CallRemote[LookupRequest, LookupResponse](ctx, c.inv, ChatRemoteServerType, ChatRemoteLookupProcedure, req)
 }
 
 // LookupTo calls ChatRemoteLookupProcedure on the server serverID.
@@ -360,7 +382,7 @@ func (c ChatRemoteClient) LookupTo(ctx context.Context, serverID string, req *Lo
 // LookupAll calls ChatRemoteLookupProcedure on every "chat" server concurrently
 // and returns each server's result, in server id order.
 func (c ChatRemoteClient) LookupAll(ctx context.Context, req *LookupRequest) ([]runtime.RemoteResult[LookupResponse], error) {
-	return runtime.CallRemoteAll[LookupRequest, LookupResponse](ctx, c.inv, "chat", ChatRemoteLookupProcedure, req)
+	return runtime.CallRemoteAll[LookupRequest, LookupResponse](ctx, c.inv, ChatRemoteServerType, ChatRemoteLookupProcedure, req)
 }
 
 // Push routes of the ChatPush service.

@@ -8,6 +8,7 @@ package chatv1
 
 import (
 	context "context"
+	errors "errors"
 	runtime "github.com/pomelo-go/pomelo/runtime"
 	proto "google.golang.org/protobuf/proto"
 )
@@ -17,6 +18,10 @@ import (
 // newer or older github.com/pomelo-go/pomelo/runtime: regenerate it, or align
 // the versions.
 const _ = runtime.SupportPackageIsVersion1
+
+// EntryHandlerServerType is the server type that serves the EntryHandler
+// handler service (its pomelo.v1.service server_type).
+const EntryHandlerServerType = "connector"
 
 // Routes of the EntryHandler handler service, served by "connector" servers.
 const (
@@ -31,14 +36,14 @@ var EntryHandlerRoutes = []runtime.RouteInfo{
 	{
 		Route:      EntryHandlerEnterRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "connector",
+		ServerType: EntryHandlerServerType,
 		Request:    "chat.v1.EnterRequest",
 		Response:   "chat.v1.EnterResponse",
 	},
 	{
 		Route:      EntryHandlerEnterEntryRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "connector",
+		ServerType: EntryHandlerServerType,
 		Request:    "chat.v1.EnterRequest",
 		Response:   "chat.v1.EnterResponse",
 	},
@@ -71,8 +76,15 @@ func (UnimplementedEntryHandlerServer) mustEmbedUnimplementedEntryHandlerServer(
 // RegisterEntryHandlerServer installs the routes of the EntryHandler handler
 // service, aliases included, into r. Each route decodes the request body with
 // the client's serializer (a body that does not decode is answered
-// BAD_REQUEST), calls srv and returns its response.
+// BAD_REQUEST), calls srv and returns its response. It returns an error when r
+// or srv is nil or when r refuses a route (registered already, for one).
 func RegisterEntryHandlerServer(r runtime.HandlerRegistrar, srv EntryHandlerServer) error {
+	if r == nil {
+		return errors.New("pomelo: RegisterEntryHandlerServer: nil registrar")
+	}
+	if srv == nil {
+		return errors.New("pomelo: RegisterEntryHandlerServer: nil server")
+	}
 	handleEnter := func(ctx context.Context, s runtime.Session, ser runtime.Serializer, body []byte) (proto.Message, error) {
 		req := new(EnterRequest)
 		if err := ser.Unmarshal(body, req); err != nil {
@@ -85,8 +97,8 @@ func RegisterEntryHandlerServer(r runtime.HandlerRegistrar, srv EntryHandlerServ
 		return res, nil
 	}
 	for _, d := range []runtime.HandlerDesc{
-		{Route: EntryHandlerEnterRoute, ServerType: "connector", Handle: handleEnter},
-		{Route: EntryHandlerEnterEntryRoute, ServerType: "connector", Handle: handleEnter},
+		{Route: EntryHandlerEnterRoute, ServerType: EntryHandlerServerType, Handle: handleEnter},
+		{Route: EntryHandlerEnterEntryRoute, ServerType: EntryHandlerServerType, Handle: handleEnter},
 	} {
 		if err := r.RegisterHandler(d); err != nil {
 			return err

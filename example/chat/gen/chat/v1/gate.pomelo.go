@@ -8,6 +8,7 @@ package chatv1
 
 import (
 	context "context"
+	errors "errors"
 	runtime "github.com/pomelo-go/pomelo/runtime"
 	proto "google.golang.org/protobuf/proto"
 )
@@ -17,6 +18,10 @@ import (
 // newer or older github.com/pomelo-go/pomelo/runtime: regenerate it, or align
 // the versions.
 const _ = runtime.SupportPackageIsVersion1
+
+// GateHandlerServerType is the server type that serves the GateHandler handler
+// service (its pomelo.v1.service server_type).
+const GateHandlerServerType = "gate"
 
 // Routes of the GateHandler handler service, served by "gate" servers.
 const (
@@ -29,7 +34,7 @@ var GateHandlerRoutes = []runtime.RouteInfo{
 	{
 		Route:      GateHandlerQueryEntryRoute,
 		Kind:       runtime.RouteHandler,
-		ServerType: "gate",
+		ServerType: GateHandlerServerType,
 		Request:    "chat.v1.QueryEntryRequest",
 		Response:   "chat.v1.QueryEntryResponse",
 	},
@@ -61,8 +66,15 @@ func (UnimplementedGateHandlerServer) mustEmbedUnimplementedGateHandlerServer() 
 // RegisterGateHandlerServer installs the routes of the GateHandler handler
 // service, aliases included, into r. Each route decodes the request body with
 // the client's serializer (a body that does not decode is answered
-// BAD_REQUEST), calls srv and returns its response.
+// BAD_REQUEST), calls srv and returns its response. It returns an error when r
+// or srv is nil or when r refuses a route (registered already, for one).
 func RegisterGateHandlerServer(r runtime.HandlerRegistrar, srv GateHandlerServer) error {
+	if r == nil {
+		return errors.New("pomelo: RegisterGateHandlerServer: nil registrar")
+	}
+	if srv == nil {
+		return errors.New("pomelo: RegisterGateHandlerServer: nil server")
+	}
 	handleQueryEntry := func(ctx context.Context, s runtime.Session, ser runtime.Serializer, body []byte) (proto.Message, error) {
 		req := new(QueryEntryRequest)
 		if err := ser.Unmarshal(body, req); err != nil {
@@ -75,7 +87,7 @@ func RegisterGateHandlerServer(r runtime.HandlerRegistrar, srv GateHandlerServer
 		return res, nil
 	}
 	for _, d := range []runtime.HandlerDesc{
-		{Route: GateHandlerQueryEntryRoute, ServerType: "gate", Handle: handleQueryEntry},
+		{Route: GateHandlerQueryEntryRoute, ServerType: GateHandlerServerType, Handle: handleQueryEntry},
 	} {
 		if err := r.RegisterHandler(d); err != nil {
 			return err
