@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/pluginpb"
 
+	pomelov1 "github.com/pomelo-go/pomelo/gen/pomelo/v1"
 	"github.com/pomelo-go/pomelo/protoc-gen-pomelo/generator"
 	"github.com/pomelo-go/pomelo/runtime"
 )
@@ -292,5 +293,54 @@ func TestErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServerTypeConstantIsTheAnnotation checks, for every HANDLER and
+// REMOTE service of the golden sets, that the generated file declares the
+// service's server-type constant with the server_type of its annotation.
+func TestServerTypeConstantIsTheAnnotation(t *testing.T) {
+	checked := 0
+	for _, d := range goldenSets {
+		resp, err := generate(t, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		content := make(map[string]string)
+		for _, f := range resp.GetFile() {
+			content[f.GetName()] = f.GetContent()
+		}
+		b, err := os.ReadFile(d.file())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var set descriptorpb.FileDescriptorSet
+		if err := proto.Unmarshal(b, &set); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range set.GetFile() {
+			generated := false
+			for _, p := range d.paths {
+				generated = generated || strings.HasPrefix(f.GetName(), p+"/")
+			}
+			if !generated {
+				continue
+			}
+			for _, s := range f.GetService() {
+				ann, _ := proto.GetExtension(s.GetOptions(), pomelov1.E_Service).(*pomelov1.ServiceOptions)
+				if k := ann.GetKind(); k != pomelov1.ServiceKind_SERVICE_KIND_HANDLER && k != pomelov1.ServiceKind_SERVICE_KIND_REMOTE {
+					continue
+				}
+				name := strings.TrimSuffix(f.GetName(), ".proto") + generator.FileSuffix
+				want := "const " + s.GetName() + "ServerType = " + strconv.Quote(ann.GetServerType()) + "\n"
+				if !strings.Contains(content[name], want) {
+					t.Errorf("%s does not declare %q", name, strings.TrimSpace(want))
+				}
+				checked++
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no HANDLER or REMOTE service in the golden sets")
 	}
 }
