@@ -64,6 +64,9 @@ func TestNewVendorsOptionsProtoAndReplace(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "buf.gen.yaml")); strings.Contains(string(b), "remote:") || strings.Contains(string(b), "buf.build") {
 		t.Errorf("buf.gen.yaml uses a registry:\n%s", b)
 	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "buf.gen.yaml")); strings.Contains(string(b), "protoc-gen-connect-go") {
+		t.Errorf("buf.gen.yaml runs protoc-gen-connect-go: protoc-gen-pomelo writes the one API of the project's services\n%s", b)
+	}
 }
 
 // TestNewProjectGeneratesTestsAndServes is the acceptance test of
@@ -89,6 +92,16 @@ func TestNewProjectGeneratesTestsAndServes(t *testing.T) {
 		}
 	}
 	gocmd("generate", "./...")
+	var generated []string
+	filepath.WalkDir(filepath.Join(dir, "gen"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			generated = append(generated, filepath.Base(path))
+		}
+		return err
+	})
+	if strings.Join(generated, " ") != "app.pb.go app.pomelo.go" {
+		t.Errorf("go generate wrote %v, want one API: app.pb.go app.pomelo.go", generated)
+	}
 	gocmd("vet", "./...")
 	gocmd("test", "-count=1", "./...")
 	// go run ., with the binary built first so that the test can stop it
