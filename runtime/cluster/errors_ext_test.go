@@ -134,10 +134,10 @@ func checkGeneric(t *testing.T, what string, e *runtime.Error, name string) {
 func TestForwardedHandlerErrorIsGenericForTheClientAndLoggedOnTheBackend(t *testing.T) {
 	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
 	c := dial(t, ec.Members("connector")[0])
-	checkGeneric(t, "forwarded handler error", requestError(t, c, "chat.h.secret", nil), runtime.ErrNameInternal)
+	checkGeneric(t, "forwarded handler error", requestError(t, c, "chat.h.secret", nil), runtime.ErrInternal.Name)
 
 	rec := onlyRecord(t, ec.log("chat-1"), "hunter2")
-	for k, v := range map[string]any{"route": "chat.h.secret", "server": "chat-1", "code": runtime.ErrNameInternal, "uid": ""} {
+	for k, v := range map[string]any{"route": "chat.h.secret", "server": "chat-1", "code": runtime.ErrInternal.Name, "uid": ""} {
 		if rec[k] != v {
 			t.Errorf("backend log record %s = %v, want %v (record %v)", k, rec[k], v, rec)
 		}
@@ -154,10 +154,10 @@ func TestRemoteHandlerErrorIsGenericForTheCallersClient(t *testing.T) {
 	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"}, testkit.Spec{Type: "echo"})
 	c := dial(t, ec.Members("connector")[0])
 	e := requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-1", "note": "secret"})
-	checkGeneric(t, "remote handler error", e, runtime.ErrNameInternal)
+	checkGeneric(t, "remote handler error", e, runtime.ErrInternal.Name)
 
 	rec := onlyRecord(t, ec.log("echo-1"), "hunter2")
-	if rec["procedure"] != testingv1.EchoRemoteWhoamiProcedure || rec["server"] != "echo-1" || rec["code"] != runtime.ErrNameInternal {
+	if rec["procedure"] != testingv1.EchoRemoteWhoamiProcedure || rec["server"] != "echo-1" || rec["code"] != runtime.ErrInternal.Name {
 		t.Errorf("remote server's log record %v lacks the procedure, server or code", rec)
 	}
 	for _, id := range []string{"connector-1", "chat-1"} {
@@ -184,7 +184,7 @@ func TestPanickingRemoteHandlerAnswersInternalAndIsLoggedWithItsStack(t *testing
 
 	// The client of a request that made the call gets INTERNAL too.
 	c := dial(t, ec.Members("connector")[0])
-	checkGeneric(t, "request whose remote call panicked", requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-1", "note": "panic"}), runtime.ErrNameInternal)
+	checkGeneric(t, "request whose remote call panicked", requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-1", "note": "panic"}), runtime.ErrInternal.Name)
 
 	// The remote server survived and still answers.
 	if got := call(t, c, "chat.h.remote", map[string]any{"to": "echo-1"}); str(got, "server") != "echo-1" {
@@ -212,7 +212,7 @@ func TestDeadServerAnswersHoldNoAddress(t *testing.T) {
 
 	// A remote call to a server that is down.
 	e := requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-9"})
-	checkGeneric(t, "remote call to a dead server", e, runtime.ErrNameUnavailable)
+	checkGeneric(t, "remote call to a dead server", e, runtime.ErrUnavailable.Name)
 	if n := ec.log("chat-1").Wait(deadEcho.RPCAddr(), 1); n != 1 {
 		t.Errorf("the caller logged the dead server's address %d times, want 1", n)
 	}
@@ -222,7 +222,7 @@ func TestDeadServerAnswersHoldNoAddress(t *testing.T) {
 	deadChat := deadServer(t, "chat-9", "chat")
 	ec.Membership.Add(deadChat)
 	e = requestError(t, c, "chat.h.secret", nil)
-	checkGeneric(t, "request to a dead backend", e, runtime.ErrNameUnavailable)
+	checkGeneric(t, "request to a dead backend", e, runtime.ErrUnavailable.Name)
 	if n := ec.log("connector-1").Wait(deadChat.RPCAddr(), 1); n == 0 {
 		t.Errorf("the frontend did not log the dead backend's address")
 	}

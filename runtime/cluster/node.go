@@ -409,7 +409,7 @@ func (n *Node) Route(serverType, key string) (ServerInfo, error) {
 func (n *Node) RouteBy(serverType string, rc RouteContext) (ServerInfo, error) {
 	list := n.view.Load().byType[serverType]
 	if len(list) == 0 {
-		return ServerInfo{}, runtime.Errorf(runtime.ErrNameUnavailable, "no server of type %q", serverType)
+		return ServerInfo{}, runtime.Errorf(runtime.ErrUnavailable, "no server of type %q", serverType)
 	}
 	n.mu.Lock()
 	fn := n.routes[serverType]
@@ -448,7 +448,7 @@ func (n *Node) ServerIDs(serverType string) []string {
 func (n *Node) RemoteConn(serverID string) (*runtime.RemoteConn, error) {
 	info, ok := n.Member(serverID)
 	if !ok {
-		return nil, runtime.Errorf(runtime.ErrNameUnavailable, "no server %q in the cluster", serverID)
+		return nil, runtime.Errorf(runtime.ErrUnavailable, "no server %q in the cluster", serverID)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()

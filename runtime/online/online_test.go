@@ -268,8 +268,8 @@ func racePolicy(t *testing.T, policy session.Policy) {
 		switch policy {
 		case session.RejectNew:
 			var re *runtime.Error
-			if !errors.As(errs[loser], &re) || re.Name != session.ErrNameDuplicateLogin {
-				t.Fatalf("round %d: the refused login got %v, want %s", i, errs[loser], session.ErrNameDuplicateLogin)
+			if !errors.As(errs[loser], &re) || re.Name != session.ErrDuplicateLogin.Name {
+				t.Fatalf("round %d: the refused login got %v, want %s", i, errs[loser], session.ErrDuplicateLogin.Name)
 			}
 		case session.KickOld:
 			// The loser was kicked, before or after its own bind.
@@ -348,7 +348,7 @@ func TestLoginRejectTakesOverStaleOwner(t *testing.T) {
 	d := dial(t, e.Members("connector")[0])
 	_, err = tryCall(d, "chat.h.login", map[string]any{"uid": "hal"})
 	var re *runtime.Error
-	if !errors.As(err, &re) || re.Name != session.ErrNameDuplicateLogin {
+	if !errors.As(err, &re) || re.Name != session.ErrDuplicateLogin.Name {
 		t.Fatalf("second login: %v", err)
 	}
 }

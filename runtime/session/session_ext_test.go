@@ -89,7 +89,7 @@ func TestBindPolicies(t *testing.T) {
 		svc.BindSession(a.ID(), "u")
 		err := svc.BindSession(b.ID(), "u")
 		var re *runtime.Error
-		if !errors.As(err, &re) || re.Name != session.ErrNameDuplicateLogin {
+		if !errors.As(err, &re) || re.Name != session.ErrDuplicateLogin.Name {
 			t.Fatalf("second bind: %v", err)
 		}
 		if b.UID() != "" || len(bc.kicked) != 0 {
