@@ -35,7 +35,16 @@ var failing = map[string]func() error{
 	"fail.h.app":      func() error { return pomelo.NewError(1001, "not enough gold") },
 	"fail.h.notbound": func() error { return pomelo.Errorf(pomelo.ErrNotBound, "bind a uid first") },
 	"fail.h.panic":    func() error { panic(secretText) },
+	"fail.h.named":    func() error { return pomelo.Errorf(errRoomFull, "room %q is full", "r1") },
+	"fail.h.newer":    func() error { return pomelo.Errorf(errNewer, "from a newer server") },
 }
+
+// errRoomFull is an application-defined named error; errNewer one whose
+// name the client has never heard of.
+var (
+	errRoomFull = pomelo.DefineError(1002, "ROOM_FULL")
+	errNewer    = pomelo.DefineError(pomelo.CodeFrameworkError, "SOMETHING_NEW")
+)
 
 // startFailing starts a frontend serving the failing routes, logging to the
 // returned buffer.
@@ -59,11 +68,11 @@ func startFailing(t *testing.T, expose bool) (*server.Server, *testkit.LogBuffer
 	return s, logs
 }
 
-func dialFailing(t *testing.T, s *server.Server) *client.Client {
+func dialFailing(t *testing.T, s *server.Server, opts ...client.Option) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, "ws://"+s.WSAddr().String()+"/")
+	c, err := client.Dial(ctx, "ws://"+s.WSAddr().String()+"/", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,4 +266,22 @@ func recordWithKey(t *testing.T, logs *testkit.LogBuffer, k, v string) map[strin
 		t.Fatalf("%d log records with %s=%s, want 1: %v", len(found), k, v, found)
 	}
 	return found[0]
+}
+
+func TestTheGoClientGetsExactlyTheErrorTheHandlerReturned(t *testing.T) {
+	s, _ := startFailing(t, false)
+	for _, ser := range []pomelo.Serializer{pomelo.JSON, pomelo.Protobuf} {
+		c := dialFailing(t, s, client.WithSerializer(ser))
+		for route, want := range map[string]*pomelo.Error{
+			"fail.h.app":      pomelo.NewError(1001, "not enough gold"),
+			"fail.h.named":    pomelo.Errorf(errRoomFull, "room %q is full", "r1"),
+			"fail.h.newer":    pomelo.Errorf(errNewer, "from a newer server"),
+			"fail.h.notbound": pomelo.Errorf(pomelo.ErrNotBound, "bind a uid first"),
+			"fail.h.nope":     pomelo.Errorf(pomelo.ErrUnknownRoute, "no handler for fail.h.nope"),
+		} {
+			if e := requestError(t, c, route); *e != *want {
+				t.Errorf("%s, %s: the client got %+v, want %+v", ser.Name(), route, e, want)
+			}
+		}
+	}
 }
