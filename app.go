@@ -294,7 +294,9 @@ func portOf(addr string) (int, error) {
 // it leaves the membership, kicks its clients (connector.KickReasonShutdown),
 // finishes the requests in flight and closes its channels. It returns nil
 // after a clean drain, the error of a listener that could not open, or
-// what the drain could not finish. An App serves once.
+// what the drain could not finish. A listener that stops serving on its
+// own ends Serve as ctx would: Serve drains and returns its error. An App
+// serves once.
 func (a *App) Serve(ctx context.Context) error {
 	a.serveMu.Lock()
 	served := a.served
@@ -317,7 +319,12 @@ func (a *App) Serve(ctx context.Context) error {
 		a.probed.Start()
 	}
 	close(a.ready)
-	<-ctx.Done()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-a.srv.Err():
+	case serveErr = <-a.node.Err():
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	err := errors.Join(a.node.Close(sctx), a.Channels().Close())
@@ -325,9 +332,9 @@ func (a *App) Serve(ctx context.Context) error {
 		a.probed.Close()
 	}
 	if err != nil {
-		return fmt.Errorf("pomelo: server %s: drain: %w", a.cfg.ID, err)
+		err = fmt.Errorf("pomelo: server %s: drain: %w", a.cfg.ID, err)
 	}
-	return nil
+	return errors.Join(serveErr, err)
 }
 
 // closeUnstarted releases what New set up when Serve fails before serving.

@@ -273,6 +273,21 @@ func TestServeReturnsTheListenerError(t *testing.T) {
 	}
 }
 
+func TestServeDrainsAndReturnsTheErrorOfAListenerThatStops(t *testing.T) {
+	ln := listen(t)
+	app, err := pomelo.New(pomelo.Config{ID: "echo-1", Type: "echo", RPCListener: ln, Secret: "s", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := serve(t, ctx, app)
+	ln.Close() // the RPC listener fails under the server
+	if err := wait(t, done); !errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+		t.Fatalf("Serve after its RPC listener closed: %v, want the listener's error before ctx ends", err)
+	}
+}
+
 // freePort returns a port that was free a moment ago.
 func freePort(t *testing.T) int {
 	ln := listen(t)

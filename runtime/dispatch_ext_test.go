@@ -306,7 +306,7 @@ func (c *genClientConn) roundTrip(ctx context.Context, route string, req proto.M
 
 func (c *genClientConn) Request(ctx context.Context, route string, req, resp proto.Message) error {
 	if d, ok := c.table.Lookup(route); ok && d.NotifyOnly {
-		return runtime.Errorf(runtime.ErrNameBadRequest, "%s is notify-only", route)
+		return runtime.Errorf(runtime.ErrBadRequest, "%s is notify-only", route)
 	}
 	res, err := c.roundTrip(ctx, route, req)
 	if err != nil {

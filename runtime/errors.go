@@ -6,47 +6,29 @@ import (
 	"fmt"
 )
 
-// Stable machine-readable error names sent to clients in the "error" field of
-// a failed response (docs/PROTOCOL.md section 8).
-const (
-	// ErrNameUnknownRoute: no handler for the route, or a compressed route
-	// with an unknown code.
-	ErrNameUnknownRoute = "UNKNOWN_ROUTE"
-	// ErrNameBadRequest: the body does not decode, or the message is not
-	// acceptable for the route.
-	ErrNameBadRequest = "BAD_REQUEST"
-	// ErrNameNotBound: the operation needs a session bound to a uid.
-	ErrNameNotBound = "NOT_BOUND"
-	// ErrNameUnavailable: no server of the route's type can take the request.
-	ErrNameUnavailable = "UNAVAILABLE"
-	// ErrNameTimeout: the handler did not finish in time.
-	ErrNameTimeout = "TIMEOUT"
-	// ErrNameOverloaded: the server is shedding load.
-	ErrNameOverloaded = "OVERLOADED"
-	// ErrNameRateLimited: the session sent too many messages.
-	ErrNameRateLimited = "RATE_LIMITED"
-	// ErrNameInternal: a handler panicked or failed unexpectedly.
-	ErrNameInternal = "INTERNAL"
-	// ErrNameNotFound: the session, channel or server does not exist.
-	ErrNameNotFound = "NOT_FOUND"
-	// ErrNameClosed: the session, channel or server is closed.
-	ErrNameClosed = "CLOSED"
-)
-
 // CodeFrameworkError is the numeric code of every framework error, Pomelo's
 // 500, so that client code written for Pomelo keeps working.
 const CodeFrameworkError = 500
 
 // Error is an error with a numeric code, a stable name and a message, as sent
-// to clients. Handlers return *Error (from NewError) to answer with their own
-// application code; any other error returned by a handler is answered as
-// INTERNAL.
+// to clients.
+//
+// An error's identity is its code and name; the message is for people. Each
+// named error is defined once, as a sentinel made by DefineError (the
+// framework's are ErrUnknownRoute ... ErrClosed below; packages and
+// applications define their own the same way). Errorf makes an error of a
+// sentinel's identity with a message, and errors.Is(err, sentinel) matches
+// it, on this server or after it crossed a forward or a remote call, since
+// only the code and name travel with the message. NewError makes an
+// application error, identified by its code alone. Handlers return *Error
+// to answer with their own code; any other error returned by a handler is
+// answered as INTERNAL.
 type Error struct {
 	// Code is the numeric code sent to clients: 500 for framework errors, the
 	// application's own code otherwise.
 	Code int32
-	// Name is a stable machine-readable name (ErrName...) for framework
-	// errors; empty for application errors.
+	// Name is a stable machine-readable name (such as ErrUnavailable's
+	// "UNAVAILABLE"); empty for application errors made by NewError.
 	Name string
 	// Message is for people.
 	Message string
@@ -60,36 +42,61 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("code %d: %s", e.Code, e.Message)
 }
 
-// Is reports whether target is an *Error with the same code and name, so that
-// errors.Is(err, runtime.ErrUnavailable) works on wrapped errors.
+// Is reports whether target is an *Error with the same code and name (and
+// the same message, when target has one), so that errors.Is(err,
+// runtime.ErrUnavailable) works on wrapped errors and on errors decoded from
+// another server.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Code == e.Code && t.Name == e.Name && (t.Message == "" || t.Message == e.Message)
 }
 
-// NewError returns an application error with the application's own code.
+// DefineError returns the sentinel of a named error: an *Error with code and
+// name and no message, for errors.Is and Errorf. Call it once per name, in a
+// package-level variable; framework errors use CodeFrameworkError.
+func DefineError(code int32, name string) *Error {
+	return &Error{Code: code, Name: name}
+}
+
+// Errorf returns an error with the code and name of kind (a sentinel such as
+// ErrBadRequest) and the formatted message. It is the one way to make a
+// named error; errors.Is(Errorf(kind, ...), kind) is true.
+func Errorf(kind *Error, format string, args ...any) *Error {
+	return &Error{Code: kind.Code, Name: kind.Name, Message: fmt.Sprintf(format, args...)}
+}
+
+// NewError returns an application error with the application's own code
+// and no name.
 func NewError(code int32, message string) *Error {
 	return &Error{Code: code, Message: message}
 }
 
-// Errorf returns a framework error (code 500) with the given name.
-func Errorf(name, format string, args ...any) *Error {
-	return &Error{Code: CodeFrameworkError, Name: name, Message: fmt.Sprintf(format, args...)}
-}
-
-// Sentinel framework errors for errors.Is. Their messages are empty, so they
-// match any message.
+// The framework's named errors, sent to clients in the "error" field of a
+// failed response (docs/PROTOCOL.md section 8). Match them with errors.Is;
+// make them with Errorf. Their Name fields are the stable names on the wire.
 var (
-	ErrUnknownRoute = &Error{Code: CodeFrameworkError, Name: ErrNameUnknownRoute}
-	ErrBadRequest   = &Error{Code: CodeFrameworkError, Name: ErrNameBadRequest}
-	ErrNotBound     = &Error{Code: CodeFrameworkError, Name: ErrNameNotBound}
-	ErrUnavailable  = &Error{Code: CodeFrameworkError, Name: ErrNameUnavailable}
-	ErrTimeout      = &Error{Code: CodeFrameworkError, Name: ErrNameTimeout}
-	ErrOverloaded   = &Error{Code: CodeFrameworkError, Name: ErrNameOverloaded}
-	ErrRateLimited  = &Error{Code: CodeFrameworkError, Name: ErrNameRateLimited}
-	ErrInternal     = &Error{Code: CodeFrameworkError, Name: ErrNameInternal}
-	ErrNotFound     = &Error{Code: CodeFrameworkError, Name: ErrNameNotFound}
-	ErrClosed       = &Error{Code: CodeFrameworkError, Name: ErrNameClosed}
+	// ErrUnknownRoute: no handler for the route, or a compressed route with
+	// an unknown code.
+	ErrUnknownRoute = DefineError(CodeFrameworkError, "UNKNOWN_ROUTE")
+	// ErrBadRequest: the body does not decode, or the message is not
+	// acceptable for the route.
+	ErrBadRequest = DefineError(CodeFrameworkError, "BAD_REQUEST")
+	// ErrNotBound: the operation needs a session bound to a uid.
+	ErrNotBound = DefineError(CodeFrameworkError, "NOT_BOUND")
+	// ErrUnavailable: no server of the route's type can take the request.
+	ErrUnavailable = DefineError(CodeFrameworkError, "UNAVAILABLE")
+	// ErrTimeout: the handler did not finish in time.
+	ErrTimeout = DefineError(CodeFrameworkError, "TIMEOUT")
+	// ErrOverloaded: the server is shedding load.
+	ErrOverloaded = DefineError(CodeFrameworkError, "OVERLOADED")
+	// ErrRateLimited: the session sent too many messages.
+	ErrRateLimited = DefineError(CodeFrameworkError, "RATE_LIMITED")
+	// ErrInternal: a handler panicked or failed unexpectedly.
+	ErrInternal = DefineError(CodeFrameworkError, "INTERNAL")
+	// ErrNotFound: the session, channel or server does not exist.
+	ErrNotFound = DefineError(CodeFrameworkError, "NOT_FOUND")
+	// ErrClosed: the session, channel or server is closed.
+	ErrClosed = DefineError(CodeFrameworkError, "CLOSED")
 )
 
 // AsError converts any error into an *Error: an *Error anywhere in the
@@ -105,16 +112,16 @@ func AsError(err error) *Error {
 		return e
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return Errorf(ErrNameTimeout, "%v", err)
+		return Errorf(ErrTimeout, "%v", err)
 	}
-	return Errorf(ErrNameInternal, "%v", err)
+	return Errorf(ErrInternal, "%v", err)
 }
 
 // genericMessages are the messages clients get for internal failures.
 var genericMessages = map[string]string{
-	ErrNameInternal:    "internal error",
-	ErrNameUnavailable: "service unavailable",
-	ErrNameTimeout:     "request timed out",
+	ErrInternal.Name:    "internal error",
+	ErrUnavailable.Name: "service unavailable",
+	ErrTimeout.Name:     "request timed out",
 }
 
 // InternalName reports whether errors named name are internal failures
@@ -136,5 +143,5 @@ func (e *Error) Redacted() *Error {
 	if !ok || e.Message == msg {
 		return e
 	}
-	return &Error{Code: e.Code, Name: e.Name, Message: msg}
+	return Errorf(e, "%s", msg)
 }

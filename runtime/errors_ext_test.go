@@ -13,10 +13,10 @@ func TestRedactedHidesOnlyTheMessagesOfInternalFailures(t *testing.T) {
 		want string
 	}{
 		{runtime.AsError(errors.New("db: password=hunter2")), "internal error"},
-		{runtime.Errorf(runtime.ErrNameUnavailable, "chat-1: dial tcp 127.0.0.1:5330"), "service unavailable"},
-		{runtime.Errorf(runtime.ErrNameTimeout, "chat-1 did not answer in time"), "request timed out"},
-		{runtime.Errorf(runtime.ErrNameNotBound, "bind a uid first"), "bind a uid first"},
-		{runtime.Errorf(runtime.ErrNameBadRequest, "bad body"), "bad body"},
+		{runtime.Errorf(runtime.ErrUnavailable, "chat-1: dial tcp 127.0.0.1:5330"), "service unavailable"},
+		{runtime.Errorf(runtime.ErrTimeout, "chat-1 did not answer in time"), "request timed out"},
+		{runtime.Errorf(runtime.ErrNotBound, "bind a uid first"), "bind a uid first"},
+		{runtime.Errorf(runtime.ErrBadRequest, "bad body"), "bad body"},
 		{runtime.NewError(1001, "not enough gold"), "not enough gold"},
 	} {
 		got := tc.err.Redacted()

@@ -88,7 +88,7 @@ func (t *HandlerTable) Routes() []string {
 func (t *HandlerTable) Dispatch(ctx context.Context, route string, s Session, ser Serializer, body []byte) (proto.Message, error) {
 	d, ok := t.Lookup(route)
 	if !ok {
-		return nil, Errorf(ErrNameUnknownRoute, "no handler for %s", route)
+		return nil, Errorf(ErrUnknownRoute, "no handler for %s", route)
 	}
 	return d.Handle(ctx, s, ser, body)
 }
@@ -96,7 +96,7 @@ func (t *HandlerTable) Dispatch(ctx context.Context, route string, s Session, se
 // BadRequest wraps a request decode error as a BAD_REQUEST error. Generated
 // handlers call it.
 func BadRequest(route string, err error) error {
-	return Errorf(ErrNameBadRequest, "%s: cannot decode request body: %v", route, err)
+	return Errorf(ErrBadRequest, "%s: cannot decode request body: %v", route, err)
 }
 
 // ValidateRoute checks a route: non-empty, at most 255 bytes (the wire

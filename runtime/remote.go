@@ -102,7 +102,7 @@ type RemoteResult[Res any] struct {
 func CallRemoteAll[Req, Res any](ctx context.Context, inv RemoteInvoker, serverType, procedure string, req *Req) ([]RemoteResult[Res], error) {
 	ids := inv.ServerIDs(serverType)
 	if len(ids) == 0 {
-		return nil, Errorf(ErrNameUnavailable, "no server of type %q", serverType)
+		return nil, Errorf(ErrUnavailable, "no server of type %q", serverType)
 	}
 	out := make([]RemoteResult[Res], len(ids))
 	var wg sync.WaitGroup

@@ -61,7 +61,7 @@ func (inv *genInvoker) RouteServer(ctx context.Context, serverType string) (stri
 	}
 	ids := inv.ServerIDs(serverType)
 	if len(ids) == 0 {
-		return "", runtime.Errorf(runtime.ErrNameUnavailable, "no server of type %q", serverType)
+		return "", runtime.Errorf(runtime.ErrUnavailable, "no server of type %q", serverType)
 	}
 	return ids[crc32.ChecksumIEEE([]byte(key))%uint32(len(ids))], nil
 }
@@ -76,7 +76,7 @@ func (inv *genInvoker) ServerIDs(serverType string) []string {
 func (inv *genInvoker) RemoteConn(serverID string) (*runtime.RemoteConn, error) {
 	c, ok := inv.conns[serverID]
 	if !ok {
-		return nil, runtime.Errorf(runtime.ErrNameNotFound, "no server %q", serverID)
+		return nil, runtime.Errorf(runtime.ErrNotFound, "no server %q", serverID)
 	}
 	return c, nil
 }

@@ -27,23 +27,23 @@ func ToConnectError(err error) error {
 	e := AsError(err)
 	code := connect.CodeInternal
 	switch e.Name {
-	case ErrNameNotFound:
+	case ErrNotFound.Name:
 		code = connect.CodeNotFound
-	case ErrNameBadRequest, ErrNameNotBound:
+	case ErrBadRequest.Name, ErrNotBound.Name:
 		code = connect.CodeInvalidArgument
-	case ErrNameUnavailable, ErrNameClosed:
+	case ErrUnavailable.Name, ErrClosed.Name:
 		code = connect.CodeUnavailable
-	case ErrNameTimeout:
+	case ErrTimeout.Name:
 		code = connect.CodeDeadlineExceeded
-	case ErrNameOverloaded, ErrNameRateLimited:
+	case ErrOverloaded.Name, ErrRateLimited.Name:
 		code = connect.CodeResourceExhausted
-	case ErrNameUnknownRoute:
+	case ErrUnknownRoute.Name:
 		code = connect.CodeUnimplemented
 	case "":
 		code = connect.CodeUnknown // an application error
 	}
 	out := connect.NewError(code, errors.New(e.Message))
-	if d, derr := connect.NewErrorDetail(&sysv1.Error{Code: e.Code, Name: e.Name, Message: e.Message}); derr == nil {
+	if d, derr := connect.NewErrorDetail(e.Proto()); derr == nil {
 		out.AddDetail(d)
 	}
 	return out
@@ -69,22 +69,22 @@ func FromConnectError(server string, err error) error {
 		for _, d := range ce.Details() {
 			if v, derr := d.Value(); derr == nil {
 				if pe, ok := v.(*sysv1.Error); ok {
-					return &Error{Code: pe.GetCode(), Name: pe.GetName(), Message: pe.GetMessage()}
+					return ErrorFromProto(pe)
 				}
 			}
 		}
 		switch ce.Code() {
 		case connect.CodeDeadlineExceeded:
-			return Errorf(ErrNameTimeout, "%s: %v", server, ce.Message())
+			return Errorf(ErrTimeout, "%s: %v", server, ce.Message())
 		case connect.CodeUnavailable, connect.CodeCanceled:
-			return Errorf(ErrNameUnavailable, "%s: %v", server, ce.Message())
+			return Errorf(ErrUnavailable, "%s: %v", server, ce.Message())
 		}
-		return Errorf(ErrNameInternal, "%s: %v: %v", server, ce.Code(), ce.Message())
+		return Errorf(ErrInternal, "%s: %v: %v", server, ce.Code(), ce.Message())
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return Errorf(ErrNameTimeout, "%s: %v", server, err)
+		return Errorf(ErrTimeout, "%s: %v", server, err)
 	}
-	return Errorf(ErrNameUnavailable, "%s: %v", server, err)
+	return Errorf(ErrUnavailable, "%s: %v", server, err)
 }
 
 // ErrorInterceptor carries *Error values across unary remote calls: on the

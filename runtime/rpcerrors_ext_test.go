@@ -38,8 +38,8 @@ func TestErrorInterceptorCarriesErrors(t *testing.T) {
 		want    *runtime.Error
 	}{
 		{"application error", runtime.NewError(403, "not your room"), &runtime.Error{Code: 403, Message: "not your room"}},
-		{"framework error", runtime.Errorf(runtime.ErrNameBadRequest, "bad rid"), &runtime.Error{Code: 500, Name: runtime.ErrNameBadRequest, Message: "bad rid"}},
-		{"plain error", errors.New("disk full"), &runtime.Error{Code: 500, Name: runtime.ErrNameInternal, Message: "disk full"}},
+		{"framework error", runtime.Errorf(runtime.ErrBadRequest, "bad rid"), &runtime.Error{Code: 500, Name: runtime.ErrBadRequest.Name, Message: "bad rid"}},
+		{"plain error", errors.New("disk full"), &runtime.Error{Code: 500, Name: runtime.ErrInternal.Name, Message: "disk full"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -87,7 +87,7 @@ func TestConnectErrorsWithoutPomeloErrorAreInternalFailures(t *testing.T) {
 	// The Unimplemented stub answers a bare Connect error.
 	_, err := testingv1.NewEchoRemoteClient(inv).WhoamiTo(context.Background(), "s", &testingv1.WhoamiRequest{})
 	var e *runtime.Error
-	if !errors.As(err, &e) || e.Name != runtime.ErrNameInternal {
+	if !errors.As(err, &e) || e.Name != runtime.ErrInternal.Name {
 		t.Fatalf("caller got %v, want INTERNAL", err)
 	}
 	if red := e.Redacted(); red.Message != "internal error" {

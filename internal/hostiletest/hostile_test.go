@@ -121,7 +121,7 @@ func badRoutes(ctx context.Context, t *testing.T, url string, rounds int) {
 			return
 		}
 		name := errName(body)
-		if !isErr || (name != pomelo.ErrNameBadRequest && name != pomelo.ErrNameUnknownRoute) {
+		if !isErr || (name != pomelo.ErrBadRequest.Name && name != pomelo.ErrUnknownRoute.Name) {
 			t.Errorf("hostile request %q: got isErr=%v %q, want BAD_REQUEST or UNKNOWN_ROUTE", r, isErr, body)
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -129,7 +129,7 @@ func badRoutes(ctx context.Context, t *testing.T, url string, rounds int) {
 	// Bodies of the wrong type for the route are this request's problem only.
 	for _, b := range []string{`[1,2]`, `"x"`, `{"a":`, "\xff\xfe"} {
 		body, isErr, err := cl.RequestRaw(ctx, echoRoute, []byte(b))
-		if err != nil || !isErr || errName(body) != pomelo.ErrNameBadRequest {
+		if err != nil || !isErr || errName(body) != pomelo.ErrBadRequest.Name {
 			t.Errorf("hostile body %q: err=%v isErr=%v %q, want BAD_REQUEST", b, err, isErr, body)
 		}
 	}

@@ -331,7 +331,7 @@ func genHandler(g *protogen.GeneratedFile, svc *service) {
 	g.P("type ", unimpl, " struct{}")
 	g.P()
 	for _, m := range svc.methods {
-		errExpr := fmt.Sprint(g.QualifiedGoIdent(runtimePackage.Ident("Errorf")), "(", g.QualifiedGoIdent(runtimePackage.Ident("ErrNameUnknownRoute")), `, "%s is not implemented", `, m.routeConst, ")")
+		errExpr := fmt.Sprint(g.QualifiedGoIdent(runtimePackage.Ident("Errorf")), "(", g.QualifiedGoIdent(runtimePackage.Ident("ErrUnknownRoute")), `, "%s is not implemented", `, m.routeConst, ")")
 		if m.notify {
 			g.P("func (", unimpl, ") ", m.proto.GoName, "(", ctx, ", ", session, ", *", typeName(g, m.proto.Input), ") error {")
 			g.P("return ", errExpr)

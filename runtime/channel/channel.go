@@ -103,7 +103,7 @@ func (c *Channel) AddSession(s runtime.Session) error {
 
 func (c *Channel) add(uid, frontendID string, sid uint64) error {
 	if uid == "" || frontendID == "" {
-		return runtime.Errorf(runtime.ErrNameBadRequest, "channel %q: add needs a uid and a frontend id (got %q, %q)", c.name, uid, frontendID)
+		return runtime.Errorf(runtime.ErrBadRequest, "channel %q: add needs a uid and a frontend id (got %q, %q)", c.name, uid, frontendID)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -75,7 +75,7 @@ type localDelivery struct {
 
 func (l localDelivery) PushToUIDs(ctx context.Context, frontendID, route string, msg proto.Message, uids []string) ([]string, error) {
 	if frontendID != l.svc.FrontendID() {
-		return slices.Clone(uids), runtime.Errorf(runtime.ErrNameUnavailable,
+		return slices.Clone(uids), runtime.Errorf(runtime.ErrUnavailable,
 			"frontend %q is not reachable from local frontend %q", frontendID, l.svc.FrontendID())
 	}
 	if err := ctx.Err(); err != nil {

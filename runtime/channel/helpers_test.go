@@ -35,7 +35,7 @@ func (c *fakeConn) Send(pkgs []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return runtime.Errorf(runtime.ErrNameClosed, "fake conn closed")
+		return runtime.Errorf(runtime.ErrClosed, "fake conn closed")
 	}
 	c.sent = append(c.sent, pkgs)
 	return nil
@@ -146,7 +146,7 @@ func (cl *cluster) PushToUIDs(ctx context.Context, frontendID, route string, msg
 	cl.mu.Unlock()
 	d, ok := cl.local[frontendID]
 	if !ok {
-		return slices.Clone(uids), runtime.Errorf(runtime.ErrNameUnavailable, "no frontend %q", frontendID)
+		return slices.Clone(uids), runtime.Errorf(runtime.ErrUnavailable, "no frontend %q", frontendID)
 	}
 	return d.PushToUIDs(ctx, frontendID, route, msg, uids)
 }

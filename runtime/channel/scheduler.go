@@ -174,7 +174,7 @@ type batchScheduler struct {
 	spare []batchJob // owned by run
 }
 
-var errSchedulerClosed = runtime.Errorf(runtime.ErrNameClosed, "push scheduler is closed")
+var errSchedulerClosed = runtime.Errorf(runtime.ErrClosed, "push scheduler is closed")
 
 func (b *batchScheduler) queues() {}
 
@@ -348,7 +348,7 @@ func (b *batchScheduler) deliverOne(j *batchJob) {
 	failed, err := func() (failed []string, err error) {
 		defer func() {
 			if p := recover(); p != nil {
-				failed, err = j.uids, runtime.Errorf(runtime.ErrNameInternal, "push delivery panicked: %v", p)
+				failed, err = j.uids, runtime.Errorf(runtime.ErrInternal, "push delivery panicked: %v", p)
 			}
 		}()
 		return j.d.PushToUIDs(ctx, j.frontendID, j.route, j.msg, j.uids)
@@ -366,7 +366,7 @@ func (b *batchScheduler) deliverBatch(bd BatchDelivery, jobs []batchJob) {
 	failed, err := func() (failed [][]string, err error) {
 		defer func() {
 			if p := recover(); p != nil {
-				failed, err = nil, runtime.Errorf(runtime.ErrNameInternal, "push delivery panicked: %v", p)
+				failed, err = nil, runtime.Errorf(runtime.ErrInternal, "push delivery panicked: %v", p)
 			}
 		}()
 		return bd.PushBatch(ctx, jobs[0].frontendID, pushes)

@@ -13,12 +13,9 @@ import (
 	"github.com/pomelo-go/pomelo/runtime"
 )
 
-// ErrNameExists is the error name of Create for a channel that exists.
-const ErrNameExists = "CHANNEL_EXISTS"
-
 // ErrExists matches, with errors.Is, the error of Create for a channel that
-// exists.
-var ErrExists = &runtime.Error{Code: runtime.CodeFrameworkError, Name: ErrNameExists}
+// exists. Its name on the wire is CHANNEL_EXISTS.
+var ErrExists = runtime.DefineError(runtime.CodeFrameworkError, "CHANNEL_EXISTS")
 
 // Option configures a Service.
 type Option func(*Service)
@@ -70,17 +67,17 @@ func NewService(d Delivery, opts ...Option) *Service {
 }
 
 func closedError(format string, args ...any) error {
-	return runtime.Errorf(runtime.ErrNameClosed, format, args...)
+	return runtime.Errorf(runtime.ErrClosed, format, args...)
 }
 
 // Create creates the channel name. It returns an error wrapping
-// runtime.ErrBadRequest for an empty name, one wrapping a *runtime.Error
-// named ErrNameExists (matching ErrExists) when the channel exists (Pomelo's createChannel
+// runtime.ErrBadRequest for an empty name, one matching ErrExists when the
+// channel exists (Pomelo's createChannel
 // returns the existing channel instead: see GetOrCreate), and one wrapping
 // runtime.ErrClosed once the service is closed.
 func (s *Service) Create(name string, opts ...ChannelOption) (*Channel, error) {
 	if name == "" {
-		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "channel: empty name")
+		return nil, runtime.Errorf(runtime.ErrBadRequest, "channel: empty name")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,7 +85,7 @@ func (s *Service) Create(name string, opts ...ChannelOption) (*Channel, error) {
 		return nil, closedError("channel service is closed")
 	}
 	if _, ok := s.channels[name]; ok {
-		return nil, &runtime.Error{Code: runtime.CodeFrameworkError, Name: ErrNameExists, Message: fmt.Sprintf("channel %q exists", name)}
+		return nil, runtime.Errorf(ErrExists, "channel %q exists", name)
 	}
 	c := newChannel(s, name, opts)
 	s.addLocked(c)
@@ -150,7 +147,7 @@ func (s *Service) Destroy(name string) error {
 	defer s.mu.Unlock()
 	c, ok := s.channels[name]
 	if !ok {
-		return runtime.Errorf(runtime.ErrNameNotFound, "no channel %q", name)
+		return runtime.Errorf(runtime.ErrNotFound, "no channel %q", name)
 	}
 	s.removeLocked(c)
 	c.markDestroyed()

@@ -109,7 +109,7 @@ func TestErrorResponse(t *testing.T) {
 		if !errors.As(err, &re) {
 			t.Fatalf("want *runtime.Error, got %T %v", err, err)
 		}
-		if re.Code != 500 || re.Name != runtime.ErrNameUnknownRoute || re.Message != "no handler for test.h.fail" {
+		if re.Code != 500 || re.Name != runtime.ErrUnknownRoute.Name || re.Message != "no handler for test.h.fail" {
 			t.Fatalf("got %+v", re)
 		}
 		if !errors.Is(err, runtime.ErrUnknownRoute) {

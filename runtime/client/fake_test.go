@@ -249,7 +249,7 @@ func (s *fakeServer) answer(c fakeConn, ser runtime.Serializer, m wire.Message) 
 		b, _ := ser.Marshal(nil, wrapperspb.String(fmt.Sprintf("%s compressed=%v", m.Route, m.Compressed)))
 		c.send(resp(b, false))
 	case "fail":
-		c.send(resp(errorBody(ser, 500, runtime.ErrNameUnknownRoute, "no handler for "+m.Route), true))
+		c.send(resp(errorBody(ser, 500, runtime.ErrUnknownRoute.Name, "no handler for "+m.Route), true))
 	case "appfail":
 		c.send(resp(errorBody(ser, 1001, "", "not enough gold"), true))
 	case "silent":
@@ -282,7 +282,7 @@ func (s *fakeServer) answer(c fakeConn, ser runtime.Serializer, m wire.Message) 
 	case "drop":
 		return false
 	default:
-		c.send(resp(errorBody(ser, 500, runtime.ErrNameUnknownRoute, "no handler for "+m.Route), true))
+		c.send(resp(errorBody(ser, 500, runtime.ErrUnknownRoute.Name, "no handler for "+m.Route), true))
 	}
 	return true
 }

@@ -24,6 +24,9 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
 
+// errRoomFull is an application-defined named error with its own code.
+var errRoomFull = runtime.DefineError(1001, "ROOM_FULL")
+
 // secretText is an internal error text that must never reach a client.
 const secretText = "db: connection refused (user=admin password=hunter2)"
 
@@ -40,6 +43,8 @@ func (r failingRemote) Whoami(_ context.Context, req *testingv1.WhoamiRequest) (
 		return nil, errors.New(secretText)
 	case "panic":
 		panic(secretText)
+	case "named":
+		return nil, runtime.Errorf(errRoomFull, "room %s is full", r.id)
 	}
 	return &testingv1.WhoamiResponse{ServerId: r.id}, nil
 }
@@ -78,7 +83,14 @@ func startErrorCluster(t *testing.T, servers ...testkit.Spec) *errorCluster {
 				handle(t, m, "chat.h.secret", func(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
 					return nil, errors.New(secretText)
 				})
+				handle(t, m, "chat.h.named", func(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
+					return nil, runtime.Errorf(errRoomFull, "room %s is full", "r1")
+				})
 				echo := testingv1.NewEchoRemoteClient(m.Node)
+				handle(t, m, "chat.h.remoteis", func(ctx context.Context, _ runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					_, err := echo.WhoamiTo(ctx, str(in, "to"), &testingv1.WhoamiRequest{Note: "named"})
+					return obj(map[string]any{"is": errors.Is(err, errRoomFull)}), nil
+				})
 				handle(t, m, "chat.h.remote", func(ctx context.Context, _ runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					res, err := echo.WhoamiTo(ctx, str(in, "to"), &testingv1.WhoamiRequest{Note: str(in, "note")})
 					if err != nil {
@@ -119,10 +131,10 @@ func onlyRecord(t *testing.T, logs *testkit.LogBuffer, s string) map[string]any 
 	return found[0]
 }
 
-func checkGeneric(t *testing.T, what string, e *runtime.Error, name string) {
+func checkGeneric(t *testing.T, what string, e *runtime.Error, kind *runtime.Error) {
 	t.Helper()
-	if e.Code != 500 || e.Name != name {
-		t.Errorf("%s answered %+v, want %s", what, e, name)
+	if !errors.Is(e, kind) {
+		t.Errorf("%s answered %+v, want %s", what, e, kind.Name)
 	}
 	for _, leak := range []string{"hunter2", "db:", "127.0.0.1", "dial", "echo-", "chat-"} {
 		if strings.Contains(e.Message, leak) {
@@ -134,10 +146,10 @@ func checkGeneric(t *testing.T, what string, e *runtime.Error, name string) {
 func TestForwardedHandlerErrorIsGenericForTheClientAndLoggedOnTheBackend(t *testing.T) {
 	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
 	c := dial(t, ec.Members("connector")[0])
-	checkGeneric(t, "forwarded handler error", requestError(t, c, "chat.h.secret", nil), runtime.ErrNameInternal)
+	checkGeneric(t, "forwarded handler error", requestError(t, c, "chat.h.secret", nil), runtime.ErrInternal)
 
 	rec := onlyRecord(t, ec.log("chat-1"), "hunter2")
-	for k, v := range map[string]any{"route": "chat.h.secret", "server": "chat-1", "code": runtime.ErrNameInternal, "uid": ""} {
+	for k, v := range map[string]any{"route": "chat.h.secret", "server": "chat-1", "code": runtime.ErrInternal.Name, "uid": ""} {
 		if rec[k] != v {
 			t.Errorf("backend log record %s = %v, want %v (record %v)", k, rec[k], v, rec)
 		}
@@ -154,16 +166,33 @@ func TestRemoteHandlerErrorIsGenericForTheCallersClient(t *testing.T) {
 	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"}, testkit.Spec{Type: "echo"})
 	c := dial(t, ec.Members("connector")[0])
 	e := requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-1", "note": "secret"})
-	checkGeneric(t, "remote handler error", e, runtime.ErrNameInternal)
+	checkGeneric(t, "remote handler error", e, runtime.ErrInternal)
 
 	rec := onlyRecord(t, ec.log("echo-1"), "hunter2")
-	if rec["procedure"] != testingv1.EchoRemoteWhoamiProcedure || rec["server"] != "echo-1" || rec["code"] != runtime.ErrNameInternal {
+	if rec["procedure"] != testingv1.EchoRemoteWhoamiProcedure || rec["server"] != "echo-1" || rec["code"] != runtime.ErrInternal.Name {
 		t.Errorf("remote server's log record %v lacks the procedure, server or code", rec)
 	}
 	for _, id := range []string{"connector-1", "chat-1"} {
 		if n := ec.log(id).Count("hunter2"); n != 0 {
 			t.Errorf("%s logged the remote server's detail (%d records)", id, n)
 		}
+	}
+}
+
+func TestNamedErrorsMatchAcrossAForwardAndARemoteCall(t *testing.T) {
+	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"}, testkit.Spec{Type: "echo"})
+	c := dial(t, ec.Members("connector")[0])
+	// Handler on chat-1, forwarded by connector-1, decoded by the Go client.
+	if e := requestError(t, c, "chat.h.named", nil); !errors.Is(e, errRoomFull) || e.Message != "room r1 is full" {
+		t.Errorf("forwarded named error reached the client as %+v, want %s with its message", e, errRoomFull.Name)
+	}
+	// Remote on echo-1 called by chat-1: matched in the caller's handler...
+	if res := call(t, c, "chat.h.remoteis", map[string]any{"to": "echo-1"}); !res.Fields["is"].GetBoolValue() {
+		t.Errorf("the remote's named error does not match %s in the calling handler: %v", errRoomFull.Name, res)
+	}
+	// ...and, returned as is, by the client of the caller.
+	if e := requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-1", "note": "named"}); !errors.Is(e, errRoomFull) || e.Message != "room echo-1 is full" {
+		t.Errorf("remote named error reached the client as %+v, want %s with its message", e, errRoomFull.Name)
 	}
 }
 
@@ -184,7 +213,7 @@ func TestPanickingRemoteHandlerAnswersInternalAndIsLoggedWithItsStack(t *testing
 
 	// The client of a request that made the call gets INTERNAL too.
 	c := dial(t, ec.Members("connector")[0])
-	checkGeneric(t, "request whose remote call panicked", requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-1", "note": "panic"}), runtime.ErrNameInternal)
+	checkGeneric(t, "request whose remote call panicked", requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-1", "note": "panic"}), runtime.ErrInternal)
 
 	// The remote server survived and still answers.
 	if got := call(t, c, "chat.h.remote", map[string]any{"to": "echo-1"}); str(got, "server") != "echo-1" {
@@ -212,7 +241,7 @@ func TestDeadServerAnswersHoldNoAddress(t *testing.T) {
 
 	// A remote call to a server that is down.
 	e := requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-9"})
-	checkGeneric(t, "remote call to a dead server", e, runtime.ErrNameUnavailable)
+	checkGeneric(t, "remote call to a dead server", e, runtime.ErrUnavailable)
 	if n := ec.log("chat-1").Wait(deadEcho.RPCAddr(), 1); n != 1 {
 		t.Errorf("the caller logged the dead server's address %d times, want 1", n)
 	}
@@ -222,7 +251,7 @@ func TestDeadServerAnswersHoldNoAddress(t *testing.T) {
 	deadChat := deadServer(t, "chat-9", "chat")
 	ec.Membership.Add(deadChat)
 	e = requestError(t, c, "chat.h.secret", nil)
-	checkGeneric(t, "request to a dead backend", e, runtime.ErrNameUnavailable)
+	checkGeneric(t, "request to a dead backend", e, runtime.ErrUnavailable)
 	if n := ec.log("connector-1").Wait(deadChat.RPCAddr(), 1); n == 0 {
 		t.Errorf("the frontend did not log the dead backend's address")
 	}

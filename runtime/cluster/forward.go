@@ -60,7 +60,7 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 	if !utf8.ValidString(r.Route) {
 		// Protobuf strings are UTF-8: this route could not travel, and must
 		// not take other sessions' requests on the stream down with it.
-		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "malformed route")
+		return nil, runtime.Errorf(runtime.ErrBadRequest, "malformed route")
 	}
 	target, err := f.n.RouteBy(serverType, RouteContext{Session: r.Session})
 	if err != nil {
@@ -99,7 +99,7 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 		return nil, nil
 	}
 	if res.Error != nil {
-		return nil, fromProtoError(res.Error)
+		return nil, runtime.ErrorFromProto(res.Error)
 	}
 	return res.Body, nil
 }
@@ -199,7 +199,7 @@ func (f *forwarder) closeAll() {
 	f.streams = map[string]*fwdStream{}
 	f.mu.Unlock()
 	for _, st := range all {
-		st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "forwarding stopped"))
+		st.fail(runtime.Errorf(runtime.ErrUnavailable, "forwarding stopped"))
 	}
 }
 
@@ -287,7 +287,7 @@ func (st *fwdStream) send() {
 		if err != nil {
 			// A write fails with a bare EOF when the backend went away (the
 			// cause would come from Receive): the backend is unavailable.
-			st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s: forward stream broke: %v", st.serverID, err))
+			st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s: forward stream broke: %v", st.serverID, err))
 			return
 		}
 	}
@@ -382,7 +382,7 @@ func (st *fwdStream) repairRequest(req *sysv1.ForwardRequest) bool {
 // that is not UTF-8, INTERNAL for anything else.
 func sanitizeRequest(req *sysv1.ForwardRequest) *runtime.Error {
 	if !utf8.ValidString(req.Route) {
-		return runtime.Errorf(runtime.ErrNameBadRequest, "malformed route")
+		return runtime.Errorf(runtime.ErrBadRequest, "malformed route")
 	}
 	if s := req.Session; s != nil {
 		s.FrontendId, s.Uid = validUTF8(s.FrontendId), validUTF8(s.Uid)
@@ -393,7 +393,7 @@ func sanitizeRequest(req *sysv1.ForwardRequest) *runtime.Error {
 		s.Settings = settings
 	}
 	if _, err := proto.Marshal(req); err != nil {
-		return runtime.Errorf(runtime.ErrNameInternal, "the message could not be forwarded")
+		return runtime.Errorf(runtime.ErrInternal, "the message could not be forwarded")
 	}
 	return nil
 }
@@ -406,7 +406,7 @@ func repairResponse(res *sysv1.ForwardResponse) bool {
 		e.Name, e.Message = validUTF8(e.Name), validUTF8(e.Message)
 	}
 	if _, err := proto.Marshal(res); err != nil {
-		res.Body, res.Error = nil, toProtoError(runtime.Errorf(runtime.ErrNameInternal, "the response could not be encoded"))
+		res.Body, res.Error = nil, runtime.Errorf(runtime.ErrInternal, "the response could not be encoded").Proto()
 	}
 	return true
 }
@@ -418,7 +418,7 @@ func (st *fwdStream) answer(seq uint64, err error) {
 	delete(st.pending, seq)
 	st.mu.Unlock()
 	if ok {
-		p.ch <- &sysv1.ForwardResponse{Seq: seq, Error: toProtoError(err)} // buffered: never blocks
+		p.ch <- &sysv1.ForwardResponse{Seq: seq, Error: runtime.AsError(err).Proto()} // buffered: never blocks
 	}
 }
 
@@ -447,7 +447,7 @@ func (st *fwdStream) sweep(ctx context.Context) {
 			for seq, p := range st.pending {
 				if p.deadline > 0 && p.deadline <= ns {
 					delete(st.pending, seq)
-					p.ch <- &sysv1.ForwardResponse{Seq: seq, Error: toProtoError(runtime.Errorf(runtime.ErrNameTimeout, "%s did not answer in time", st.serverID))}
+					p.ch <- &sysv1.ForwardResponse{Seq: seq, Error: runtime.Errorf(runtime.ErrTimeout, "%s did not answer in time", st.serverID).Proto()}
 				}
 			}
 			st.mu.Unlock()
@@ -517,7 +517,7 @@ func (st *fwdStream) receive() {
 		if err != nil {
 			// Handler errors travel inside responses: a stream that ends or
 			// breaks means the backend cannot be reached.
-			st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s: forward stream ended: %v", st.serverID, err))
+			st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s: forward stream ended: %v", st.serverID, err))
 			return
 		}
 		st.mu.Lock()
@@ -530,7 +530,7 @@ func (st *fwdStream) receive() {
 		done := st.draining && len(st.pending) == 0
 		st.mu.Unlock()
 		if done {
-			st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s left the cluster", st.serverID))
+			st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s left the cluster", st.serverID))
 			return
 		}
 	}
@@ -544,7 +544,7 @@ func (st *fwdStream) drain() {
 	idle := len(st.pending) == 0
 	st.mu.Unlock()
 	if idle {
-		st.fail(runtime.Errorf(runtime.ErrNameUnavailable, "%s left the cluster", st.serverID))
+		st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s left the cluster", st.serverID))
 	}
 }
 

@@ -37,7 +37,7 @@ func FuzzForwardBatchEncoding(f *testing.F) {
 		want := 3
 		if !utf8.ValidString(route) {
 			want = 2
-			if refused == nil || refused.Name != runtime.ErrNameBadRequest {
+			if refused == nil || refused.Name != runtime.ErrBadRequest.Name {
 				t.Fatalf("route %q: refused with %v, want BAD_REQUEST", route, refused)
 			}
 		}

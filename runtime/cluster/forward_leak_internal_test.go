@@ -136,7 +136,7 @@ func TestBrokenForwardStreamsReleaseEverything(t *testing.T) {
 			wg.Add(1)
 			go func() { defer wg.Done(); forward("chat.h.big") }()
 		}
-		s.fail(runtime.Errorf(runtime.ErrNameUnavailable, "test: stream broken"))
+		s.fail(runtime.Errorf(runtime.ErrUnavailable, "test: stream broken"))
 		wg.Wait()
 	}
 	if err := forward("chat.h.echo"); err != nil {

@@ -15,6 +15,9 @@ import (
 
 // badRoute is a client route holding invalid UTF-8, which protobuf cannot
 // carry on the forward stream.
+// errNickTaken is an application-defined named error.
+var errNickTaken = runtime.DefineError(runtime.CodeFrameworkError, "NICK_TAKEN")
+
 const badRoute = "chat.\xff\xfe.echo"
 
 // startEcho starts a frontend and a chat backend serving chat.h.echo (and
@@ -44,7 +47,7 @@ func startEcho(t *testing.T) *testkit.Cluster {
 				return in, nil
 			})
 			testkit.HandleStruct(t, m, "chat.h.taken", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
-				return nil, runtime.Errorf("NICK_TAKEN", "nick %s is taken", "ann\xff")
+				return nil, runtime.Errorf(errNickTaken, "nick %s is taken", "ann\xff")
 			})
 			testkit.HandleStruct(t, m, "chat.h.nick", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 				nick, _ := s.Get("nick")
@@ -107,7 +110,7 @@ func TestBadRouteFailsOnlyItsOwnRequest(t *testing.T) {
 		}
 		for _, route := range []string{badRoute, "chat.h.rewrite"} {
 			_, err := tryCall(hostile, route, nil)
-			if errName(err) != runtime.ErrNameBadRequest {
+			if errName(err) != runtime.ErrBadRequest.Name {
 				t.Fatalf("%q answered %v, want BAD_REQUEST", route, err)
 			}
 			if e := runtime.AsError(err); e.Message != "malformed route" {

@@ -89,14 +89,15 @@ type Node struct {
 	http *http.Client
 	view atomic.Pointer[view]
 
-	mu      sync.Mutex
-	conns   map[string]*runtime.RemoteConn
-	routes  map[string]RouteFunc
-	unsub   func()
-	rpcSrv  *http.Server
-	ln      net.Listener
-	closed  bool
-	closeCh chan struct{}
+	mu       sync.Mutex
+	conns    map[string]*runtime.RemoteConn
+	routes   map[string]RouteFunc
+	unsub    func()
+	rpcSrv   *http.Server
+	ln       net.Listener
+	closed   bool
+	closeCh  chan struct{}
+	serveErr chan error // the RPC listener stopped on its own
 
 	fwd      *forwarder
 	watchers *watchHub
@@ -179,13 +180,14 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	n := &Node{
-		cfg:     cfg,
-		srv:     srv,
-		log:     cfg.Logger,
-		http:    &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret, tls: cfg.ClientTLS != nil}},
-		conns:   map[string]*runtime.RemoteConn{},
-		routes:  map[string]RouteFunc{},
-		closeCh: make(chan struct{}),
+		cfg:      cfg,
+		srv:      srv,
+		log:      cfg.Logger,
+		http:     &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret, tls: cfg.ClientTLS != nil}},
+		conns:    map[string]*runtime.RemoteConn{},
+		routes:   map[string]RouteFunc{},
+		closeCh:  make(chan struct{}),
+		serveErr: make(chan error, 1),
 	}
 	for t, fn := range cfg.Routes {
 		n.routes[t] = fn
@@ -273,11 +275,7 @@ func (n *Node) Start() error {
 	n.rpcSrv, n.ln = rs, ln
 	n.mu.Unlock()
 	gl := &guardListener{Listener: ln, window: n.cfg.AuthTimeout, maxFailures: int32(n.cfg.MaxAuthFailures)}
-	if n.cfg.ServerTLS != nil {
-		go rs.ServeTLS(gl, "", "")
-	} else {
-		go rs.Serve(gl)
-	}
+	go n.serveRPC(rs, gl)
 	if r, ok := n.cfg.Membership.(Registrar); ok {
 		self := n.cfg.Self
 		if self.RPCPort == 0 {
@@ -347,6 +345,28 @@ func (n *Node) Close(ctx context.Context) error {
 	n.http.CloseIdleConnections()
 	return errors.Join(errs...)
 }
+
+// serveRPC serves RPC on l; an error that stops it (Close and Kill stop it
+// with http.ErrServerClosed) is reported on Err.
+func (n *Node) serveRPC(rs *http.Server, l net.Listener) {
+	var err error
+	if n.cfg.ServerTLS != nil {
+		err = rs.ServeTLS(l, "", "")
+	} else {
+		err = rs.Serve(l)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		select {
+		case n.serveErr <- fmt.Errorf("cluster: %s: serve rpc on %s: %w", n.cfg.Self.ID, l.Addr(), err):
+		default: // one is reported
+		}
+	}
+}
+
+// Err returns a channel that receives the error of the RPC listener if it
+// stops serving on its own (not by Close or Kill): the server is then cut
+// off from the cluster. App.Serve reads it and leaves the cluster.
+func (n *Node) Err() <-chan error { return n.serveErr }
 
 // Kill stops serving RPC at once, without deregistering or draining: what a
 // crash looks like to the rest of the cluster. For tests.
@@ -422,7 +442,7 @@ func (n *Node) Route(serverType, key string) (ServerInfo, error) {
 func (n *Node) RouteBy(serverType string, rc RouteContext) (ServerInfo, error) {
 	list := n.view.Load().byType[serverType]
 	if len(list) == 0 {
-		return ServerInfo{}, runtime.Errorf(runtime.ErrNameUnavailable, "no server of type %q", serverType)
+		return ServerInfo{}, runtime.Errorf(runtime.ErrUnavailable, "no server of type %q", serverType)
 	}
 	n.mu.Lock()
 	fn := n.routes[serverType]
@@ -461,7 +481,7 @@ func (n *Node) ServerIDs(serverType string) []string {
 func (n *Node) RemoteConn(serverID string) (*runtime.RemoteConn, error) {
 	info, ok := n.Member(serverID)
 	if !ok {
-		return nil, runtime.Errorf(runtime.ErrNameUnavailable, "no server %q in the cluster", serverID)
+		return nil, runtime.Errorf(runtime.ErrUnavailable, "no server %q in the cluster", serverID)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()

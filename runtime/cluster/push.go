@@ -94,7 +94,7 @@ func (n *Node) PushToUIDs(ctx context.Context, route string, msg proto.Message, 
 			}
 		}
 		if len(groups) == 0 {
-			return slices.Clone(uids), runtime.Errorf(runtime.ErrNameUnavailable, "no frontend in the cluster")
+			return slices.Clone(uids), runtime.Errorf(runtime.ErrUnavailable, "no frontend in the cluster")
 		}
 	}
 	tries := map[string]int{} // uid -> frontends asked for it
@@ -139,7 +139,7 @@ func (n *Node) PushToUIDs(ctx context.Context, route string, msg proto.Message, 
 func (n *Node) Broadcast(ctx context.Context, frontendType, route string, msg proto.Message, opts runtime.BroadcastOptions) error {
 	fronts := n.Members(frontendType)
 	if len(fronts) == 0 {
-		return runtime.Errorf(runtime.ErrNameUnavailable, "no server of type %q", frontendType)
+		return runtime.Errorf(runtime.ErrUnavailable, "no server of type %q", frontendType)
 	}
 	p, err := newPayload(msg)
 	if err != nil {

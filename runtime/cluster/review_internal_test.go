@@ -122,7 +122,7 @@ func (reviewConn) Serializer() runtime.Serializer { return runtime.JSON }
 type slowConn struct{ reviewConn }
 
 func (slowConn) Send([]byte) error {
-	return runtime.Errorf(runtime.ErrNameClosed, "client send queue is full")
+	return runtime.Errorf(runtime.ErrClosed, "client send queue is full")
 }
 
 // channel.Delivery's contract (delivery.go:17-26) is that an error means the

@@ -97,7 +97,7 @@ func (o *origin) SendTo(ctx context.Context, frontendID string, sid uint64, rout
 		return err
 	}
 	if len(res.FailedSids) > 0 {
-		return runtime.Errorf(runtime.ErrNameNotFound, "no session %d on %s", sid, frontendID)
+		return runtime.Errorf(runtime.ErrNotFound, "no session %d on %s", sid, frontendID)
 	}
 	return nil
 }
@@ -117,7 +117,7 @@ func (b *BackendSessions) Get(ctx context.Context, frontendID string, sid uint64
 	if svc, ok := o.local(frontendID); ok {
 		s, ok := svc.Get(sid)
 		if !ok {
-			return nil, runtime.Errorf(runtime.ErrNameNotFound, "no session %d on %s", sid, frontendID)
+			return nil, runtime.Errorf(runtime.ErrNotFound, "no session %d on %s", sid, frontendID)
 		}
 		return session.NewLocal(s.Snapshot(), o), nil
 	}

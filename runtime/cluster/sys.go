@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -57,7 +58,7 @@ func (h *sessionRemote) Unbind(_ context.Context, r *connect.Request[sysv1.BindR
 func (h *sessionRemote) setSettings(sid uint64, kv map[string]string, replace bool) error {
 	s, ok := h.svc().Get(sid)
 	if !ok {
-		return runtime.Errorf(runtime.ErrNameNotFound, "no session %d", sid)
+		return runtime.Errorf(runtime.ErrNotFound, "no session %d", sid)
 	}
 	return s.SetSettings(kv, replace)
 }
@@ -73,7 +74,7 @@ func (h *sessionRemote) PushAll(_ context.Context, r *connect.Request[sysv1.Push
 func (h *sessionRemote) GetBackendSessionBySid(_ context.Context, r *connect.Request[sysv1.GetBySidRequest]) (*connect.Response[sysv1.Session], error) {
 	s, ok := h.svc().Get(r.Msg.Sid)
 	if !ok {
-		return nil, runtime.Errorf(runtime.ErrNameNotFound, "no session %d", r.Msg.Sid)
+		return nil, runtime.Errorf(runtime.ErrNotFound, "no session %d", r.Msg.Sid)
 	}
 	return connect.NewResponse(snapshotToProto(s.Snapshot())), nil
 }
@@ -133,7 +134,7 @@ func (b payloadBody) Encode(ser runtime.Serializer) ([]byte, error) {
 func newPayload(msg proto.Message) (*sysv1.Payload, error) {
 	b, err := proto.Marshal(msg)
 	if err != nil {
-		return nil, runtime.Errorf(runtime.ErrNameInternal, "encode push: %v", err)
+		return nil, runtime.Errorf(runtime.ErrInternal, "encode push: %v", err)
 	}
 	return &sysv1.Payload{Type: string(msg.ProtoReflect().Descriptor().FullName()), Proto: b}, nil
 }
@@ -145,7 +146,7 @@ type channelRemote struct {
 }
 
 // errNoPayload answers a push that carries nothing to push.
-var errNoPayload = runtime.Errorf(runtime.ErrNameBadRequest, "push without a payload")
+var errNoPayload = runtime.Errorf(runtime.ErrBadRequest, "push without a payload")
 
 func (h *channelRemote) PushMessage(_ context.Context, r *connect.Request[sysv1.PushMessageRequest]) (*connect.Response[sysv1.PushMessageResponse], error) {
 	if r.Msg.Payload == nil {
@@ -175,7 +176,7 @@ func (h *channelRemote) Broadcast(_ context.Context, r *connect.Request[sysv1.Br
 	if r.Msg.Filter != "" {
 		v, ok := h.n.filters.Load(r.Msg.Filter)
 		if !ok {
-			return nil, runtime.Errorf(runtime.ErrNameBadRequest, "no broadcast filter %q on %s", r.Msg.Filter, h.n.cfg.Self.ID)
+			return nil, runtime.Errorf(runtime.ErrBadRequest, "no broadcast filter %q on %s", r.Msg.Filter, h.n.cfg.Self.ID)
 		}
 		bf, param := v.(BroadcastFilter), r.Msg.FilterParam
 		filter = func(s *session.Session) bool { return bf(s, param) }
@@ -200,8 +201,7 @@ func firstErr(errs ...error) error {
 // problem) from one that could not be queued to some slow or closed client
 // (that client's problem, handled by kicking it).
 func isEncodeError(err error) bool {
-	e := runtime.AsError(err)
-	return e.Name == runtime.ErrNameInternal
+	return errors.Is(runtime.AsError(err), runtime.ErrInternal)
 }
 
 // BroadcastFilter selects the sessions a filtered broadcast reaches; param
@@ -472,10 +472,10 @@ func (n *Node) runForwarded(ctx context.Context, req *sysv1.ForwardRequest) *sys
 		// More than the frontend would read in one stream message: fail
 		// this response alone rather than the stream.
 		n.srv.Logger().Error("pomelo: response too large to forward", "route", req.Route, "session", req.GetSession().GetId(), "bytes", len(body), "max", maxForwardedBody)
-		err = runtime.Errorf(runtime.ErrNameInternal, "response too large")
+		err = runtime.Errorf(runtime.ErrInternal, "response too large")
 	}
 	if err != nil {
-		res.Error = toProtoError(err)
+		res.Error = runtime.AsError(err).Proto()
 	} else {
 		res.Body = body
 	}

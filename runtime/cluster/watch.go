@@ -134,21 +134,22 @@ func (ws *watchStream) close() {
 	ws.mu.Unlock()
 }
 
-// run writes queued events until ctx is done or a write fails.
-func (ws *watchStream) run(ctx context.Context, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) {
+// run writes queued events until ctx is done (nil) or a write fails (its
+// error).
+func (ws *watchStream) run(ctx context.Context, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) error {
 	for {
 		select {
 		case <-ws.wake:
 		case <-ctx.Done():
-			return
+			return nil
 		}
 		ws.mu.Lock()
 		evs := ws.queue
 		ws.queue = nil
 		ws.mu.Unlock()
 		for _, ev := range evs {
-			if st.Send(ev) != nil {
-				return
+			if err := st.Send(ev); err != nil {
+				return err
 			}
 		}
 	}
@@ -158,14 +159,16 @@ func closedEvent(snap session.Snapshot) *sysv1.SessionEvent {
 	return &sysv1.SessionEvent{Type: sysv1.SessionEvent_EVENT_TYPE_CLOSED, Session: snapshotToProto(snap)}
 }
 
-// serve runs one watcher's stream on a frontend.
-func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) error {
+// serve runs one watcher's stream on a frontend. It returns the error of a
+// failed write of an event, if one ended the stream.
+func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	ws := newWatchStream()
 	senderDone := make(chan struct{})
+	var sendErr error // written by the sender before senderDone closes
 	go func() {
 		defer close(senderDone)
-		ws.run(ctx, st)
+		sendErr = ws.run(ctx, st)
 		cancel()
 	}()
 	mine := map[uint64]struct{}{}
@@ -178,6 +181,9 @@ func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sy
 		h.mu.Unlock()
 		cancel()
 		<-senderDone // no Send after the handler returns
+		if err == nil {
+			err = sendErr
+		}
 	}()
 	reqs := make(chan *sysv1.WatchSessionsRequest)
 	go func() {
@@ -365,7 +371,7 @@ func (h *watchHub) client(n *Node, frontendID string, failures int) (*watchClien
 	defer h.mu.Unlock()
 	select {
 	case <-n.closeCh:
-		return nil, runtime.Errorf(runtime.ErrNameClosed, "node %s is closed", n.cfg.Self.ID)
+		return nil, runtime.Errorf(runtime.ErrClosed, "node %s is closed", n.cfg.Self.ID)
 	default:
 	}
 	wc := h.out[frontendID]

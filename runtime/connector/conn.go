@@ -29,7 +29,7 @@ const KickReasonSlowConsumer = "slow consumer"
 // KickReasonShutdown is the default kick reason when the server shuts down.
 const KickReasonShutdown = "server shutdown"
 
-var errSlowConsumer = runtime.Errorf(runtime.ErrNameClosed, "client send queue is full")
+var errSlowConsumer = runtime.Errorf(runtime.ErrClosed, "client send queue is full")
 
 // conn is one client connection and implements session.Conn.
 type conn struct {
@@ -103,21 +103,21 @@ func (cn *conn) start() {
 
 // errNotReady answers a push to a connection that has not finished its
 // handshake: Pomelo sends nothing before that either.
-var errNotReady = runtime.Errorf(runtime.ErrNameClosed, "connection has not completed its handshake")
+var errNotReady = runtime.Errorf(runtime.ErrClosed, "connection has not completed its handshake")
 
 // Send implements session.Conn. Only a connection that completed its
 // handshake (WORKING) takes packages.
 func (cn *conn) Send(pkgs []byte) error {
 	if st := cn.state.Load(); st != stateWorking {
 		if st == stateClosed {
-			return runtime.Errorf(runtime.ErrNameClosed, "connection closed")
+			return runtime.Errorf(runtime.ErrClosed, "connection closed")
 		}
 		return errNotReady
 	}
 	cn.mu.Lock()
 	if cn.closing {
 		cn.mu.Unlock()
-		return runtime.Errorf(runtime.ErrNameClosed, "connection closed")
+		return runtime.Errorf(runtime.ErrClosed, "connection closed")
 	}
 	if cn.queued+len(pkgs) > cn.c.cfg.SendQueueBytes {
 		cn.mu.Unlock()
@@ -490,7 +490,7 @@ func (cn *conn) onData(body []byte) error {
 		route, ok := cn.c.cfg.Dict.Route(m.RouteCode)
 		if !ok {
 			if m.Type == wire.Request && cn.accepting() {
-				cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrNameUnknownRoute, "unknown route code %d", m.RouteCode))
+				cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrUnknownRoute, "unknown route code %d", m.RouteCode))
 			}
 			return nil
 		}
@@ -498,7 +498,7 @@ func (cn *conn) onData(body []byte) error {
 	} else if err := wire.ValidateRoute(m.Route); err != nil {
 		// A malformed route fails this message alone; the connection stays.
 		if m.Type == wire.Request && cn.accepting() {
-			cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrNameBadRequest, "malformed route"))
+			cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrBadRequest, "malformed route"))
 		} else {
 			cn.c.cfg.Logger.Debug("pomelo: dropped a notify with a malformed route", "session", cn.sess.ID(), "err", err)
 		}
@@ -604,7 +604,7 @@ func (cn *conn) drainInbox() {
 
 // errClosedBeforeRun answers a request accepted before a kick or a shutdown
 // that had not started yet.
-var errClosedBeforeRun = runtime.Errorf(runtime.ErrNameClosed, "connection closed before the request ran")
+var errClosedBeforeRun = runtime.Errorf(runtime.ErrClosed, "connection closed before the request ran")
 
 // answerClosed, called by drainInbox with cn.inMu held once the connection
 // stops accepting messages, answers every waiting request CLOSED, in order,

@@ -128,9 +128,9 @@ func TestGzipBombIsAnsweredBadRequestAndConnectionStays(t *testing.T) {
 		t.Fatalf("bomb of %d bytes does not fit a package", len(bomb))
 	}
 	c.sendMessage(t, &wire.Message{Type: wire.Request, ID: 1, Route: "chat.h.echo", Gzip: true, Body: bomb}, 0)
-	wantRejected(t, h, runtime.ErrNameBadRequest)
+	wantRejected(t, h, runtime.ErrBadRequest.Name)
 	c.sendMessage(t, &wire.Message{Type: wire.Request, ID: 2, Route: "chat.h.echo", Gzip: true, Body: []byte("not gzip")}, 0)
-	wantRejected(t, h, runtime.ErrNameBadRequest)
+	wantRejected(t, h, runtime.ErrBadRequest.Name)
 	// A notify that does not decompress is dropped, not answered.
 	c.sendMessage(t, &wire.Message{Type: wire.Notify, Route: "chat.h.send", Gzip: true, Body: bomb}, 0)
 	// The connection is still served, in order.

@@ -231,7 +231,7 @@ func (h *stuckHandler) ServeMessage(ctx context.Context, s *session.Session, m *
 	h.running.Store(true)
 	if h.honours {
 		<-ctx.Done()
-		h.answer(s, m.ID, runtime.ErrNameClosed)
+		h.answer(s, m.ID, runtime.ErrClosed.Name)
 		return
 	}
 	<-h.release

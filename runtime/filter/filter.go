@@ -6,6 +6,7 @@ package filter
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -35,8 +36,8 @@ func (timeoutFilter) After(ctx context.Context, _ *runtime.Request, res *runtime
 		cancel()
 	}
 	if res.Err != nil && ctx.Err() == context.DeadlineExceeded {
-		if e := runtime.AsError(res.Err); e.Name == runtime.ErrNameInternal {
-			res.Err = runtime.Errorf(runtime.ErrNameTimeout, "%v", res.Err)
+		if errors.Is(runtime.AsError(res.Err), runtime.ErrInternal) {
+			res.Err = runtime.Errorf(runtime.ErrTimeout, "%v", res.Err)
 		}
 	}
 }
@@ -88,7 +89,7 @@ type admittedKey struct{}
 func (f *overload) Before(ctx context.Context, _ *runtime.Request) (context.Context, error) {
 	if f.active.Add(1) > f.max {
 		f.active.Add(-1)
-		return ctx, runtime.Errorf(runtime.ErrNameOverloaded, "server is busy, try again")
+		return ctx, runtime.Errorf(runtime.ErrOverloaded, "server is busy, try again")
 	}
 	return context.WithValue(ctx, admittedKey{}, f), nil
 }
@@ -136,7 +137,7 @@ func (f *rateLimit) Before(ctx context.Context, r *runtime.Request) (context.Con
 	b.tokens = min(f.burst, b.tokens+now.Sub(b.last).Seconds()*f.rate)
 	b.last = now
 	if b.tokens < 1 {
-		return ctx, runtime.Errorf(runtime.ErrNameRateLimited, "too many messages: at most %g per second", f.rate)
+		return ctx, runtime.Errorf(runtime.ErrRateLimited, "too many messages: at most %g per second", f.rate)
 	}
 	b.tokens--
 	return ctx, nil

@@ -87,7 +87,7 @@ func (g *Service) ctx(ctx context.Context) (context.Context, context.CancelFunc)
 
 func check(name, uid, fid string) error {
 	if name == "" || uid == "" || fid == "" {
-		return runtime.Errorf(runtime.ErrNameBadRequest, "global channel: need a channel name, a uid and a frontend id (got %q, %q, %q)", name, uid, fid)
+		return runtime.Errorf(runtime.ErrBadRequest, "global channel: need a channel name, a uid and a frontend id (got %q, %q, %q)", name, uid, fid)
 	}
 	return nil
 }
@@ -107,9 +107,9 @@ func (g *Service) Add(ctx context.Context, name, uid, frontendID string) error {
 		name, uid, frontendID).Err()
 	if err != nil {
 		if msg, ok := strings.CutPrefix(err.Error(), "OFFLINE "); ok {
-			return runtime.Errorf(runtime.ErrNameUnavailable, "global channel %q: %s", name, msg)
+			return runtime.Errorf(runtime.ErrUnavailable, "global channel %q: %s", name, msg)
 		}
-		return runtime.Errorf(runtime.ErrNameUnavailable, "global channel %q: add: %v", name, err)
+		return runtime.Errorf(runtime.ErrUnavailable, "global channel %q: add: %v", name, err)
 	}
 	return nil
 }
@@ -126,7 +126,7 @@ func (g *Service) Leave(ctx context.Context, name, uid, frontendID string) error
 		[]string{g.frontsKey(name), g.membersKey(name, frontendID), g.byFrontKey(frontendID)},
 		name, uid, frontendID).Err()
 	if err != nil {
-		return runtime.Errorf(runtime.ErrNameUnavailable, "global channel %q: leave: %v", name, err)
+		return runtime.Errorf(runtime.ErrUnavailable, "global channel %q: leave: %v", name, err)
 	}
 	return nil
 }
@@ -139,7 +139,7 @@ func (g *Service) groups(ctx context.Context, name string) (map[string][]string,
 	before, after := g.on.AliveKeyAffixes()
 	res, err := membersScript.Run(ctx, g.rdb, []string{g.frontsKey(name)}, g.base(name), before, after).Slice()
 	if err != nil {
-		return nil, runtime.Errorf(runtime.ErrNameUnavailable, "global channel %q: members: %v", name, err)
+		return nil, runtime.Errorf(runtime.ErrUnavailable, "global channel %q: members: %v", name, err)
 	}
 	out := map[string][]string{}
 	for i := 0; i+1 < len(res); i += 2 {
@@ -187,7 +187,7 @@ func (g *Service) MembersOn(ctx context.Context, name, frontendID string) ([]str
 	alive := pipe.Exists(ctx, g.on.AliveKey(frontendID))
 	members := pipe.SMembers(ctx, g.membersKey(name, frontendID))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, runtime.Errorf(runtime.ErrNameUnavailable, "global channel %q: members: %v", name, err)
+		return nil, runtime.Errorf(runtime.ErrUnavailable, "global channel %q: members: %v", name, err)
 	}
 	if alive.Val() == 0 {
 		return nil, nil
@@ -249,7 +249,7 @@ func (g *Service) Destroy(ctx context.Context, name string) error {
 	defer cancel()
 	err := destroyScript.Run(ctx, g.rdb, []string{g.frontsKey(name)}, g.base(name), g.p+"gcf:", name).Err()
 	if err != nil {
-		return runtime.Errorf(runtime.ErrNameUnavailable, "global channel %q: destroy: %v", name, err)
+		return runtime.Errorf(runtime.ErrUnavailable, "global channel %q: destroy: %v", name, err)
 	}
 	return nil
 }

@@ -17,8 +17,8 @@ import (
 //
 //   - session.AllowMany: Login is sess.Bind.
 //   - session.RejectNew: when another session of uid is logged in anywhere
-//     in the cluster, Login fails with an error named
-//     session.ErrNameDuplicateLogin and binds nothing.
+//     in the cluster, Login fails with an error matching
+//     session.ErrDuplicateLogin and binds nothing.
 //   - session.KickOld: the session logged in before is kicked, wherever it
 //     is, with the reason session.KickReasonRelogin, and sess is bound.
 //
@@ -31,7 +31,7 @@ import (
 // The frontend holding sess must be attached to an online Service.
 func (s *Service) Login(ctx context.Context, sess runtime.Session, uid string) error {
 	if uid == "" {
-		return runtime.Errorf(runtime.ErrNameBadRequest, "login: empty uid")
+		return runtime.Errorf(runtime.ErrBadRequest, "login: empty uid")
 	}
 	if s.cfg.Policy == session.AllowMany {
 		return sess.Bind(ctx, uid)
@@ -51,9 +51,9 @@ func (s *Service) Login(ctx context.Context, sess runtime.Session, uid string) e
 		cancel()
 		if err != nil {
 			if strings.HasPrefix(err.Error(), "OFFLINE ") {
-				return runtime.Errorf(runtime.ErrNameUnavailable, "login: %s", strings.TrimPrefix(err.Error(), "OFFLINE "))
+				return runtime.Errorf(runtime.ErrUnavailable, "login: %s", strings.TrimPrefix(err.Error(), "OFFLINE "))
 			}
-			return runtime.Errorf(runtime.ErrNameUnavailable, "login: online status: %v", err)
+			return runtime.Errorf(runtime.ErrUnavailable, "login: online status: %v", err)
 		}
 		if len(res) != 4 {
 			return fmt.Errorf("online: login: unexpected reply %v", res)
@@ -71,8 +71,7 @@ func (s *Service) Login(ctx context.Context, sess runtime.Session, uid string) e
 				return err
 			}
 			if !gone {
-				return &runtime.Error{Code: runtime.CodeFrameworkError, Name: session.ErrNameDuplicateLogin,
-					Message: fmt.Sprintf("uid %q is already logged in", uid)}
+				return runtime.Errorf(session.ErrDuplicateLogin, "uid %q is already logged in", uid)
 			}
 			// The owner's session is gone without releasing the login
 			// (its record did not reach Redis): take it over.
@@ -92,7 +91,7 @@ func (s *Service) Login(ctx context.Context, sess runtime.Session, uid string) e
 		}
 		return nil
 	}
-	return runtime.Errorf(runtime.ErrNameUnavailable, "login: uid %q: too many concurrent logins", uid)
+	return runtime.Errorf(runtime.ErrUnavailable, "login: uid %q: too many concurrent logins", uid)
 }
 
 // parseToken splits an owner token "<incarnation>:<sid>:<fid>".
@@ -114,7 +113,7 @@ func (s *Service) ownerGone(ctx context.Context, tok, uid string) (bool, error) 
 	defer cancel()
 	ls, err := s.Node().BackendSessions().Get(cctx, fid, sid)
 	if err != nil {
-		if e := runtime.AsError(err); e.Name == runtime.ErrNameNotFound {
+		if errors.Is(err, runtime.ErrNotFound) {
 			return true, nil
 		}
 		return false, err
@@ -134,7 +133,7 @@ func (s *Service) kickOwner(ctx context.Context, tok string) {
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		err = s.Node().BackendSessions().KickBySID(cctx, fid, sid, session.KickReasonRelogin)
 		cancel()
-		if err == nil || runtime.AsError(err).Name == runtime.ErrNameNotFound {
+		if err == nil || errors.Is(err, runtime.ErrNotFound) {
 			return
 		}
 		if ctx.Err() != nil {

@@ -267,9 +267,8 @@ func racePolicy(t *testing.T, policy session.Policy) {
 		loser := 1 - w
 		switch policy {
 		case session.RejectNew:
-			var re *runtime.Error
-			if !errors.As(errs[loser], &re) || re.Name != session.ErrNameDuplicateLogin {
-				t.Fatalf("round %d: the refused login got %v, want %s", i, errs[loser], session.ErrNameDuplicateLogin)
+			if !errors.Is(errs[loser], session.ErrDuplicateLogin) {
+				t.Fatalf("round %d: the refused login got %v, want %s", i, errs[loser], session.ErrDuplicateLogin.Name)
 			}
 		case session.KickOld:
 			// The loser was kicked, before or after its own bind.
@@ -347,8 +346,7 @@ func TestLoginRejectTakesOverStaleOwner(t *testing.T) {
 	// And a live owner blocks.
 	d := dial(t, e.Members("connector")[0])
 	_, err = tryCall(d, "chat.h.login", map[string]any{"uid": "hal"})
-	var re *runtime.Error
-	if !errors.As(err, &re) || re.Name != session.ErrNameDuplicateLogin {
+	if !errors.Is(err, session.ErrDuplicateLogin) {
 		t.Fatalf("second login: %v", err)
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
-
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/connector"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -51,7 +49,7 @@ func (h chainHandler) ServeMessage(ctx context.Context, sess *session.Session, m
 	if res.Err != nil && ctx.Err() != nil {
 		// The connection's context ends when it closes (or a shutdown's
 		// deadline passed): the request was cut short, not failed.
-		res = runtime.Result{Err: runtime.Errorf(runtime.ErrNameClosed, "connection closed while %s ran", r.Route)}
+		res = runtime.Result{Err: runtime.Errorf(runtime.ErrClosed, "connection closed while %s ran", r.Route)}
 	}
 	if !r.Notify() {
 		s.respond(sess, r.Route, ser, r.ID, res)
@@ -68,13 +66,13 @@ func (s *Server) handleFrontend(ctx context.Context, r *runtime.Request) (res ru
 	res = runFiltered(ctx, r, global, func(ctx context.Context) runtime.Result {
 		serverType, ok := runtime.ServerTypeOf(r.Route)
 		if !ok {
-			return runtime.Result{Err: runtime.Errorf(runtime.ErrNameUnknownRoute, "route %q is not serverType.handler.method", r.Route)}
+			return runtime.Result{Err: runtime.Errorf(runtime.ErrUnknownRoute, "route %q is not serverType.handler.method", r.Route)}
 		}
 		if serverType == s.cfg.Type {
 			return s.HandleLocal(ctx, r)
 		}
 		if fwd == nil {
-			return runtime.Result{Err: runtime.Errorf(runtime.ErrNameUnavailable, "no server of type %q for %s", serverType, r.Route)}
+			return runtime.Result{Err: runtime.Errorf(runtime.ErrUnavailable, "no server of type %q for %s", serverType, r.Route)}
 		}
 		local, _ := r.Session.(*session.Local)
 		var snap session.Snapshot
@@ -107,10 +105,10 @@ func (s *Server) handleLocal(ctx context.Context, r *runtime.Request, inherited 
 	return runFiltered(ctx, r, filters, func(ctx context.Context) runtime.Result {
 		d, ok := s.handlers.Lookup(r.Route)
 		if !ok {
-			return runtime.Result{Err: runtime.Errorf(runtime.ErrNameUnknownRoute, "no handler for %s", r.Route)}
+			return runtime.Result{Err: runtime.Errorf(runtime.ErrUnknownRoute, "no handler for %s", r.Route)}
 		}
 		if d.NotifyOnly && !r.Notify() {
-			return runtime.Result{Err: runtime.Errorf(runtime.ErrNameBadRequest, "%s is notify-only: send it as a notify", r.Route)}
+			return runtime.Result{Err: runtime.Errorf(runtime.ErrBadRequest, "%s is notify-only: send it as a notify", r.Route)}
 		}
 		return callHandler(ctx, d, r, inherited)
 	})
@@ -201,7 +199,7 @@ func callHandler(ctx context.Context, d *runtime.HandlerDesc, r *runtime.Request
 	case res := <-done:
 		return res
 	case <-ctx.Done():
-		return runtime.Result{Err: runtime.Errorf(runtime.ErrNameTimeout, "%s did not finish in time: %v", r.Route, ctx.Err())}
+		return runtime.Result{Err: runtime.Errorf(runtime.ErrTimeout, "%s did not finish in time: %v", r.Route, ctx.Err())}
 	}
 }
 
@@ -256,38 +254,9 @@ func encodeResult(ser runtime.Serializer, res runtime.Result) ([]byte, error) {
 	}
 	b, err := ser.Marshal(nil, res.Message)
 	if err != nil {
-		return nil, runtime.Errorf(runtime.ErrNameInternal, "encode response: %v", err)
+		return nil, runtime.Errorf(runtime.ErrInternal, "encode response: %v", err)
 	}
 	return b, nil
-}
-
-// EncodeError encodes e as an error response body: JSON
-// {"code":500,"error":"UNKNOWN_ROUTE","message":"..."} (application errors
-// leave out "error"), or a pomelo.sys.v1.Error in binary protobuf.
-func EncodeError(ser runtime.Serializer, e *runtime.Error) []byte {
-	if ser.Name() == runtime.SerializerProtobuf {
-		var b []byte
-		if e.Code != 0 {
-			b = protowire.AppendTag(b, 1, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(int64(e.Code)))
-		}
-		if e.Name != "" {
-			b = protowire.AppendTag(b, 2, protowire.BytesType)
-			b = protowire.AppendString(b, e.Name)
-		}
-		if e.Message != "" {
-			b = protowire.AppendTag(b, 3, protowire.BytesType)
-			b = protowire.AppendString(b, e.Message)
-		}
-		return b
-	}
-	type jsonError struct {
-		Code    int32  `json:"code"`
-		Error   string `json:"error,omitempty"`
-		Message string `json:"message,omitempty"`
-	}
-	b, _ := json.Marshal(jsonError{Code: e.Code, Error: e.Name, Message: e.Message})
-	return b
 }
 
 // respond sends the one RESPONSE of request id, on route.
@@ -303,13 +272,13 @@ func (s *Server) respond(sess *session.Session, route string, ser runtime.Serial
 	}
 	if res.Err != nil {
 		m.Error = true
-		m.Body = EncodeError(ser, s.outgoingError(route, sess, res.Err))
+		m.Body = runtime.EncodeErrorBody(ser, s.outgoingError(route, sess, res.Err))
 	}
 	pkg, err := wire.AppendMessagePackage(nil, &m)
 	if err != nil {
 		// The response is too large for the protocol: answer that instead.
 		m.Error = true
-		m.Body = EncodeError(ser, s.outgoingError(route, sess, runtime.Errorf(runtime.ErrNameInternal, "response too large: %v", err)))
+		m.Body = runtime.EncodeErrorBody(ser, s.outgoingError(route, sess, runtime.Errorf(runtime.ErrInternal, "response too large: %v", err)))
 		pkg, _ = wire.AppendMessagePackage(nil, &m)
 	}
 	_ = sess.Conn().Send(pkg) // a failed send closes the connection

@@ -144,7 +144,7 @@ func (s *Server) failure(err error, msg string, args ...any) *runtime.Error {
 // answered for it.
 func (s *Server) logPanic(what string, val any, stack []byte, args ...any) error {
 	s.errLog.Error("pomelo: "+what+" panicked", append(args, "panic", val, "stack", string(stack))...)
-	return &loggedError{runtime.Errorf(runtime.ErrNameInternal, "%s panicked: %v", what, val)}
+	return &loggedError{runtime.Errorf(runtime.ErrInternal, "%s panicked: %v", what, val)}
 }
 
 // rpcOptions are the handler options the server adds to every Connect

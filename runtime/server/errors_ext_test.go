@@ -28,14 +28,23 @@ const secretText = "db: connection refused (user=admin password=hunter2)"
 // failing routes of the "fail" frontend, by what their handler returns.
 var failing = map[string]func() error{
 	"fail.h.secret":  func() error { return errors.New(secretText) },
-	"fail.h.wrapped": func() error { return pomelo.Errorf(pomelo.ErrNameInternal, "query failed: %s", secretText) },
+	"fail.h.wrapped": func() error { return pomelo.Errorf(pomelo.ErrInternal, "query failed: %s", secretText) },
 	"fail.h.unavailable": func() error {
-		return pomelo.Errorf(pomelo.ErrNameUnavailable, "chat-1: dial tcp 127.0.0.1:5330: connect: connection refused")
+		return pomelo.Errorf(pomelo.ErrUnavailable, "chat-1: dial tcp 127.0.0.1:5330: connect: connection refused")
 	},
 	"fail.h.app":      func() error { return pomelo.NewError(1001, "not enough gold") },
-	"fail.h.notbound": func() error { return pomelo.Errorf(pomelo.ErrNameNotBound, "bind a uid first") },
+	"fail.h.notbound": func() error { return pomelo.Errorf(pomelo.ErrNotBound, "bind a uid first") },
 	"fail.h.panic":    func() error { panic(secretText) },
+	"fail.h.named":    func() error { return pomelo.Errorf(errRoomFull, "room %q is full", "r1") },
+	"fail.h.newer":    func() error { return pomelo.Errorf(errNewer, "from a newer server") },
 }
+
+// errRoomFull is an application-defined named error; errNewer one whose
+// name the client has never heard of.
+var (
+	errRoomFull = pomelo.DefineError(1002, "ROOM_FULL")
+	errNewer    = pomelo.DefineError(pomelo.CodeFrameworkError, "SOMETHING_NEW")
+)
 
 // startFailing starts a frontend serving the failing routes, logging to the
 // returned buffer.
@@ -59,11 +68,11 @@ func startFailing(t *testing.T, expose bool) (*server.Server, *testkit.LogBuffer
 	return s, logs
 }
 
-func dialFailing(t *testing.T, s *server.Server) *client.Client {
+func dialFailing(t *testing.T, s *server.Server, opts ...client.Option) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, "ws://"+s.WSAddr().String()+"/")
+	c, err := client.Dial(ctx, "ws://"+s.WSAddr().String()+"/", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +114,9 @@ func TestInternalErrorsReachClientsGenericAndAreLoggedOnce(t *testing.T) {
 	s, logs := startFailing(t, false)
 	c := dialFailing(t, s)
 	for _, tc := range []struct{ route, name, secret, message string }{
-		{"fail.h.secret", pomelo.ErrNameInternal, "hunter2", "internal error"},
-		{"fail.h.wrapped", pomelo.ErrNameInternal, "hunter2", "internal error"},
-		{"fail.h.unavailable", pomelo.ErrNameUnavailable, "127.0.0.1:5330", "service unavailable"},
+		{"fail.h.secret", pomelo.ErrInternal.Name, "hunter2", "internal error"},
+		{"fail.h.wrapped", pomelo.ErrInternal.Name, "hunter2", "internal error"},
+		{"fail.h.unavailable", pomelo.ErrUnavailable.Name, "127.0.0.1:5330", "service unavailable"},
 	} {
 		e := requestError(t, c, tc.route)
 		if e.Code != 500 || e.Name != tc.name || e.Message != tc.message {
@@ -132,7 +141,7 @@ func TestApplicationErrorsKeepTheirMessagesAndAreNotLogged(t *testing.T) {
 	if e := requestError(t, c, "fail.h.app"); e.Code != 1001 || e.Name != "" || e.Message != "not enough gold" {
 		t.Errorf("application error answered %+v", e)
 	}
-	if e := requestError(t, c, "fail.h.notbound"); e.Name != pomelo.ErrNameNotBound || e.Message != "bind a uid first" {
+	if e := requestError(t, c, "fail.h.notbound"); e.Name != pomelo.ErrNotBound.Name || e.Message != "bind a uid first" {
 		t.Errorf("NOT_BOUND answered %+v", e)
 	}
 	if n := logs.Count("request failed"); n != 0 {
@@ -143,7 +152,7 @@ func TestApplicationErrorsKeepTheirMessagesAndAreNotLogged(t *testing.T) {
 func TestPanickingHandlerIsLoggedOnceWithItsStack(t *testing.T) {
 	s, logs := startFailing(t, false)
 	c := dialFailing(t, s)
-	if e := requestError(t, c, "fail.h.panic"); e.Name != pomelo.ErrNameInternal || strings.Contains(e.Message, "hunter2") {
+	if e := requestError(t, c, "fail.h.panic"); e.Name != pomelo.ErrInternal.Name || strings.Contains(e.Message, "hunter2") {
 		t.Errorf("panic answered %+v", e)
 	}
 	rec := recordWith(t, logs, "", "hunter2")
@@ -155,7 +164,7 @@ func TestPanickingHandlerIsLoggedOnceWithItsStack(t *testing.T) {
 func TestExposeErrorDetailsShowsTheDetailToClients(t *testing.T) {
 	s, logs := startFailing(t, true)
 	c := dialFailing(t, s)
-	if e := requestError(t, c, "fail.h.secret"); e.Name != pomelo.ErrNameInternal || e.Message != secretText {
+	if e := requestError(t, c, "fail.h.secret"); e.Name != pomelo.ErrInternal.Name || e.Message != secretText {
 		t.Errorf("in development mode answered %+v, want the handler's text", e)
 	}
 	if e := requestError(t, c, "fail.h.unavailable"); !strings.Contains(e.Message, "127.0.0.1:5330") {
@@ -222,7 +231,7 @@ func TestRPCHandlersBuiltWithTheServerOptionsRecoverPanics(t *testing.T) {
 
 	_, err = cl.Bind(ctx, connect.NewRequest(&sysv1.BindRequest{Sid: 1, Uid: "u"}))
 	var e *pomelo.Error
-	if !errors.As(err, &e) || e.Name != pomelo.ErrNameInternal || strings.Contains(e.Message, "hunter2") {
+	if !errors.As(err, &e) || e.Name != pomelo.ErrInternal.Name || strings.Contains(e.Message, "hunter2") {
 		t.Errorf("panicking unary handler answered %v, want INTERNAL with a generic message", err)
 	}
 
@@ -259,4 +268,22 @@ func recordWithKey(t *testing.T, logs *testkit.LogBuffer, k, v string) map[strin
 		t.Fatalf("%d log records with %s=%s, want 1: %v", len(found), k, v, found)
 	}
 	return found[0]
+}
+
+func TestTheGoClientGetsExactlyTheErrorTheHandlerReturned(t *testing.T) {
+	s, _ := startFailing(t, false)
+	for _, ser := range []pomelo.Serializer{pomelo.JSON, pomelo.Protobuf} {
+		c := dialFailing(t, s, client.WithSerializer(ser))
+		for route, want := range map[string]*pomelo.Error{
+			"fail.h.app":      pomelo.NewError(1001, "not enough gold"),
+			"fail.h.named":    pomelo.Errorf(errRoomFull, "room %q is full", "r1"),
+			"fail.h.newer":    pomelo.Errorf(errNewer, "from a newer server"),
+			"fail.h.notbound": pomelo.Errorf(pomelo.ErrNotBound, "bind a uid first"),
+			"fail.h.nope":     pomelo.Errorf(pomelo.ErrUnknownRoute, "no handler for fail.h.nope"),
+		} {
+			if e := requestError(t, c, route); *e != *want {
+				t.Errorf("%s, %s: the client got %+v, want %+v", ser.Name(), route, e, want)
+			}
+		}
+	}
 }

@@ -329,26 +329,26 @@ func TestBadInput(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		r.request(7, "echo.echoHandler.nope", `{}`)
-		expectError(t, r.response(), 7, pomelo.ErrNameUnknownRoute)
+		expectError(t, r.response(), 7, pomelo.ErrUnknownRoute.Name)
 		r.request(8, "nodots", `{}`)
-		expectError(t, r.response(), 8, pomelo.ErrNameUnknownRoute)
+		expectError(t, r.response(), 8, pomelo.ErrUnknownRoute.Name)
 		r.request(9, "other.handler.route", `{}`)
-		expectError(t, r.response(), 9, pomelo.ErrNameUnavailable)
+		expectError(t, r.response(), 9, pomelo.ErrUnavailable.Name)
 	})
 	t.Run("unknown compressed route answers UNKNOWN_ROUTE", func(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		pkg, _ := wire.AppendMessagePackage(nil, &wire.Message{Type: wire.Request, ID: 300, Compressed: true, RouteCode: 60000, Body: []byte(`{}`)})
 		r.send(pkg)
-		expectError(t, r.response(), 300, pomelo.ErrNameUnknownRoute)
+		expectError(t, r.response(), 300, pomelo.ErrUnknownRoute.Name)
 	})
 	t.Run("undecodable body answers BAD_REQUEST", func(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		r.request(3, testingv1.EchoHandlerEchoRoute, `{"text":`)
-		expectError(t, r.response(), 3, pomelo.ErrNameBadRequest)
+		expectError(t, r.response(), 3, pomelo.ErrBadRequest.Name)
 		r.request(4, testingv1.EchoHandlerEchoRoute, `{"text":42}`)
-		expectError(t, r.response(), 4, pomelo.ErrNameBadRequest)
+		expectError(t, r.response(), 4, pomelo.ErrBadRequest.Name)
 		// The connection still works.
 		r.request(5, testingv1.EchoHandlerEchoRoute, `{"text":"ok","extra":"ignored"}`)
 		if m := r.response(); m.Error || !bytes.Contains(m.Body, []byte(`"text":"ok"`)) {
@@ -359,13 +359,13 @@ func TestBadInput(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		r.request(2, testingv1.EchoHandlerLogRoute, `{}`)
-		expectError(t, r.response(), 2, pomelo.ErrNameBadRequest)
+		expectError(t, r.response(), 2, pomelo.ErrBadRequest.Name)
 	})
 	t.Run("panicking handler answers INTERNAL", func(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		r.request(11, testingv1.EchoHandlerEchoRoute, `{"text":"panic"}`)
-		e := expectError(t, r.response(), 11, pomelo.ErrNameInternal)
+		e := expectError(t, r.response(), 11, pomelo.ErrInternal.Name)
 		if strings.Contains(e.Message, "boom") {
 			t.Fatalf("panic value leaked to the client: %q", e.Message)
 		}

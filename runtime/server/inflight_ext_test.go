@@ -256,7 +256,7 @@ func checkExactlyOnce(t *testing.T, got []rawResponse, ran int64) {
 		switch r.err {
 		case "":
 			ok++
-		case pomelo.ErrNameClosed:
+		case pomelo.ErrClosed.Name:
 			closed++
 		default:
 			t.Fatalf("request %d answered %s %s", r.id, r.err, r.body)

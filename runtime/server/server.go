@@ -92,7 +92,7 @@ type Server struct {
 
 	started   bool
 	listeners []net.Listener
-	serveErr  chan error
+	serveErr  chan error // client listeners that stopped on their own
 }
 
 // New returns a server for cfg.
@@ -292,7 +292,7 @@ func (s *Server) Start() error {
 			return fmt.Errorf("pomelo: %s: listen websocket: %w", s.cfg.ID, err)
 		}
 		s.listeners = append(s.listeners, l)
-		go func() { s.serveErr <- s.conn.ServeWS(l) }()
+		go s.serve("websocket", l, s.conn.ServeWS)
 	}
 	if s.cfg.TCPAddr != "" {
 		l, err := net.Listen("tcp", s.cfg.TCPAddr)
@@ -303,10 +303,24 @@ func (s *Server) Start() error {
 			return fmt.Errorf("pomelo: %s: listen tcp: %w", s.cfg.ID, err)
 		}
 		s.listeners = append(s.listeners, l)
-		go func() { s.serveErr <- s.conn.ServeTCP(l) }()
+		go s.serve("tcp", l, s.conn.ServeTCP)
 	}
 	return nil
 }
+
+// serve runs a client listener; an error that stops it (Shutdown stops it
+// with none) is reported on Err. serveErr holds one per listener, so the
+// send never blocks.
+func (s *Server) serve(what string, l net.Listener, serve func(net.Listener) error) {
+	if err := serve(l); err != nil {
+		s.serveErr <- fmt.Errorf("pomelo: %s: serve %s on %s: %w", s.cfg.ID, what, l.Addr(), err)
+	}
+}
+
+// Err returns a channel that receives the error of a client listener that
+// stopped accepting on its own (not by Shutdown): the server then serves no
+// new clients on it. App.Serve reads it and shuts the server down.
+func (s *Server) Err() <-chan error { return s.serveErr }
 
 // Connector returns the client connector of a started frontend, or nil.
 func (s *Server) Connector() *connector.Connector {

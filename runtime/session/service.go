@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,15 +19,17 @@ const (
 	// AllowMany lets a uid have several sessions (Pomelo's default).
 	AllowMany Policy = iota
 	// RejectNew refuses to bind a uid that already has a session: Bind
-	// returns an error with name DUPLICATE_LOGIN.
+	// returns an error matching ErrDuplicateLogin (name DUPLICATE_LOGIN).
 	RejectNew
 	// KickOld kicks the uid's other sessions, with the reason "relogin", and
 	// binds the new one.
 	KickOld
 )
 
-// ErrNameDuplicateLogin is the error name of a Bind refused by RejectNew.
-const ErrNameDuplicateLogin = "DUPLICATE_LOGIN"
+// ErrDuplicateLogin matches, with errors.Is, the error of a Bind refused by
+// RejectNew (and of a cluster-wide login refused by online.Service). Its
+// name on the wire is DUPLICATE_LOGIN.
+var ErrDuplicateLogin = runtime.DefineError(runtime.CodeFrameworkError, "DUPLICATE_LOGIN")
 
 // KickReasonRelogin is the kick reason of sessions replaced under KickOld.
 const KickReasonRelogin = "relogin"
@@ -153,7 +154,7 @@ func (svc *Service) Range(fn func(*Session) bool) {
 func (svc *Service) get(sid uint64) (*Session, error) {
 	s, ok := svc.Get(sid)
 	if !ok {
-		return nil, runtime.Errorf(runtime.ErrNameNotFound, "no session %d on %s", sid, svc.frontendID)
+		return nil, runtime.Errorf(runtime.ErrNotFound, "no session %d on %s", sid, svc.frontendID)
 	}
 	return s, nil
 }
@@ -163,7 +164,7 @@ func (svc *Service) get(sid uint64) (*Session, error) {
 // to a bound session is an error.
 func (svc *Service) BindSession(sid uint64, uid string) error {
 	if uid == "" {
-		return runtime.Errorf(runtime.ErrNameBadRequest, "bind: empty uid")
+		return runtime.Errorf(runtime.ErrBadRequest, "bind: empty uid")
 	}
 	s, err := svc.get(sid)
 	if err != nil {
@@ -174,15 +175,15 @@ func (svc *Service) BindSession(sid uint64, uid string) error {
 	s.mu.Lock()
 	switch {
 	case s.closed:
-		err = runtime.Errorf(runtime.ErrNameClosed, "session %d is closed", sid)
+		err = runtime.Errorf(runtime.ErrClosed, "session %d is closed", sid)
 	case s.uid == uid:
 		s.mu.Unlock()
 		svc.mu.Unlock()
 		return nil
 	case s.uid != "":
-		err = runtime.Errorf(runtime.ErrNameBadRequest, "session %d is already bound to %q", sid, s.uid)
+		err = runtime.Errorf(runtime.ErrBadRequest, "session %d is already bound to %q", sid, s.uid)
 	case svc.policy == RejectNew && len(svc.byUID[uid]) > 0:
-		err = &runtime.Error{Code: runtime.CodeFrameworkError, Name: ErrNameDuplicateLogin, Message: fmt.Sprintf("uid %q is already online", uid)}
+		err = runtime.Errorf(ErrDuplicateLogin, "uid %q is already online", uid)
 	default:
 		if svc.policy == KickOld {
 			kick = slices.Clone(svc.byUID[uid])
@@ -220,9 +221,9 @@ func (svc *Service) UnbindSession(sid uint64, uid string) error {
 	old := s.uid
 	switch {
 	case old == "":
-		err = runtime.Errorf(runtime.ErrNameNotBound, "session %d is not bound", sid)
+		err = runtime.Errorf(runtime.ErrNotBound, "session %d is not bound", sid)
 	case uid != "" && uid != old:
-		err = runtime.Errorf(runtime.ErrNameBadRequest, "session %d is bound to %q, not %q", sid, old, uid)
+		err = runtime.Errorf(runtime.ErrBadRequest, "session %d is bound to %q, not %q", sid, old, uid)
 	default:
 		s.uid = ""
 		svc.removeUIDLocked(s, old)
@@ -311,7 +312,7 @@ func (svc *Service) KickByUID(uid, reason string) int {
 func (svc *Service) EncodePush(ser runtime.Serializer, route string, msg proto.Message) ([]byte, error) {
 	body, err := ser.Marshal(nil, msg)
 	if err != nil {
-		return nil, runtime.Errorf(runtime.ErrNameInternal, "encode push %s: %v", route, err)
+		return nil, runtime.Errorf(runtime.ErrInternal, "encode push %s: %v", route, err)
 	}
 	return svc.EncodePushBody(route, body)
 }
@@ -361,7 +362,7 @@ func (e *pushEncoder) packageFor(ser runtime.Serializer) ([]byte, error) {
 	var pkg []byte
 	body, err := e.body.Encode(ser)
 	if err != nil {
-		err = runtime.Errorf(runtime.ErrNameInternal, "encode push %s: %v", e.route, err)
+		err = runtime.Errorf(runtime.ErrInternal, "encode push %s: %v", e.route, err)
 	} else {
 		pkg, err = e.svc.EncodePushBody(e.route, body)
 	}
@@ -471,7 +472,7 @@ func (svc *Service) BroadcastBody(route string, body Body, boundOnly bool, filte
 
 func (svc *Service) checkFrontend(frontendID string) error {
 	if frontendID != svc.frontendID {
-		return runtime.Errorf(runtime.ErrNameNotFound, "session belongs to frontend %q, not %q", frontendID, svc.frontendID)
+		return runtime.Errorf(runtime.ErrNotFound, "session belongs to frontend %q, not %q", frontendID, svc.frontendID)
 	}
 	return nil
 }

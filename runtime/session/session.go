@@ -115,7 +115,7 @@ func (s *Session) SetSettings(kv map[string]string, replace bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return runtime.Errorf(runtime.ErrNameClosed, "session %d is closed", s.id)
+		return runtime.Errorf(runtime.ErrClosed, "session %d is closed", s.id)
 	}
 	var next map[string]string
 	if replace {

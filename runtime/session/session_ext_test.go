@@ -88,8 +88,7 @@ func TestBindPolicies(t *testing.T) {
 		b, bc := newSession(t, svc)
 		svc.BindSession(a.ID(), "u")
 		err := svc.BindSession(b.ID(), "u")
-		var re *runtime.Error
-		if !errors.As(err, &re) || re.Name != session.ErrNameDuplicateLogin {
+		if !errors.Is(err, session.ErrDuplicateLogin) {
 			t.Fatalf("second bind: %v", err)
 		}
 		if b.UID() != "" || len(bc.kicked) != 0 {

@@ -84,7 +84,7 @@ func (r *room) usernames() []string {
 func (rs *rooms) Join(ctx context.Context, req *chatv1.JoinRequest) (*chatv1.JoinResponse, error) {
 	m := req.GetMember()
 	if req.GetRid() == "" || m.GetUid() == "" || m.GetFrontendId() == "" {
-		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "join needs a rid, a uid and a frontend id")
+		return nil, runtime.Errorf(runtime.ErrBadRequest, "join needs a rid, a uid and a frontend id")
 	}
 	r := rs.lockRoom(req.GetRid(), true)
 	defer r.mu.Unlock()
@@ -157,16 +157,16 @@ func (rs *rooms) Lookup(_ context.Context, req *chatv1.LookupRequest) (*chatv1.L
 func (rs *rooms) Send(ctx context.Context, s runtime.Session, req *chatv1.SendRequest) (*chatv1.SendResponse, error) {
 	rid, _ := s.Get(SettingRID)
 	if s.UID() == "" || rid == "" {
-		return nil, runtime.Errorf(runtime.ErrNameNotBound, "enter a room first (connector.entryHandler.enter)")
+		return nil, runtime.Errorf(runtime.ErrNotBound, "enter a room first (connector.entryHandler.enter)")
 	}
 	r := rs.lockRoom(rid, false)
 	if r == nil {
-		return nil, runtime.Errorf(runtime.ErrNameNotFound, "room %q is not on %s: enter it again", rid, rs.serverID)
+		return nil, runtime.Errorf(runtime.ErrNotFound, "room %q is not on %s: enter it again", rid, rs.serverID)
 	}
 	defer r.mu.Unlock()
 	from, ok := r.members[s.UID()]
 	if !ok || from.GetFrontendId() != s.FrontendID() || from.GetSessionId() != s.ID() {
-		return nil, runtime.Errorf(runtime.ErrNameNotFound, "you are not in room %q: enter it again", rid)
+		return nil, runtime.Errorf(runtime.ErrNotFound, "you are not in room %q: enter it again", rid)
 	}
 	msg := &chatv1.ChatMessage{Msg: req.GetContent(), From: from.GetUsername(), Target: req.GetTarget()}
 	if req.GetTarget() == "*" {
@@ -175,7 +175,7 @@ func (rs *rooms) Send(ctx context.Context, s runtime.Session, req *chatv1.SendRe
 	}
 	to, ok := r.members[req.GetTarget()+"*"+rid]
 	if !ok {
-		return nil, runtime.Errorf(runtime.ErrNameNotFound, "no user %q in room %q", req.GetTarget(), rid)
+		return nil, runtime.Errorf(runtime.ErrNotFound, "no user %q in room %q", req.GetTarget(), rid)
 	}
 	receivers := []channel.Member{
 		{UID: to.GetUid(), FrontendID: to.GetFrontendId()},

@@ -51,11 +51,11 @@ func newEntry(node *cluster.Node, leaves *sync.WaitGroup, on *online.Service) *e
 func checkName(what, v string, maxLen int) error {
 	switch {
 	case v == "":
-		return runtime.Errorf(runtime.ErrNameBadRequest, "%s is empty", what)
+		return runtime.Errorf(runtime.ErrBadRequest, "%s is empty", what)
 	case len(v) > maxLen:
-		return runtime.Errorf(runtime.ErrNameBadRequest, "%s is longer than %d bytes", what, maxLen)
+		return runtime.Errorf(runtime.ErrBadRequest, "%s is longer than %d bytes", what, maxLen)
 	case !utf8.ValidString(v):
-		return runtime.Errorf(runtime.ErrNameBadRequest, "%s is not UTF-8", what)
+		return runtime.Errorf(runtime.ErrBadRequest, "%s is not UTF-8", what)
 	}
 	return nil
 }
@@ -73,7 +73,7 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 		return nil, err
 	}
 	if strings.Contains(username, "*") {
-		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "username must not contain '*'")
+		return nil, runtime.Errorf(runtime.ErrBadRequest, "username must not contain '*'")
 	}
 	uid := username + "*" + rid
 	switch cur := s.UID(); cur {
@@ -85,7 +85,7 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 			return nil, err
 		}
 	default:
-		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "this connection already entered as %q: connect again to change rooms", cur)
+		return nil, runtime.Errorf(runtime.ErrBadRequest, "this connection already entered as %q: connect again to change rooms", cur)
 	}
 
 	chatID, err := c.placeRoom(ctx, rid)
@@ -106,7 +106,7 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 	// before the Join: take it out again.
 	if _, alive := c.node.Server().Sessions().Get(s.ID()); !alive {
 		c.leave(chatID, rid, member)
-		return nil, runtime.Errorf(runtime.ErrNameClosed, "session closed while entering")
+		return nil, runtime.Errorf(runtime.ErrClosed, "session closed while entering")
 	}
 	return &chatv1.EnterResponse{Code: 200, Users: res.GetUsers()}, nil
 }

@@ -22,7 +22,7 @@ type gate struct {
 // connectors with a WebSocket port.
 func (g *gate) QueryEntry(_ context.Context, _ runtime.Session, req *chatv1.QueryEntryRequest) (*chatv1.QueryEntryResponse, error) {
 	if req.GetUid() == "" {
-		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "queryEntry needs a uid")
+		return nil, runtime.Errorf(runtime.ErrBadRequest, "queryEntry needs a uid")
 	}
 	var connectors []cluster.ServerInfo
 	for _, s := range g.node.Members(TypeConnector) {
@@ -31,7 +31,7 @@ func (g *gate) QueryEntry(_ context.Context, _ runtime.Session, req *chatv1.Quer
 		}
 	}
 	if len(connectors) == 0 {
-		return nil, runtime.Errorf(runtime.ErrNameUnavailable, "no connector is up")
+		return nil, runtime.Errorf(runtime.ErrUnavailable, "no connector is up")
 	}
 	c := cluster.Rendezvous(req.GetUid(), connectors)
 	host := c.Host

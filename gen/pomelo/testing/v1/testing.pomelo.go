@@ -102,19 +102,19 @@ type EchoHandlerServer interface {
 type UnimplementedEchoHandlerServer struct{}
 
 func (UnimplementedEchoHandlerServer) Echo(context.Context, runtime.Session, *EchoRequest) (*EchoResponse, error) {
-	return nil, runtime.Errorf(runtime.ErrNameUnknownRoute, "%s is not implemented", EchoHandlerEchoRoute)
+	return nil, runtime.Errorf(runtime.ErrUnknownRoute, "%s is not implemented", EchoHandlerEchoRoute)
 }
 
 func (UnimplementedEchoHandlerServer) Sum(context.Context, runtime.Session, *SumRequest) (*SumResponse, error) {
-	return nil, runtime.Errorf(runtime.ErrNameUnknownRoute, "%s is not implemented", EchoHandlerSumRoute)
+	return nil, runtime.Errorf(runtime.ErrUnknownRoute, "%s is not implemented", EchoHandlerSumRoute)
 }
 
 func (UnimplementedEchoHandlerServer) Log(context.Context, runtime.Session, *LogRequest) error {
-	return runtime.Errorf(runtime.ErrNameUnknownRoute, "%s is not implemented", EchoHandlerLogRoute)
+	return runtime.Errorf(runtime.ErrUnknownRoute, "%s is not implemented", EchoHandlerLogRoute)
 }
 
 func (UnimplementedEchoHandlerServer) Mirror(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
-	return nil, runtime.Errorf(runtime.ErrNameUnknownRoute, "%s is not implemented", EchoHandlerMirrorRoute)
+	return nil, runtime.Errorf(runtime.ErrUnknownRoute, "%s is not implemented", EchoHandlerMirrorRoute)
 }
 
 func (UnimplementedEchoHandlerServer) mustEmbedUnimplementedEchoHandlerServer() {}

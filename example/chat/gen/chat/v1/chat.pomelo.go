@@ -75,11 +75,11 @@ type ChatHandlerServer interface {
 type UnimplementedChatHandlerServer struct{}
 
 func (UnimplementedChatHandlerServer) Send(context.Context, runtime.Session, *SendRequest) (*SendResponse, error) {
-	return nil, runtime.Errorf(runtime.ErrNameUnknownRoute, "%s is not implemented", ChatHandlerSendRoute)
+	return nil, runtime.Errorf(runtime.ErrUnknownRoute, "%s is not implemented", ChatHandlerSendRoute)
 }
 
 func (UnimplementedChatHandlerServer) Echo(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
-	return nil, runtime.Errorf(runtime.ErrNameUnknownRoute, "%s is not implemented", ChatHandlerEchoRoute)
+	return nil, runtime.Errorf(runtime.ErrUnknownRoute, "%s is not implemented", ChatHandlerEchoRoute)
 }
 
 func (UnimplementedChatHandlerServer) mustEmbedUnimplementedChatHandlerServer() {}

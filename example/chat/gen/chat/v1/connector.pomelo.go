@@ -68,7 +68,7 @@ type EntryHandlerServer interface {
 type UnimplementedEntryHandlerServer struct{}
 
 func (UnimplementedEntryHandlerServer) Enter(context.Context, runtime.Session, *EnterRequest) (*EnterResponse, error) {
-	return nil, runtime.Errorf(runtime.ErrNameUnknownRoute, "%s is not implemented", EntryHandlerEnterRoute)
+	return nil, runtime.Errorf(runtime.ErrUnknownRoute, "%s is not implemented", EntryHandlerEnterRoute)
 }
 
 func (UnimplementedEntryHandlerServer) mustEmbedUnimplementedEntryHandlerServer() {}

@@ -58,7 +58,7 @@ type GateHandlerServer interface {
 type UnimplementedGateHandlerServer struct{}
 
 func (UnimplementedGateHandlerServer) QueryEntry(context.Context, runtime.Session, *QueryEntryRequest) (*QueryEntryResponse, error) {
-	return nil, runtime.Errorf(runtime.ErrNameUnknownRoute, "%s is not implemented", GateHandlerQueryEntryRoute)
+	return nil, runtime.Errorf(runtime.ErrUnknownRoute, "%s is not implemented", GateHandlerQueryEntryRoute)
 }
 
 func (UnimplementedGateHandlerServer) mustEmbedUnimplementedGateHandlerServer() {}
