@@ -16,11 +16,11 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/connector"
-	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/server"
 	pomelo "github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
-	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
 

@@ -17,8 +17,8 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
-	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
 // Config describes how a server joins the cluster.

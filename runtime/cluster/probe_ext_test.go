@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
-	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
-	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
 func reviewNode(t *testing.T, st *Static, id, typ string, frontend bool) *Node {

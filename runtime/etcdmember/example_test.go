@@ -5,9 +5,9 @@ import (
 	"log"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/etcdmember"
-	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
 // A backend that joins the cluster through etcd, and leaves it gracefully.

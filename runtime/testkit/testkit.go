@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
-	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
 // Spec describes servers of one type.

@@ -20,12 +20,12 @@ import (
 
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/example/chat/web"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/connector"
 	"github.com/pomelo-go/pomelo/runtime/etcdmember"
 	"github.com/pomelo-go/pomelo/runtime/online"
-	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
