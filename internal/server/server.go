@@ -3,6 +3,11 @@
 // frontends. It owns the handler table, the filters, the session service
 // (frontends), the channel service, and the handling chain that ties them
 // together.
+//
+// The package is internal: users assemble servers with the App of the root
+// package (github.com/pomelo-go/pomelo), which creates the Server, joins it to
+// the cluster and calls the wiring methods (SetForwarder, SetOrigin, MountRPC,
+// HandleForwarded, ...) in the order they need.
 package server
 
 import (
