@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"log/slog"
 	"net"
 	"net/http"
@@ -75,7 +76,7 @@ type Config struct {
 	// empty (development only).
 	Insecure bool
 	// ServerTLS and ClientTLS, when set, carry server-to-server traffic over
-	// TLS (mutual TLS with client certificates); see cluster.Config.
+	// TLS (mutual TLS with client certificates); see node.Config.
 	ServerTLS, ClientTLS *tls.Config
 	// Routes sets the route functions of server types (default rendezvous
 	// hashing on the session's uid or route key).
@@ -139,7 +140,7 @@ type App struct {
 	cfg  Config
 	self cluster.ServerInfo
 	srv  *server.Server
-	node *cluster.Node
+	node *node.Node
 	log  *slog.Logger
 	// probed is the membership New made from the ClusterFile: Serve starts
 	// and closes it.
@@ -224,7 +225,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.ErrorHandler != nil {
 		srv.SetErrorHandler(cfg.ErrorHandler)
 	}
-	node, err := cluster.Join(srv, cluster.Config{
+	node, err := node.Join(srv, node.Config{
 		Self:           self,
 		Membership:     cfg.Membership,
 		Secret:         cfg.Secret,
@@ -452,7 +453,7 @@ func (a *App) Channels() *channel.Service {
 	defer a.channelsMu.Unlock()
 	if a.channels == nil {
 		chs := channel.NewService(channel.DeliveryFunc(a.node.PushToFrontend))
-		a.node.OnSessionClosed(func(ev cluster.SessionEvent) {
+		a.node.OnSessionClosed(func(ev node.SessionEvent) {
 			chs.SessionClosed(ev.Session.FrontendID, ev.Session.ID, ev.Session.UID)
 		})
 		a.srv.Sessions().OnClosed(func(s *session.Session, _ string) {
@@ -468,7 +469,7 @@ func (a *App) Sessions() *session.Service { return a.srv.Sessions() }
 
 // BackendSessions returns the service that reads and acts on sessions held
 // by any frontend, by frontend id and session id.
-func (a *App) BackendSessions() *cluster.BackendSessions { return a.node.BackendSessions() }
+func (a *App) BackendSessions() *node.BackendSessions { return a.node.BackendSessions() }
 
 // WatchSession asks the frontend holding session sid to report its close to
 // the OnSessionClosed functions. A backend needs it only for sessions it
@@ -480,7 +481,7 @@ func (a *App) WatchSession(ctx context.Context, frontendID string, sid uint64) e
 // OnSessionClosed registers fn to run when a watched session closes, once
 // per session: every session a request forwarded to this server came
 // from, and those named to WatchSession.
-func (a *App) OnSessionClosed(fn func(cluster.SessionEvent)) { a.node.OnSessionClosed(fn) }
+func (a *App) OnSessionClosed(fn func(node.SessionEvent)) { a.node.OnSessionClosed(fn) }
 
 // The App is what generated code takes.
 var (

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"io"
 	"log/slog"
 	"net"
@@ -94,7 +95,7 @@ func TestProbedMarksDeadServerDownAndRoutingSkipsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := cluster.Join(srv, cluster.Config{Self: servers[0], Membership: p, Insecure: true, Logger: quietLog()})
+	node, err := node.Join(srv, node.Config{Self: servers[0], Membership: p, Insecure: true, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,4 +242,15 @@ func TestProbedCloseStopsProber(t *testing.T) {
 	}
 	cluster.NewProbed(servers, []string{"chat-1"}, manual()).Close()
 	waitFor(t, func() bool { return goruntime.NumGoroutine() <= baseline })
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"log/slog"
 	"net"
 	"slices"
@@ -49,7 +50,7 @@ func startEtcdCluster(t *testing.T, e *testservers.Etcd, specs ...testkit.Spec) 
 			})
 		},
 		// Long enough for every server to see a leaving one go.
-		ConfigureNode: func(cfg *cluster.Config) { cfg.DrainDelay = 300 * time.Millisecond },
+		ConfigureNode: func(cfg *node.Config) { cfg.DrainDelay = 300 * time.Millisecond },
 		Setup: func(m *testkit.Member) error {
 			switch m.Info.Type {
 			case "chat":

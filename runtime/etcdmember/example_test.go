@@ -2,6 +2,7 @@ package etcdmember_test
 
 import (
 	"context"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"log"
 	"time"
 
@@ -25,7 +26,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer reg.Close() // after node.Close
-	node, err := cluster.Join(srv, cluster.Config{
+	node, err := node.Join(srv, node.Config{
 		Self:       cluster.ServerInfo{ID: "chat-1", Type: "chat", Host: "127.0.0.1", RPCPort: 4101},
 		Membership: reg,
 		Secret:     "cluster secret",

@@ -2,13 +2,13 @@ package online_test
 
 import (
 	"context"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"log"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pomelo-go/pomelo/runtime"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/globalchannel"
 	"github.com/pomelo-go/pomelo/runtime/online"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -17,7 +17,7 @@ import (
 // Online status, global channels and one session per user in the whole
 // cluster, on a server's node (before node.Start).
 func Example() {
-	var node *cluster.Node // the server's node: joined, not yet started
+	var node *node.Node // the server's node: joined, not yet started
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	on := online.New(rdb, online.Config{Prefix: "chat-app:", Policy: session.KickOld})
 	channels := globalchannel.New(on) // before Attach

@@ -29,6 +29,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"log/slog"
 	"slices"
 	"sync"
@@ -36,7 +37,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -74,7 +74,7 @@ type Service struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	node     *cluster.Node
+	node     *node.Node
 	reapers  []func(ctx context.Context, frontendID string, force bool) error
 	fe       *frontend // nil on backends
 	ctx      context.Context
@@ -121,7 +121,7 @@ func (s *Service) Prefix() string { return s.cfg.Prefix }
 func (s *Service) TTL() time.Duration { return s.cfg.TTL }
 
 // Node returns the node the service is attached to, or nil.
-func (s *Service) Node() *cluster.Node {
+func (s *Service) Node() *node.Node {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.node
@@ -161,7 +161,7 @@ func (s *Service) OnReap(fn func(ctx context.Context, frontendID string, force b
 // holding the uids; on a frontend the service records its sessions and
 // keeps it alive in Redis (first deleting what an earlier run of the same
 // frontend id left behind); every attached server reaps crashed frontends.
-func (s *Service) Attach(n *cluster.Node) error {
+func (s *Service) Attach(n *node.Node) error {
 	s.mu.Lock()
 	switch {
 	case s.closed:
@@ -248,7 +248,7 @@ func (s *Service) Kill() {
 
 // Locate groups uids by the live frontends holding their sessions (a uid
 // with sessions on two frontends is in both groups; an offline uid in
-// none). It is the node's cluster.Locator once attached.
+// none). It is the node's node.Locator once attached.
 func (s *Service) Locate(ctx context.Context, uids []string) (map[string][]string, error) {
 	if len(uids) == 0 {
 		return map[string][]string{}, nil

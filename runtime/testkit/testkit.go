@@ -7,6 +7,7 @@ package testkit
 import (
 	"context"
 	"fmt"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"io"
 	"net"
 	"sync"
@@ -39,7 +40,7 @@ type Options struct {
 	Configure func(cfg *server.Config)
 	// ConfigureNode, when set, adjusts each server's cluster configuration
 	// before it joins.
-	ConfigureNode func(cfg *cluster.Config)
+	ConfigureNode func(cfg *node.Config)
 	// Setup, when set, runs for each server after it joined the cluster and
 	// before it starts: register handlers, remotes and filters here.
 	Setup func(m *Member) error
@@ -57,7 +58,7 @@ type Member struct {
 	// Server is the server.
 	Server *server.Server
 	// Node is its cluster membership.
-	Node *cluster.Node
+	Node *node.Node
 	// Membership is the server's membership: the cluster's static one, or
 	// the one Options.Membership made.
 	Membership cluster.Membership
@@ -135,7 +136,7 @@ func (c *Cluster) Add(serverType string, frontend bool) (*Member, error) {
 		return nil, err
 	}
 	info := cluster.ServerInfo{ID: id, Type: serverType, Host: "127.0.0.1", RPCPort: ln.Addr().(*net.TCPAddr).Port, Frontend: frontend}
-	ncfg := cluster.Config{Self: info, Membership: c.Membership, Secret: c.opts.Secret, Listener: ln}
+	ncfg := node.Config{Self: info, Membership: c.Membership, Secret: c.opts.Secret, Listener: ln}
 	if c.opts.Membership != nil {
 		if ncfg.Membership, err = c.opts.Membership(info); err != nil {
 			ln.Close()
@@ -146,7 +147,7 @@ func (c *Cluster) Add(serverType string, frontend bool) (*Member, error) {
 		c.opts.ConfigureNode(&ncfg)
 	}
 	m := &Member{Info: info, Server: srv, Membership: ncfg.Membership}
-	node, err := cluster.Join(srv, ncfg)
+	node, err := node.Join(srv, ncfg)
 	if err != nil {
 		ln.Close()
 		m.closeMembership()

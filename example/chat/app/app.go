@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"io"
 	"log/slog"
 	"net"
@@ -178,7 +179,7 @@ type Server struct {
 	// Server is the pomelo-go server.
 	Server *server.Server
 	// Node is its membership of the cluster.
-	Node *cluster.Node
+	Node *node.Node
 	// Membership is the server's view of the cluster: the process's probed
 	// cluster file, or the server's own etcd membership.
 	Membership cluster.Membership
@@ -438,7 +439,7 @@ func (a *App) startServer(info cluster.ServerInfo, ln net.Listener) (_ *Server, 
 	if err != nil {
 		return nil, err
 	}
-	node, err := cluster.Join(srv, cluster.Config{
+	node, err := node.Join(srv, node.Config{
 		Self:       self,
 		Membership: s.Membership,
 		Secret:     a.opts.Cluster.Secret,

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"github.com/pomelo-go/pomelo/internal/node"
 
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/runtime"
@@ -15,7 +16,7 @@ const MetadataClientHost = "clientHost"
 // gate serves gate.gateHandler.* on "gate" servers.
 type gate struct {
 	chatv1.UnimplementedGateHandlerServer
-	node *cluster.Node
+	node *node.Node
 }
 
 // QueryEntry picks the connector for the uid by rendezvous hashing over the

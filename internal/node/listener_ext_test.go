@@ -1,4 +1,4 @@
-package cluster_test
+package node_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"io"
 	"math/big"
 	"net"
@@ -29,7 +30,7 @@ import (
 
 // echoChat starts a connector and a chat server whose chat.h.echo answers
 // at once and chat.h.slow after wait; configure adjusts every node.
-func echoChat(t *testing.T, wait time.Duration, configure func(*cluster.Config)) *testkit.Cluster {
+func echoChat(t *testing.T, wait time.Duration, configure func(*node.Config)) *testkit.Cluster {
 	t.Helper()
 	return testkit.Start(t, testkit.Options{
 		Servers:       []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
@@ -81,7 +82,7 @@ func closedByPeer(c net.Conn) bool {
 // several windows is answered.
 func TestRPCListenerClosesUnauthenticatedConnections(t *testing.T) {
 	const window = 300 * time.Millisecond
-	cc := echoChat(t, 4*window, func(cfg *cluster.Config) {
+	cc := echoChat(t, 4*window, func(cfg *node.Config) {
 		cfg.AuthTimeout = window
 		cfg.MaxAuthFailures = 2
 	})
@@ -147,7 +148,7 @@ func TestJoinRefusesEmptySecretUnlessInsecure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = cluster.Join(srv, cluster.Config{Self: info, Insecure: insecure})
+		_, err = node.Join(srv, node.Config{Self: info, Insecure: insecure})
 		if insecure && err != nil {
 			t.Fatalf("Insecure with an empty secret: %v", err)
 		}
@@ -229,7 +230,7 @@ func (p *testPKI) clientTLS(withCert bool) *tls.Config {
 func TestMutualTLSClusterForwardsRequests(t *testing.T) {
 	const window = 300 * time.Millisecond
 	pki := newTestPKI(t)
-	cc := echoChat(t, 4*window, func(cfg *cluster.Config) {
+	cc := echoChat(t, 4*window, func(cfg *node.Config) {
 		cfg.ServerTLS, cfg.ClientTLS = pki.serverTLS(), pki.clientTLS(true)
 		cfg.AuthTimeout = window
 	})
@@ -254,7 +255,7 @@ func TestMutualTLSRefusesPeersWithoutCertificateOrTLS(t *testing.T) {
 	pki := newTestPKI(t)
 	for name, client := range map[string]*tls.Config{"no certificate": pki.clientTLS(false), "cleartext": nil} {
 		t.Run(name, func(t *testing.T) {
-			cc := echoChat(t, 0, func(cfg *cluster.Config) {
+			cc := echoChat(t, 0, func(cfg *node.Config) {
 				cfg.ServerTLS, cfg.ClientTLS = pki.serverTLS(), pki.clientTLS(true)
 				if cfg.Self.Type == "connector" {
 					cfg.ClientTLS = client
@@ -286,7 +287,7 @@ func (c *peerClosedConn) Read(p []byte) (int, error) {
 // An HTTP/2 connection whose requests lack the secret is answered 401 and
 // closed by the server after MaxAuthFailures of them.
 func TestRPCListenerClosesHTTP2ConnectionAfterFailedAuth(t *testing.T) {
-	cc := echoChat(t, 0, func(cfg *cluster.Config) { cfg.MaxAuthFailures = 2 })
+	cc := echoChat(t, 0, func(cfg *node.Config) { cfg.MaxAuthFailures = 2 })
 	addr := cc.Members("chat")[0].Node.RPCAddr().String()
 	var mu sync.Mutex
 	var conns []*peerClosedConn

@@ -1,7 +1,8 @@
-package cluster
+package node
 
 import (
 	"context"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"sync"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 // close already and must not watch the session again: the frontend would
 // report it gone, a second time.
 func TestLateMessageOfAClosedSessionIsNotReportedAgain(t *testing.T) {
-	st := NewStatic()
+	st := cluster.NewStatic()
 	front := reviewNode(t, st, "connector-1", "connector", true)
 	back := reviewNode(t, st, "chat-1", "chat", false)
 	var mu sync.Mutex

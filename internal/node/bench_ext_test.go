@@ -1,7 +1,8 @@
-package cluster_test
+package node_test
 
 import (
 	"context"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -12,7 +13,6 @@ import (
 	"github.com/pomelo-go/pomelo/internal/server"
 	pomelo "github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
 
@@ -51,7 +51,7 @@ const benchClients = 64
 //   - stream: on a "connector" frontend that forwards it to an "echo"
 //     backend over the long-lived Forward stream (the default);
 //   - unary: the same frontend and backend, one ForwardMessage call per
-//     message (node.SetForwardMode(cluster.ForwardUnary)).
+//     message (node.SetForwardMode(node.ForwardUnary)).
 //
 // Every server is a cluster member (testkit), so the local path carries
 // the same cluster wiring. The plain variants send one request at a time;
@@ -94,11 +94,11 @@ func BenchmarkForward(b *testing.B) {
 	for _, v := range []struct {
 		name string
 		m    *testkit.Member
-		mode cluster.ForwardMode
+		mode node.ForwardMode
 	}{
-		{"local", local.Members("echo")[0], cluster.ForwardStream},
-		{"stream", fe, cluster.ForwardStream},
-		{"unary", fe, cluster.ForwardUnary},
+		{"local", local.Members("echo")[0], node.ForwardStream},
+		{"stream", fe, node.ForwardStream},
+		{"unary", fe, node.ForwardUnary},
 	} {
 		v.m.Node.SetForwardMode(v.mode)
 		b.Run(v.name, func(b *testing.B) {

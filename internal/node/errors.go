@@ -1,4 +1,4 @@
-package cluster
+package node
 
 import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"

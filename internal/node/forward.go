@@ -1,7 +1,8 @@
-package cluster
+package node
 
 import (
 	"context"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"strings"
 	"sync"
 	"time"
@@ -62,7 +63,7 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 		// not take other sessions' requests on the stream down with it.
 		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "malformed route")
 	}
-	target, err := f.n.RouteBy(serverType, RouteContext{Session: r.Session})
+	target, err := f.n.RouteBy(serverType, cluster.RouteContext{Session: r.Session})
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,10 @@
-package cluster_test
+package node_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pomelo-go/pomelo/internal/node"
 	goruntime "runtime"
 	"slices"
 	"sort"
@@ -49,18 +50,18 @@ type chatCluster struct {
 	channels sync.Map // server id -> *channel.Service
 
 	mu     sync.Mutex
-	closed map[string][]cluster.SessionEvent // by backend id
+	closed map[string][]node.SessionEvent // by backend id
 }
 
 // closedOn returns the session closes backend id heard of so far.
-func (cc *chatCluster) closedOn(id string) []cluster.SessionEvent {
+func (cc *chatCluster) closedOn(id string) []node.SessionEvent {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	return slices.Clone(cc.closed[id])
 }
 
 func startChat(t *testing.T) *chatCluster {
-	cc := &chatCluster{closed: map[string][]cluster.SessionEvent{}}
+	cc := &chatCluster{closed: map[string][]node.SessionEvent{}}
 	cc.Cluster = testkit.Start(t, testkit.Options{
 		Servers: []testkit.Spec{
 			{Type: "connector", Count: 2, Frontend: true},
@@ -83,7 +84,7 @@ func startChat(t *testing.T) *chatCluster {
 func (cc *chatCluster) setupChat(t *testing.T, m *testkit.Member) {
 	chs := channel.NewService(channel.DeliveryFunc(m.Node.PushToFrontend))
 	cc.channels.Store(m.Info.ID, chs)
-	m.Node.OnSessionClosed(func(ev cluster.SessionEvent) {
+	m.Node.OnSessionClosed(func(ev node.SessionEvent) {
 		cc.mu.Lock()
 		cc.closed[m.Info.ID] = append(cc.closed[m.Info.ID], ev)
 		cc.mu.Unlock()
@@ -389,9 +390,9 @@ func watchGoroutines() (receivers, flushes int) {
 	}
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		switch {
-		case strings.Contains(g, "cluster.(*watchHub).receive"):
+		case strings.Contains(g, "node.(*watchHub).receive"):
 			receivers++
-		case strings.Contains(g, "cluster.(*watchClient).flush"):
+		case strings.Contains(g, "node.(*watchClient).flush"):
 			flushes++
 		}
 	}
@@ -625,7 +626,7 @@ func TestHungBackendAnswersTimeout(t *testing.T) {
 	defer close(release)
 	cc := testkit.Start(t, testkit.Options{
 		Servers:       []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
-		ConfigureNode: func(cfg *cluster.Config) { cfg.ForwardTimeout = 200 * time.Millisecond },
+		ConfigureNode: func(cfg *node.Config) { cfg.ForwardTimeout = 200 * time.Millisecond },
 		Setup: func(m *testkit.Member) error {
 			if m.Info.Type == "chat" {
 				handle(t, m, "chat.h.hang", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
