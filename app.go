@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pomelo-go/pomelo/internal/node"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
@@ -453,7 +453,7 @@ func (a *App) Channels() *channel.Service {
 	defer a.channelsMu.Unlock()
 	if a.channels == nil {
 		chs := channel.NewService(channel.DeliveryFunc(a.node.PushToFrontend))
-		a.node.OnSessionClosed(func(ev node.SessionEvent) {
+		a.node.OnSessionClosed(func(ev cluster.SessionEvent) {
 			chs.SessionClosed(ev.Session.FrontendID, ev.Session.ID, ev.Session.UID)
 		})
 		a.srv.Sessions().OnClosed(func(s *session.Session, _ string) {
@@ -469,7 +469,9 @@ func (a *App) Sessions() *session.Service { return a.srv.Sessions() }
 
 // BackendSessions returns the service that reads and acts on sessions held
 // by any frontend, by frontend id and session id.
-func (a *App) BackendSessions() *node.BackendSessions { return a.node.BackendSessions() }
+func (a *App) BackendSessions() *BackendSessions {
+	return &BackendSessions{b: a.node.BackendSessions()}
+}
 
 // WatchSession asks the frontend holding session sid to report its close to
 // the OnSessionClosed functions. A backend needs it only for sessions it
@@ -481,7 +483,7 @@ func (a *App) WatchSession(ctx context.Context, frontendID string, sid uint64) e
 // OnSessionClosed registers fn to run when a watched session closes, once
 // per session: every session a request forwarded to this server came
 // from, and those named to WatchSession.
-func (a *App) OnSessionClosed(fn func(node.SessionEvent)) { a.node.OnSessionClosed(fn) }
+func (a *App) OnSessionClosed(fn func(cluster.SessionEvent)) { a.node.OnSessionClosed(fn) }
 
 // The App is what generated code takes.
 var (

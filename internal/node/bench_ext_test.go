@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"github.com/pomelo-go/pomelo/internal/node"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/server"
 	pomelo "github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pomelo-go/pomelo/internal/node"
 	goruntime "runtime"
 	"slices"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/client"
@@ -50,18 +50,18 @@ type chatCluster struct {
 	channels sync.Map // server id -> *channel.Service
 
 	mu     sync.Mutex
-	closed map[string][]node.SessionEvent // by backend id
+	closed map[string][]cluster.SessionEvent // by backend id
 }
 
 // closedOn returns the session closes backend id heard of so far.
-func (cc *chatCluster) closedOn(id string) []node.SessionEvent {
+func (cc *chatCluster) closedOn(id string) []cluster.SessionEvent {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	return slices.Clone(cc.closed[id])
 }
 
 func startChat(t *testing.T) *chatCluster {
-	cc := &chatCluster{closed: map[string][]node.SessionEvent{}}
+	cc := &chatCluster{closed: map[string][]cluster.SessionEvent{}}
 	cc.Cluster = testkit.Start(t, testkit.Options{
 		Servers: []testkit.Spec{
 			{Type: "connector", Count: 2, Frontend: true},
@@ -84,7 +84,7 @@ func startChat(t *testing.T) *chatCluster {
 func (cc *chatCluster) setupChat(t *testing.T, m *testkit.Member) {
 	chs := channel.NewService(channel.DeliveryFunc(m.Node.PushToFrontend))
 	cc.channels.Store(m.Info.ID, chs)
-	m.Node.OnSessionClosed(func(ev node.SessionEvent) {
+	m.Node.OnSessionClosed(func(ev cluster.SessionEvent) {
 		cc.mu.Lock()
 		cc.closed[m.Info.ID] = append(cc.closed[m.Info.ID], ev)
 		cc.mu.Unlock()

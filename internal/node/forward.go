@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	goruntime "runtime"
 	"runtime/pprof"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
 // Config describes how a server joins the cluster.
@@ -104,8 +104,8 @@ type Node struct {
 	watchers *watchHub
 	bsess    *BackendSessions
 	filters  sync.Map // broadcast filter name -> BroadcastFilter
-	locator  atomic.Pointer[Locator]
-	closeFns []func(SessionEvent)
+	locator  atomic.Pointer[cluster.Locator]
+	closeFns []func(cluster.SessionEvent)
 }
 
 type view struct {

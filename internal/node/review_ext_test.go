@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"github.com/pomelo-go/pomelo/internal/node"
 	"net"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
@@ -130,12 +130,12 @@ func TestReviewServerBackUnderSameIDAtNewAddressUnreachable(t *testing.T) {
 // (sessions.go:384-395) and nothing remembers which sessions were watched,
 // so OnSessionClosed never runs for them.
 func TestReviewWatchedSessionsForgottenWhenWatchStreamBreaks(t *testing.T) {
-	closed := make(chan node.SessionEvent, 4)
+	closed := make(chan cluster.SessionEvent, 4)
 	cc := testkit.Start(t, testkit.Options{
 		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
 		Setup: func(m *testkit.Member) error {
 			if m.Info.Type == "chat" {
-				m.Node.OnSessionClosed(func(ev node.SessionEvent) { closed <- ev })
+				m.Node.OnSessionClosed(func(ev cluster.SessionEvent) { closed <- ev })
 				handle(t, m, "chat.h.watch", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					return obj(map[string]any{"code": 200}), m.Node.WatchSession(ctx, s.FrontendID(), s.ID())
 				})
@@ -177,7 +177,7 @@ func TestReviewSlowWatcherBlocksCloseSessionOnFrontend(t *testing.T) {
 		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
 		Setup: func(m *testkit.Member) error {
 			if m.Info.Type == "chat" {
-				m.Node.OnSessionClosed(func(node.SessionEvent) { <-release }) // a slow application callback
+				m.Node.OnSessionClosed(func(cluster.SessionEvent) { <-release }) // a slow application callback
 			}
 			return nil
 		},

@@ -5,7 +5,6 @@ package node
 
 import (
 	"context"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"net"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
 func reviewNode(t *testing.T, st *cluster.Static, id, typ string, frontend bool) *Node {

@@ -2,12 +2,12 @@ package node
 
 import (
 	"context"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"sync"
 	"testing"
 	"time"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
 // A message of a session can reach a backend after the session's close
@@ -20,7 +20,7 @@ func TestLateMessageOfAClosedSessionIsNotReportedAgain(t *testing.T) {
 	back := reviewNode(t, st, "chat-1", "chat", false)
 	var mu sync.Mutex
 	heard := map[uint64]int{}
-	back.OnSessionClosed(func(ev SessionEvent) {
+	back.OnSessionClosed(func(ev cluster.SessionEvent) {
 		mu.Lock()
 		heard[ev.Session.ID]++
 		mu.Unlock()

@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"github.com/pomelo-go/pomelo/internal/node"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )

@@ -2,10 +2,10 @@ package etcdmember_test
 
 import (
 	"context"
-	"github.com/pomelo-go/pomelo/internal/node"
 	"log"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/etcdmember"

@@ -2,12 +2,12 @@ package online_test
 
 import (
 	"context"
-	"github.com/pomelo-go/pomelo/internal/node"
 	"log"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/globalchannel"
 	"github.com/pomelo-go/pomelo/runtime/online"

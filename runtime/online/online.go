@@ -29,7 +29,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/pomelo-go/pomelo/internal/node"
 	"log/slog"
 	"slices"
 	"sync"
@@ -37,6 +36,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -248,7 +248,7 @@ func (s *Service) Kill() {
 
 // Locate groups uids by the live frontends holding their sessions (a uid
 // with sessions on two frontends is in both groups; an offline uid in
-// none). It is the node's node.Locator once attached.
+// none). It is the node's cluster.Locator once attached.
 func (s *Service) Locate(ctx context.Context, uids []string) (map[string][]string, error) {
 	if len(uids) == 0 {
 		return map[string][]string{}, nil

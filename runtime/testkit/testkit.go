@@ -7,13 +7,13 @@ package testkit
 import (
 	"context"
 	"fmt"
-	"github.com/pomelo-go/pomelo/internal/node"
 	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"github.com/pomelo-go/pomelo/internal/node"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/online"

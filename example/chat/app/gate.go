@@ -2,9 +2,9 @@ package app
 
 import (
 	"context"
-	"github.com/pomelo-go/pomelo/internal/node"
 
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
