@@ -16,6 +16,7 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/clustertest"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
@@ -47,7 +48,7 @@ func (r failingRemote) Whoami(_ context.Context, req *testingv1.WhoamiRequest) (
 // errorCluster is a frontend, a chat backend and an echo backend, each
 // logging to its own buffer.
 type errorCluster struct {
-	*testkit.Cluster
+	*clustertest.Cluster
 	mu   sync.Mutex
 	logs map[string]*testkit.LogBuffer // by server id
 }
@@ -61,9 +62,9 @@ func (ec *errorCluster) log(id string) *testkit.LogBuffer {
 // startErrorCluster starts the cluster. chat.h.secret fails with the
 // secret; chat.h.remote calls Whoami on the echo server named by "to" with
 // the note "note" and fails as it does.
-func startErrorCluster(t *testing.T, servers ...testkit.Spec) *errorCluster {
+func startErrorCluster(t *testing.T, servers ...clustertest.Spec) *errorCluster {
 	ec := &errorCluster{logs: map[string]*testkit.LogBuffer{}}
-	ec.Cluster = testkit.Start(t, testkit.Options{
+	ec.Cluster = clustertest.Start(t, clustertest.Options{
 		Servers: servers,
 		Configure: func(cfg *server.Config) {
 			b := &testkit.LogBuffer{}
@@ -72,14 +73,14 @@ func startErrorCluster(t *testing.T, servers ...testkit.Spec) *errorCluster {
 			ec.mu.Unlock()
 			cfg.Logger = b.Logger()
 		},
-		Setup: func(m *testkit.Member) error {
+		Setup: func(m *clustertest.Member) error {
 			switch m.Info.Type {
 			case "chat":
-				handle(t, m, "chat.h.secret", func(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.secret", func(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
 					return nil, errors.New(secretText)
 				})
 				echo := testingv1.NewEchoRemoteClient(m.Node)
-				handle(t, m, "chat.h.remote", func(ctx context.Context, _ runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.remote", func(ctx context.Context, _ runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					res, err := echo.WhoamiTo(ctx, str(in, "to"), &testingv1.WhoamiRequest{Note: str(in, "note")})
 					if err != nil {
 						return nil, err
@@ -132,7 +133,7 @@ func checkGeneric(t *testing.T, what string, e *runtime.Error, name string) {
 }
 
 func TestForwardedHandlerErrorIsGenericForTheClientAndLoggedOnTheBackend(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"})
 	c := dial(t, ec.Members("connector")[0])
 	checkGeneric(t, "forwarded handler error", requestError(t, c, "chat.h.secret", nil), runtime.ErrNameInternal)
 
@@ -151,7 +152,7 @@ func TestForwardedHandlerErrorIsGenericForTheClientAndLoggedOnTheBackend(t *test
 }
 
 func TestRemoteHandlerErrorIsGenericForTheCallersClient(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"}, testkit.Spec{Type: "echo"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"}, clustertest.Spec{Type: "echo"})
 	c := dial(t, ec.Members("connector")[0])
 	e := requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-1", "note": "secret"})
 	checkGeneric(t, "remote handler error", e, runtime.ErrNameInternal)
@@ -168,7 +169,7 @@ func TestRemoteHandlerErrorIsGenericForTheCallersClient(t *testing.T) {
 }
 
 func TestPanickingRemoteHandlerAnswersInternalAndIsLoggedWithItsStack(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"}, testkit.Spec{Type: "echo"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"}, clustertest.Spec{Type: "echo"})
 	chat := ec.Members("chat")[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -205,7 +206,7 @@ func deadServer(t *testing.T, id, serverType string) cluster.ServerInfo {
 }
 
 func TestDeadServerAnswersHoldNoAddress(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"})
 	deadEcho := deadServer(t, "echo-9", "echo")
 	ec.Membership.Add(deadEcho)
 	c := dial(t, ec.Members("connector")[0])
@@ -229,7 +230,7 @@ func TestDeadServerAnswersHoldNoAddress(t *testing.T) {
 }
 
 func TestPanickingSysHandlerAnswersInternalAndTheFrontendSurvives(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"})
 	dial(t, ec.Members("connector")[0]) // a session for the filter to see
 	chat := ec.Members("chat")[0].Node
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -257,7 +258,7 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestPushWithoutPayloadAnswersBadRequest(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true})
 	fe := ec.Members("connector")[0]
 	dial(t, fe)
 	cl := sysv1connect.NewChannelRemoteClient(&http.Client{Transport: bearer{"testkit-secret"}}, "http://"+fe.Info.RPCAddr(),

@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/clustertest"
 	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
@@ -30,19 +31,19 @@ import (
 
 // echoChat starts a connector and a chat server whose chat.h.echo answers
 // at once and chat.h.slow after wait; configure adjusts every node.
-func echoChat(t *testing.T, wait time.Duration, configure func(*node.Config)) *testkit.Cluster {
+func echoChat(t *testing.T, wait time.Duration, configure func(*node.Config)) *clustertest.Cluster {
 	t.Helper()
-	return testkit.Start(t, testkit.Options{
-		Servers:       []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+	return clustertest.Start(t, clustertest.Options{
+		Servers:       []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
 		ConfigureNode: configure,
-		Setup: func(m *testkit.Member) error {
+		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type != "chat" {
 				return nil
 			}
-			testkit.HandleStruct(t, m, "chat.h.echo", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+			testkit.HandleStruct(t, m.Server, "chat.h.echo", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 				return obj(map[string]any{"code": 200}), nil
 			})
-			testkit.HandleStruct(t, m, "chat.h.slow", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+			testkit.HandleStruct(t, m.Server, "chat.h.slow", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 				time.Sleep(wait)
 				return obj(map[string]any{"code": 200}), nil
 			})
