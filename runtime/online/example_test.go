@@ -2,12 +2,10 @@ package online_test
 
 import (
 	"context"
-	"log"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/globalchannel"
 	"github.com/pomelo-go/pomelo/runtime/online"
@@ -15,16 +13,11 @@ import (
 )
 
 // Online status, global channels and one session per user in the whole
-// cluster, on a server's node (before node.Start).
+// cluster. The server's App attaches on when it serves.
 func Example() {
-	var node *node.Node // the server's node: joined, not yet started
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	on := online.New(rdb, online.Config{Prefix: "chat-app:", Policy: session.KickOld})
-	channels := globalchannel.New(on) // before Attach
-	if err := on.Attach(node); err != nil {
-		log.Fatal(err)
-	}
-	defer on.Close() // after node.Close
+	channels := globalchannel.New(on) // before the App attaches on
 
 	// In a handler: log the user in (kicking an earlier session anywhere),
 	// put them in a room, and push to the room.

@@ -11,13 +11,15 @@
 // frontend crashes its liveness key expires: readers ignore its entries at
 // once, and a reaper running on every attached server deletes them.
 //
-// Use one Service per server, attached to its cluster node before the node
-// starts:
+// Use one Service per server, given to its App, which attaches it to the
+// server's cluster node before the node starts and closes it after the
+// server drained:
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 //	on := online.New(rdb, online.Config{Policy: session.KickOld})
-//	if err := on.Attach(node); err != nil { ... }
-//	defer on.Close() // after node.Close
+//
+// Attach and Node take and return the App's internal node: they are for
+// the App (and the framework's tests), not for users.
 //
 // Keys live under Config.Prefix; the package's scripts need a single Redis
 // (standalone, or a primary managed by Sentinel), not Redis Cluster.
@@ -84,7 +86,7 @@ type Service struct {
 	closed   bool
 }
 
-// New returns a service on rdb. Attach it to the server's node.
+// New returns a service on rdb, for an App to attach.
 func New(rdb redis.UniversalClient, cfg Config) *Service {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
@@ -156,7 +158,8 @@ func (s *Service) OnReap(fn func(ctx context.Context, frontendID string, force b
 	s.mu.Unlock()
 }
 
-// Attach connects the service to a server's node, before the node starts:
+// Attach connects the service to a server's node, before the node starts
+// (the App does it):
 // the node's PushToUIDs and KickByUID then reach only the frontends
 // holding the uids; on a frontend the service records its sessions and
 // keeps it alive in Redis (first deleting what an earlier run of the same
