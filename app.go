@@ -293,9 +293,10 @@ func portOf(addr string) (int, error) {
 // listeners of a frontend, then the RPC listener, and joins the cluster.
 // When ctx ends it drains gracefully, for at most Config.ShutdownTimeout:
 // it leaves the membership, kicks its clients (connector.KickReasonShutdown),
-// finishes the requests in flight and closes its channels. It returns nil
-// after a clean drain, the error of a listener that could not open, or
-// what the drain could not finish. An App serves once.
+// finishes the requests in flight and closes its channels. A listener that
+// fails while serving drains the server the same way. It returns nil after
+// a clean drain, the error of a listener that could not open or failed,
+// or what the drain could not finish. An App serves once.
 func (a *App) Serve(ctx context.Context) error {
 	a.serveMu.Lock()
 	served := a.served
@@ -318,12 +319,20 @@ func (a *App) Serve(ctx context.Context) error {
 		a.probed.Start()
 	}
 	close(a.ready)
-	<-ctx.Done()
+	var lerr error // a listener that stopped serving
+	select {
+	case <-ctx.Done():
+	case lerr = <-a.srv.Err():
+	case lerr = <-a.node.Err():
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	err := errors.Join(a.node.Close(sctx), a.Channels().Close())
 	if a.probed != nil {
 		a.probed.Close()
+	}
+	if lerr != nil {
+		return errors.Join(fmt.Errorf("pomelo: server %s: %w", a.cfg.ID, lerr), err)
 	}
 	if err != nil {
 		return fmt.Errorf("pomelo: server %s: drain: %w", a.cfg.ID, err)

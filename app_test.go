@@ -271,6 +271,45 @@ func TestServeReturnsTheListenerError(t *testing.T) {
 	}
 }
 
+// breakingListener is a listener whose Accept fails for good once broken.
+type breakingListener struct {
+	net.Listener
+	broken chan struct{}
+}
+
+var errAcceptBroke = errors.New("accept broke")
+
+func (l *breakingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	select {
+	case <-l.broken:
+		if c != nil {
+			c.Close()
+		}
+		return nil, errAcceptBroke
+	default:
+	}
+	return c, err
+}
+
+func (l *breakingListener) breakNow() {
+	close(l.broken)
+	l.Listener.Close()
+}
+
+func TestServeDrainsAndReturnsTheErrorOfAnRPCListenerThatFails(t *testing.T) {
+	ln := &breakingListener{Listener: listen(t), broken: make(chan struct{})}
+	app, err := pomelo.New(pomelo.Config{ID: "echo-1", Type: "echo", RPCListener: ln, Secret: "s", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := serve(t, context.Background(), app)
+	ln.breakNow()
+	if err := wait(t, done); !errors.Is(err, errAcceptBroke) {
+		t.Fatalf("Serve after its RPC listener failed: %v", err)
+	}
+}
+
 // freePort returns a port that was free a moment ago.
 func freePort(t *testing.T) int {
 	ln := listen(t)

@@ -99,6 +99,8 @@ type Node struct {
 	ln      net.Listener
 	closed  bool
 	closeCh chan struct{}
+	// serveErr receives the RPC listener's failure: see Err.
+	serveErr chan error
 
 	fwd      *forwarder
 	watchers *watchHub
@@ -181,13 +183,14 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	n := &Node{
-		cfg:     cfg,
-		srv:     srv,
-		log:     cfg.Logger,
-		http:    &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret, tls: cfg.ClientTLS != nil}},
-		conns:   map[string]*runtime.RemoteConn{},
-		routes:  map[string]cluster.RouteFunc{},
-		closeCh: make(chan struct{}),
+		cfg:      cfg,
+		srv:      srv,
+		log:      cfg.Logger,
+		http:     &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret, tls: cfg.ClientTLS != nil}},
+		conns:    map[string]*runtime.RemoteConn{},
+		routes:   map[string]cluster.RouteFunc{},
+		closeCh:  make(chan struct{}),
+		serveErr: make(chan error, 1),
 	}
 	for t, fn := range cfg.Routes {
 		n.routes[t] = fn
@@ -262,11 +265,22 @@ func (n *Node) Start() error {
 	n.rpcSrv, n.ln = rs, ln
 	n.mu.Unlock()
 	gl := &guardListener{Listener: ln, window: n.cfg.AuthTimeout, maxFailures: int32(n.cfg.MaxAuthFailures)}
-	if n.cfg.ServerTLS != nil {
-		go rs.ServeTLS(gl, "", "")
-	} else {
-		go rs.Serve(gl)
-	}
+	go func() {
+		var err error
+		if n.cfg.ServerTLS != nil {
+			err = rs.ServeTLS(gl, "", "")
+		} else {
+			err = rs.Serve(gl)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+		n.log.Error("cluster: rpc listener failed", "error", err)
+		select {
+		case n.serveErr <- fmt.Errorf("cluster: %s: serve rpc: %w", n.cfg.Self.ID, err):
+		default:
+		}
+	}()
 	if r, ok := n.cfg.Membership.(cluster.Registrar); ok {
 		self := n.cfg.Self
 		if self.RPCPort == 0 {
@@ -289,6 +303,11 @@ func (n *Node) Start() error {
 	}
 	return nil
 }
+
+// Err returns a channel that receives the error the RPC listener stopped
+// serving with, when it stopped before Close or Kill. The App drains the
+// server when it receives one and returns it from Serve.
+func (n *Node) Err() <-chan error { return n.serveErr }
 
 // RPCAddr returns the bound RPC address once started.
 func (n *Node) RPCAddr() net.Addr {

@@ -127,21 +127,22 @@ func (ws *watchStream) close() {
 	ws.mu.Unlock()
 }
 
-// run writes queued events until ctx is done or a write fails.
-func (ws *watchStream) run(ctx context.Context, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) {
+// run writes queued events until ctx is done or a write fails, and returns
+// the write's error.
+func (ws *watchStream) run(ctx context.Context, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) error {
 	for {
 		select {
 		case <-ws.wake:
 		case <-ctx.Done():
-			return
+			return nil
 		}
 		ws.mu.Lock()
 		evs := ws.queue
 		ws.queue = nil
 		ws.mu.Unlock()
 		for _, ev := range evs {
-			if st.Send(ev) != nil {
-				return
+			if err := st.Send(ev); err != nil {
+				return err
 			}
 		}
 	}
@@ -151,14 +152,16 @@ func closedEvent(snap session.Snapshot) *sysv1.SessionEvent {
 	return &sysv1.SessionEvent{Type: sysv1.SessionEvent_EVENT_TYPE_CLOSED, Session: snapshotToProto(snap)}
 }
 
-// serve runs one watcher's stream on a frontend.
-func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) error {
+// serve runs one watcher's stream on a frontend. It returns the error of a
+// failed write of an event, so that the stream ends with it.
+func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	ws := newWatchStream()
 	senderDone := make(chan struct{})
+	var sendErr error // set before senderDone closes
 	go func() {
 		defer close(senderDone)
-		ws.run(ctx, st)
+		sendErr = ws.run(ctx, st)
 		cancel()
 	}()
 	mine := map[uint64]struct{}{}
@@ -171,6 +174,9 @@ func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sy
 		h.mu.Unlock()
 		cancel()
 		<-senderDone // no Send after the handler returns
+		if err == nil {
+			err = sendErr
+		}
 	}()
 	reqs := make(chan *sysv1.WatchSessionsRequest)
 	go func() {

@@ -96,7 +96,7 @@ type Server struct {
 
 	started   bool
 	listeners []net.Listener
-	serveErr  chan error
+	serveErr  chan error // a client listener's failure: see Err
 }
 
 // New returns a server for cfg.
@@ -115,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger.With("server", cfg.ID),
 		sessions: session.NewService(cfg.ID, cfg.SessionPolicy),
 		rpcMux:   http.NewServeMux(),
-		serveErr: make(chan error, 2),
+		serveErr: make(chan error, 1),
 	}
 	s.errLog = newErrorLog(s.log)
 	s.origin = s.sessions
@@ -264,7 +264,7 @@ func (s *Server) Start() error {
 			return fmt.Errorf("pomelo: %s: listen websocket: %w", s.cfg.ID, err)
 		}
 		s.listeners = append(s.listeners, l)
-		go func() { s.serveErr <- s.conn.ServeWS(l) }()
+		go func() { s.listenerFailed(s.conn.ServeWS(l)) }()
 	}
 	if s.cfg.TCPAddr != "" {
 		l, err := net.Listen("tcp", s.cfg.TCPAddr)
@@ -275,10 +275,28 @@ func (s *Server) Start() error {
 			return fmt.Errorf("pomelo: %s: listen tcp: %w", s.cfg.ID, err)
 		}
 		s.listeners = append(s.listeners, l)
-		go func() { s.serveErr <- s.conn.ServeTCP(l) }()
+		go func() { s.listenerFailed(s.conn.ServeTCP(l)) }()
 	}
 	return nil
 }
+
+// listenerFailed reports the error a client listener stopped serving with
+// (nil when it was closed) on Err.
+func (s *Server) listenerFailed(err error) {
+	if err == nil {
+		return
+	}
+	s.log.Error("pomelo: client listener failed", "error", err)
+	select {
+	case s.serveErr <- err:
+	default: // one report is enough for the App to stop
+	}
+}
+
+// Err returns a channel that receives the error of a client listener that
+// stopped serving before Shutdown, such as a failed accept. The App drains
+// the server when it receives one and returns it from Serve.
+func (s *Server) Err() <-chan error { return s.serveErr }
 
 // Connector returns the client connector of a started frontend, or nil.
 func (s *Server) Connector() *connector.Connector {
