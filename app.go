@@ -75,9 +75,22 @@ type Config struct {
 	// Insecure runs without server-to-server authentication when Secret is
 	// empty (development only).
 	Insecure bool
-	// ServerTLS and ClientTLS, when set, carry server-to-server traffic over
-	// TLS (mutual TLS with client certificates); see node.Config.
+	// ServerTLS and ClientTLS, when set on every server, carry
+	// server-to-server traffic over HTTP/2 with TLS: ServerTLS is the RPC
+	// listener's, ClientTLS the calls'. For mutual TLS set
+	// ServerTLS.ClientAuth = tls.RequireAndVerifyClientCert and ClientCAs, and
+	// a client certificate in ClientTLS.Certificates.
 	ServerTLS, ClientTLS *tls.Config
+	// AuthTimeout, MaxAuthFailures, IdleTimeout and MaxConcurrentStreams
+	// tune the RPC listener: a connection is closed when it completes no
+	// authenticated request within AuthTimeout (default 10s) or sends
+	// MaxAuthFailures (default 3) requests without the secret, or when idle
+	// for IdleTimeout (default 2 min); MaxConcurrentStreams (default 250)
+	// bounds the streams of one connection.
+	AuthTimeout          time.Duration
+	MaxAuthFailures      int
+	IdleTimeout          time.Duration
+	MaxConcurrentStreams int
 	// Routes sets the route functions of server types (default rendezvous
 	// hashing on the session's uid or route key).
 	Routes map[string]cluster.RouteFunc
@@ -91,6 +104,9 @@ type Config struct {
 	// ErrorHandler, when set, sees every handler error before it is answered
 	// and may replace it.
 	ErrorHandler func(ctx context.Context, r *runtime.Request, err error) error
+	// ExposeErrorDetails is for development only: internal failures reach
+	// clients with their detail instead of a generic message.
+	ExposeErrorDetails bool
 
 	// Connector tunes client connections (heartbeat, limits, TLS, origin
 	// policy). Its Dict is filled in by the server: leave it nil.
@@ -212,6 +228,8 @@ func New(cfg Config) (*App, error) {
 		CheckClient:   cfg.CheckClient,
 		HandshakeHook: cfg.HandshakeHook,
 		Logger:        cfg.Logger,
+
+		ExposeErrorDetails: cfg.ExposeErrorDetails,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pomelo: %w", err)
@@ -238,6 +256,11 @@ func New(cfg Config) (*App, error) {
 		Routes:         cfg.Routes,
 		DrainDelay:     cfg.DrainDelay,
 		Logger:         cfg.Logger,
+
+		AuthTimeout:          cfg.AuthTimeout,
+		MaxAuthFailures:      cfg.MaxAuthFailures,
+		IdleTimeout:          cfg.IdleTimeout,
+		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pomelo: %w", err)
