@@ -63,7 +63,7 @@ func (s ServerInfo) Validate() error {
 // shared secret servers authenticate each other with.
 type File struct {
 	// Secret authenticates servers to each other; every server of the
-	// cluster must have the same. Join refuses an empty one unless
+	// cluster must have the same. The App refuses an empty one unless its
 	// Config.Insecure is set.
 	Secret string `json:"secret,omitempty"`
 	// Servers lists the members.
@@ -110,7 +110,7 @@ func (f *File) Server(id string) (ServerInfo, bool) {
 	return ServerInfo{}, false
 }
 
-// Membership tells a node which servers are in the cluster.
+// Membership tells a server which servers are in the cluster.
 type Membership interface {
 	// Servers returns the current members.
 	Servers() []ServerInfo
