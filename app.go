@@ -16,11 +16,12 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pomelo-go/pomelo/internal/node"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/connector"
-	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -74,9 +75,22 @@ type Config struct {
 	// Insecure runs without server-to-server authentication when Secret is
 	// empty (development only).
 	Insecure bool
-	// ServerTLS and ClientTLS, when set, carry server-to-server traffic over
-	// TLS (mutual TLS with client certificates); see cluster.Config.
+	// ServerTLS and ClientTLS, when set on every server, carry
+	// server-to-server traffic over HTTP/2 with TLS: ServerTLS is the RPC
+	// listener's, ClientTLS the calls'. For mutual TLS set
+	// ServerTLS.ClientAuth = tls.RequireAndVerifyClientCert and ClientCAs, and
+	// a client certificate in ClientTLS.Certificates.
 	ServerTLS, ClientTLS *tls.Config
+	// AuthTimeout, MaxAuthFailures, IdleTimeout and MaxConcurrentStreams
+	// tune the RPC listener: a connection is closed when it completes no
+	// authenticated request within AuthTimeout (default 10s) or sends
+	// MaxAuthFailures (default 3) requests without the secret, or when idle
+	// for IdleTimeout (default 2 min); MaxConcurrentStreams (default 250)
+	// bounds the streams of one connection.
+	AuthTimeout          time.Duration
+	MaxAuthFailures      int
+	IdleTimeout          time.Duration
+	MaxConcurrentStreams int
 	// Routes sets the route functions of server types (default rendezvous
 	// hashing on the session's uid or route key).
 	Routes map[string]cluster.RouteFunc
@@ -90,6 +104,9 @@ type Config struct {
 	// ErrorHandler, when set, sees every handler error before it is answered
 	// and may replace it.
 	ErrorHandler func(ctx context.Context, r *runtime.Request, err error) error
+	// ExposeErrorDetails is for development only: internal failures reach
+	// clients with their detail instead of a generic message.
+	ExposeErrorDetails bool
 
 	// Connector tunes client connections (heartbeat, limits, TLS, origin
 	// policy). Its Dict is filled in by the server: leave it nil.
@@ -139,7 +156,7 @@ type App struct {
 	cfg  Config
 	self cluster.ServerInfo
 	srv  *server.Server
-	node *cluster.Node
+	node *node.Node
 	log  *slog.Logger
 	// probed is the membership New made from the ClusterFile: Serve starts
 	// and closes it.
@@ -211,6 +228,8 @@ func New(cfg Config) (*App, error) {
 		CheckClient:   cfg.CheckClient,
 		HandshakeHook: cfg.HandshakeHook,
 		Logger:        cfg.Logger,
+
+		ExposeErrorDetails: cfg.ExposeErrorDetails,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pomelo: %w", err)
@@ -224,7 +243,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.ErrorHandler != nil {
 		srv.SetErrorHandler(cfg.ErrorHandler)
 	}
-	node, err := cluster.Join(srv, cluster.Config{
+	node, err := node.Join(srv, node.Config{
 		Self:           self,
 		Membership:     cfg.Membership,
 		Secret:         cfg.Secret,
@@ -237,6 +256,11 @@ func New(cfg Config) (*App, error) {
 		Routes:         cfg.Routes,
 		DrainDelay:     cfg.DrainDelay,
 		Logger:         cfg.Logger,
+
+		AuthTimeout:          cfg.AuthTimeout,
+		MaxAuthFailures:      cfg.MaxAuthFailures,
+		IdleTimeout:          cfg.IdleTimeout,
+		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pomelo: %w", err)
@@ -487,7 +511,9 @@ func (a *App) Sessions() *session.Service { return a.srv.Sessions() }
 
 // BackendSessions returns the service that reads and acts on sessions held
 // by any frontend, by frontend id and session id.
-func (a *App) BackendSessions() *cluster.BackendSessions { return a.node.BackendSessions() }
+func (a *App) BackendSessions() *BackendSessions {
+	return &BackendSessions{b: a.node.BackendSessions()}
+}
 
 // WatchSession asks the frontend holding session sid to report its close to
 // the OnSessionClosed functions. A backend needs it only for sessions it

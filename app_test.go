@@ -16,6 +16,7 @@ import (
 
 	"github.com/pomelo-go/pomelo"
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/testenv"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/client"
@@ -245,8 +246,8 @@ func TestNewRejectsIncompleteConfig(t *testing.T) {
 		"no rpc port":    {ID: "echo-1", Type: "echo"},
 		"rpc port zero":  {ID: "echo-1", Type: "echo", RPCAddr: "127.0.0.1:0"},
 		"missing file":   {ID: "echo-1", ClusterFile: filepath.Join(t.TempDir(), "none.json")},
-		"not in file":    {ID: "nobody", ClusterFile: writeFile(t, 4001, 3010)},
-		"type mismatch":  {ID: "echo-1", Type: "chat", ClusterFile: writeFile(t, 4001, 3010)},
+		"not in file":    {ID: "nobody", ClusterFile: writeFile(t, 4001, 3010, 4002)},
+		"type mismatch":  {ID: "echo-1", Type: "chat", ClusterFile: writeFile(t, 4001, 3010, 4002)},
 		"bad rpc addr":   {ID: "echo-1", Type: "echo", RPCAddr: "4001"},
 		"no type no ref": {ID: "echo-1", RPCAddr: "127.0.0.1:4001"},
 	} {
@@ -273,35 +274,52 @@ func TestServeReturnsTheListenerError(t *testing.T) {
 	}
 }
 
-func TestServeDrainsAndReturnsTheErrorOfAListenerThatStops(t *testing.T) {
-	ln := listen(t)
+// breakingListener is a listener whose Accept fails for good once broken.
+type breakingListener struct {
+	net.Listener
+	broken chan struct{}
+}
+
+var errAcceptBroke = errors.New("accept broke")
+
+func (l *breakingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	select {
+	case <-l.broken:
+		if c != nil {
+			c.Close()
+		}
+		return nil, errAcceptBroke
+	default:
+	}
+	return c, err
+}
+
+func (l *breakingListener) breakNow() {
+	close(l.broken)
+	l.Listener.Close()
+}
+
+func TestServeDrainsAndReturnsTheErrorOfAnRPCListenerThatFails(t *testing.T) {
+	ln := &breakingListener{Listener: listen(t), broken: make(chan struct{})}
 	app, err := pomelo.New(pomelo.Config{ID: "echo-1", Type: "echo", RPCListener: ln, Secret: "s", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := serve(t, ctx, app)
-	ln.Close() // the RPC listener fails under the server
-	if err := wait(t, done); !errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
-		t.Fatalf("Serve after its RPC listener closed: %v, want the listener's error before ctx ends", err)
+	done := serve(t, context.Background(), app)
+	ln.breakNow()
+	if err := wait(t, done); !errors.Is(err, errAcceptBroke) {
+		t.Fatalf("Serve after its RPC listener failed: %v", err)
 	}
 }
 
-// freePort returns a port that was free a moment ago.
-func freePort(t *testing.T) int {
-	ln := listen(t)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // writeFile writes a cluster file of a connector and an echo server.
-func writeFile(t *testing.T, rpcPort, wsPort int) string {
+func writeFile(t *testing.T, rpcPort, wsPort, echoPort int) string {
 	t.Helper()
 	p := strconv.Itoa
 	body := `{"secret": "s", "servers": [
   {"id": "connector-1", "type": "connector", "host": "127.0.0.1", "rpcPort": ` + p(rpcPort) + `, "frontend": true, "wsPort": ` + p(wsPort) + `},
-  {"id": "echo-1", "type": "echo", "host": "127.0.0.1", "rpcPort": ` + p(rpcPort+1) + `}
+  {"id": "echo-1", "type": "echo", "host": "127.0.0.1", "rpcPort": ` + p(echoPort) + `}
 ]}`
 	path := filepath.Join(t.TempDir(), "cluster.json")
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
@@ -311,7 +329,7 @@ func writeFile(t *testing.T, rpcPort, wsPort int) string {
 }
 
 func TestStartClusterRunsEveryServerOfTheFile(t *testing.T) {
-	f, err := cluster.LoadFile(writeFile(t, 1, 2)) // ports unused: ephemeral
+	f, err := cluster.LoadFile(writeFile(t, 1, 2, 3)) // ports unused: ephemeral
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +359,7 @@ func TestStartClusterRunsEveryServerOfTheFile(t *testing.T) {
 }
 
 func TestStartClusterFailsWhenSetupFails(t *testing.T) {
-	f, err := cluster.LoadFile(writeFile(t, 1, 2))
+	f, err := cluster.LoadFile(writeFile(t, 1, 2, 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,11 +378,8 @@ func TestStartClusterFailsWhenSetupFails(t *testing.T) {
 }
 
 func TestRunClusterServesUntilCancelled(t *testing.T) {
-	rpc, ws := freePort(t), freePort(t)
-	if rpc+1 == ws {
-		ws = freePort(t)
-	}
-	path := writeFile(t, rpc, ws)
+	ws := testenv.FreePort(t)
+	path := writeFile(t, testenv.FreePort(t), ws, testenv.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -401,8 +416,8 @@ func TestRunClusterServesUntilCancelled(t *testing.T) {
 func TestClusterFileMembershipFollowsOtherProcesses(t *testing.T) {
 	p := strconv.Itoa
 	body := `{"secret": "s", "servers": [
-  {"id": "connector-1", "type": "connector", "host": "127.0.0.1", "rpcPort": ` + p(freePort(t)) + `, "frontend": true},
-  {"id": "echo-1", "type": "echo", "host": "127.0.0.1", "rpcPort": ` + p(freePort(t)) + `}
+  {"id": "connector-1", "type": "connector", "host": "127.0.0.1", "rpcPort": ` + p(testenv.FreePort(t)) + `, "frontend": true},
+  {"id": "echo-1", "type": "echo", "host": "127.0.0.1", "rpcPort": ` + p(testenv.FreePort(t)) + `}
 ]}`
 	path := filepath.Join(t.TempDir(), "cluster.json")
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {

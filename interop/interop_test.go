@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/pomelo-go/pomelo/runtime/server"
+	"github.com/pomelo-go/pomelo/internal/server"
 )
 
 // These tests drive the server with the real Pomelo JavaScript client

@@ -9,7 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/pomelo-go/pomelo/runtime/server"
+	"github.com/pomelo-go/pomelo/internal/server"
 )
 
 // TestWireChecklist checks the server against the compatibility checklist of

@@ -4,8 +4,8 @@
 //
 // Focused subpackages hold the parts: wire (the Pomelo client protocol
 // codec), connector (client connections), channel (channels and push),
-// cluster (membership, route functions and server-to-server RPC), client (a
-// Go client for tests, bots and load tools) and testkit (a whole cluster in
+// cluster (membership, server entries and route functions), client (a
+// Go client for tests, bots and load tools) and testkit (a cluster of Apps in
 // one process).
 //
 // Users rarely import more than this package and their own generated code:

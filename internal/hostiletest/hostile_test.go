@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/clustertest"
 	pomelo "github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
@@ -25,13 +26,13 @@ const echoRoute = "chat.room.echo"
 
 // startCluster starts a frontend and a backend; echo runs on the backend,
 // so every request crosses the shared forward stream.
-func startCluster(t *testing.T) *testkit.Cluster {
+func startCluster(t *testing.T) *clustertest.Cluster {
 	t.Helper()
-	return testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
-		Setup: func(m *testkit.Member) error {
+	return clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type == "chat" {
-				testkit.HandleStruct(t, m, echoRoute, func(_ context.Context, _ pomelo.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				testkit.HandleStruct(t, m.Server, echoRoute, func(_ context.Context, _ pomelo.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					return in, nil
 				})
 			}

@@ -1,8 +1,11 @@
-// Package cluster connects pomelo-go servers: membership (a static cluster
-// file by default, or its servers probed: NewProbed), route functions, the
-// Connect transport for the sys services and user remotes, request
-// forwarding from frontends to backends over long-lived streams, backend
-// sessions, and cross-frontend push.
+// Package cluster holds what a user chooses about a pomelo-go cluster: its
+// membership (a static list, a cluster file, its servers probed so that
+// routing skips those down: NewProbed, or a Registrar such as
+// runtime/etcdmember), the servers' entries (ServerInfo), route functions,
+// and the session events and locator the App takes. The App of the root
+// package (github.com/pomelo-go/pomelo) joins servers with these; the
+// plumbing (forwarding, the sys services, watches, cross-frontend push) is
+// internal.
 package cluster
 
 import (
@@ -60,7 +63,7 @@ func (s ServerInfo) Validate() error {
 // shared secret servers authenticate each other with.
 type File struct {
 	// Secret authenticates servers to each other; every server of the
-	// cluster must have the same. Join refuses an empty one unless
+	// cluster must have the same. The App refuses an empty one unless its
 	// Config.Insecure is set.
 	Secret string `json:"secret,omitempty"`
 	// Servers lists the members.
@@ -107,7 +110,7 @@ func (f *File) Server(id string) (ServerInfo, bool) {
 	return ServerInfo{}, false
 }
 
-// Membership tells a node which servers are in the cluster.
+// Membership tells a server which servers are in the cluster.
 type Membership interface {
 	// Servers returns the current members.
 	Servers() []ServerInfo

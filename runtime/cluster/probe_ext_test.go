@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/node"
+	"github.com/pomelo-go/pomelo/internal/server"
+	"github.com/pomelo-go/pomelo/internal/testenv"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
-	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -32,13 +34,7 @@ func listenLocal(t *testing.T) net.Listener {
 func portOf(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
 // freePort returns a loopback port nothing listens on (now).
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln := listenLocal(t)
-	port := portOf(ln)
-	ln.Close()
-	return port
-}
+func freePort(t *testing.T) int { return testenv.FreePort(t) }
 
 func memberIDs(servers []cluster.ServerInfo) []string {
 	var out []string
@@ -94,7 +90,7 @@ func TestProbedMarksDeadServerDownAndRoutingSkipsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := cluster.Join(srv, cluster.Config{Self: servers[0], Membership: p, Insecure: true, Logger: quietLog()})
+	node, err := node.Join(srv, node.Config{Self: servers[0], Membership: p, Insecure: true, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,4 +237,15 @@ func TestProbedCloseStopsProber(t *testing.T) {
 	}
 	cluster.NewProbed(servers, []string{"chat-1"}, manual()).Close()
 	waitFor(t, func() bool { return goruntime.NumGoroutine() <= baseline })
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

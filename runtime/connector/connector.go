@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pomelo-go/pomelo/runtime/internal/workpool"
+	"github.com/pomelo-go/pomelo/internal/workpool"
 	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )

@@ -15,6 +15,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/clustertest"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/testservers"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
@@ -26,16 +28,16 @@ import (
 // etcdCluster is a test cluster whose servers each register in etcd under
 // the test's own prefix, with a 2s lease.
 type etcdCluster struct {
-	*testkit.Cluster
+	*clustertest.Cluster
 	etcd   *testservers.Etcd
 	prefix string
 }
 
-func startEtcdCluster(t *testing.T, e *testservers.Etcd, specs ...testkit.Spec) *etcdCluster {
+func startEtcdCluster(t *testing.T, e *testservers.Etcd, specs ...clustertest.Spec) *etcdCluster {
 	t.Helper()
 	ec := &etcdCluster{etcd: e, prefix: "/" + testservers.Prefix(t)}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ec.Cluster = testkit.Start(t, testkit.Options{
+	ec.Cluster = clustertest.Start(t, clustertest.Options{
 		Servers: specs,
 		Membership: func(self cluster.ServerInfo) (cluster.Membership, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -49,18 +51,18 @@ func startEtcdCluster(t *testing.T, e *testservers.Etcd, specs ...testkit.Spec) 
 			})
 		},
 		// Long enough for every server to see a leaving one go.
-		ConfigureNode: func(cfg *cluster.Config) { cfg.DrainDelay = 300 * time.Millisecond },
-		Setup: func(m *testkit.Member) error {
+		ConfigureNode: func(cfg *node.Config) { cfg.DrainDelay = 300 * time.Millisecond },
+		Setup: func(m *clustertest.Member) error {
 			switch m.Info.Type {
 			case "chat":
-				handle(t, m, "chat.h.whoami", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.whoami", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					if ms := in.Fields["ms"].GetNumberValue(); ms > 0 {
 						time.Sleep(time.Duration(ms) * time.Millisecond)
 					}
 					return obj(map[string]any{"server": m.Info.ID}), nil
 				})
 			case "connector":
-				handle(t, m, "connector.entry.bind", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "connector.entry.bind", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					return obj(nil), s.Bind(ctx, in.Fields["uid"].GetStringValue())
 				})
 			}
@@ -72,7 +74,7 @@ func startEtcdCluster(t *testing.T, e *testservers.Etcd, specs ...testkit.Spec) 
 }
 
 // waitMembers waits until every server sees every server of specs.
-func (ec *etcdCluster) waitMembers(t testing.TB, specs []testkit.Spec) {
+func (ec *etcdCluster) waitMembers(t testing.TB, specs []clustertest.Spec) {
 	t.Helper()
 	var want []string
 	for _, s := range specs {
@@ -104,7 +106,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // users dials n clients to the frontend and binds them to "user-<i>".
-func users(t testing.TB, fe *testkit.Member, n int) []*client.Client {
+func users(t testing.TB, fe *clustertest.Member, n int) []*client.Client {
 	t.Helper()
 	out := make([]*client.Client, n)
 	for i := range out {
@@ -171,7 +173,7 @@ func load(clients []*client.Client, ms float64) (stop func() (ok int64, failed [
 
 func TestBackendJoinsAndReceivesRoutedRequests(t *testing.T) {
 	t.Parallel()
-	ec := startEtcdCluster(t, testservers.SharedEtcd(t), testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
+	ec := startEtcdCluster(t, testservers.SharedEtcd(t), clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"})
 	fe := ec.Members("connector")[0]
 	// The frontend registered the client ports it bound.
 	if got, _ := ec.Members("chat")[0].Node.Member("connector-1"); got.WSPort != fe.Server.WSAddr().(*net.TCPAddr).Port || got.TCPPort == 0 {
@@ -206,7 +208,7 @@ func TestBackendJoinsAndReceivesRoutedRequests(t *testing.T) {
 
 func TestBackendLeavesGracefullyUnderLoad(t *testing.T) {
 	t.Parallel()
-	ec := startEtcdCluster(t, testservers.SharedEtcd(t), testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat", Count: 3})
+	ec := startEtcdCluster(t, testservers.SharedEtcd(t), clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat", Count: 3})
 	fe := ec.Members("connector")[0]
 	clients := users(t, fe, 24)
 	stop := load(clients, 2)
@@ -232,7 +234,7 @@ func TestBackendLeavesGracefullyUnderLoad(t *testing.T) {
 
 func TestKilledBackendExpiresAndRequestsMove(t *testing.T) {
 	t.Parallel()
-	ec := startEtcdCluster(t, testservers.SharedEtcd(t), testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat", Count: 2})
+	ec := startEtcdCluster(t, testservers.SharedEtcd(t), clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat", Count: 2})
 	fe := ec.Members("connector")[0]
 	clients := users(t, fe, 20)
 	victim := -1
@@ -264,7 +266,7 @@ func TestKilledBackendExpiresAndRequestsMove(t *testing.T) {
 func TestEtcdRestartWhileServing(t *testing.T) {
 	t.Parallel()
 	e := testservers.StartEtcd(t)
-	ec := startEtcdCluster(t, e, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat", Count: 2})
+	ec := startEtcdCluster(t, e, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat", Count: 2})
 	fe := ec.Members("connector")[0]
 	clients := users(t, fe, 10)
 	w := watch(t, fe.Membership)

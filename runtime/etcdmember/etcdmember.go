@@ -5,9 +5,9 @@
 // prefix followed by the server id, the value its cluster.ServerInfo as
 // JSON) with a lease that it keeps alive; a server that crashes drops out
 // when its lease expires. Every server watches the prefix and hands the
-// whole member list to its subscribers (the cluster.Node) after every
+// whole member list to its subscribers (the server's App) after every
 // change, so route functions see joins and leaves at once. A graceful
-// leave (cluster.Node.Close) deletes the key and revokes the lease before
+// leave (the App's Serve draining) deletes the key and revokes the lease before
 // the server stops serving.
 //
 // While etcd is unreachable a server keeps the last member list it saw:
@@ -16,12 +16,12 @@
 // and a lost lease (etcd restarted without its data, or the lease expired
 // during a partition) is replaced by a new registration.
 //
-// Use it as the Membership of cluster.Config:
+// Use it as the Membership of the App's Config:
 //
 //	reg, err := etcdmember.New(ctx, etcdmember.Config{Endpoints: []string{"127.0.0.1:2379"}})
 //	if err != nil { ... }
 //	defer reg.Close()
-//	node, err := cluster.Join(srv, cluster.Config{Self: self, Membership: reg, Secret: secret, DrainDelay: time.Second})
+//	app, err := pomelo.New(pomelo.Config{ID: "chat-1", Type: "chat", RPCAddr: addr, Membership: reg, Secret: secret, DrainDelay: time.Second})
 package etcdmember
 
 import (
@@ -434,7 +434,7 @@ func (m *Membership) Deregister() error {
 // Close stops watching and keeping the registration alive, and closes the
 // etcd client it dialled. It does not deregister: a registered server that
 // only closes drops out when its lease expires, as after a crash. Call
-// Deregister (cluster.Node.Close does) first to leave gracefully.
+// Deregister (the App does when it drains) first to leave gracefully.
 func (m *Membership) Close() error {
 	m.mu.Lock()
 	if m.closed {

@@ -3,20 +3,18 @@ package etcdmember_test
 import (
 	"context"
 	"log"
+	"os/signal"
+	"syscall"
 	"time"
 
-	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo"
 	"github.com/pomelo-go/pomelo/runtime/etcdmember"
-	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
 // A backend that joins the cluster through etcd, and leaves it gracefully.
 func Example() {
-	ctx := context.Background()
-	srv, err := server.New(server.Config{ID: "chat-1", Type: "chat"})
-	if err != nil {
-		log.Fatal(err)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	reg, err := etcdmember.New(ctx, etcdmember.Config{
 		Endpoints: []string{"http://127.0.0.1:2379"},
 		Prefix:    "/chat-app/servers/",
@@ -24,24 +22,20 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer reg.Close() // after node.Close
-	node, err := cluster.Join(srv, cluster.Config{
-		Self:       cluster.ServerInfo{ID: "chat-1", Type: "chat", Host: "127.0.0.1", RPCPort: 4101},
-		Membership: reg,
+	defer reg.Close() // after Serve returned
+	app, err := pomelo.New(pomelo.Config{
+		ID:         "chat-1",
+		Type:       "chat",
+		RPCAddr:    "127.0.0.1:4101",
+		Membership: reg, // Serve registers in etcd, and deregisters first when it drains
 		Secret:     "cluster secret",
 		DrainDelay: time.Second, // let every server see it leave
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
+	// ... register handlers and remotes on app ...
+	if err := app.Serve(ctx); err != nil {
 		log.Fatal(err)
 	}
-	if err := node.Start(); err != nil { // registers in etcd
-		log.Fatal(err)
-	}
-	// ... serve ...
-	closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	node.Close(closeCtx) // deregisters first, then drains
 }

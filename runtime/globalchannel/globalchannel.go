@@ -10,8 +10,7 @@
 // status's reaper.
 //
 //	on := online.New(rdb, online.Config{})
-//	channels := globalchannel.New(on) // before on.Attach
-//	if err := on.Attach(node); err != nil { ... }
+//	channels := globalchannel.New(on) // before the App attaches on
 //	err = channels.Add(ctx, "room-1", uid, session.FrontendID())
 //	failed, err := channels.Push(ctx, "room-1", "onChat", msg)
 package globalchannel
@@ -59,7 +58,8 @@ type Option func(*Service)
 func WithDelivery(d channel.Delivery) Option { return func(g *Service) { g.delivery = d } }
 
 // New returns the global channels stored next to on's online status (same
-// Redis, same prefix). Create it before on.Attach, so that a frontend
+// Redis, same prefix). Create it before on is attached (before the App
+// serves), so that a frontend
 // attaching also clears the channel memberships an earlier run of it left.
 func New(on *online.Service, opts ...Option) *Service {
 	g := &Service{on: on, rdb: on.Client(), p: on.Prefix()}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/clustertest"
 	"github.com/pomelo-go/pomelo/internal/testservers"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) { testservers.Main(m) }
 // global channels on the shared Redis under the test's own prefix. The
 // first chat backend delivers through a counting Delivery.
 type env struct {
-	*testkit.Cluster
+	*clustertest.Cluster
 	rdb    *redis.Client
 	prefix string
 	calls  *calls
@@ -73,9 +74,9 @@ func start(t testing.TB, ttl time.Duration) *env {
 		}
 	})
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	e.Cluster = testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Count: 2, Frontend: true}, {Type: "chat", Count: 2}},
-		Setup: func(m *testkit.Member) error {
+	e.Cluster = clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Count: 2, Frontend: true}, {Type: "chat", Count: 2}},
+		Setup: func(m *clustertest.Member) error {
 			on := online.New(e.rdb, online.Config{Prefix: e.prefix, TTL: ttl, Logger: log})
 			var opts []globalchannel.Option
 			if m.Info.ID == "chat-1" {
@@ -92,7 +93,7 @@ func start(t testing.TB, ttl time.Duration) *env {
 			e.on[m.Info.ID], e.gc[m.Info.ID] = on, gc
 			e.mu.Unlock()
 			if m.Info.Frontend {
-				handle(t, m, "connector.entry.bind", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "connector.entry.bind", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					return &structpb.Struct{}, s.Bind(ctx, in.Fields["uid"].GetStringValue())
 				})
 			}
@@ -118,7 +119,7 @@ type user struct {
 	got   atomic.Int32
 }
 
-func login(t *testing.T, m *testkit.Member, uid string) *user {
+func login(t *testing.T, m *clustertest.Member, uid string) *user {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -2,29 +2,22 @@ package online_test
 
 import (
 	"context"
-	"log"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pomelo-go/pomelo/runtime"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/globalchannel"
 	"github.com/pomelo-go/pomelo/runtime/online"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
 // Online status, global channels and one session per user in the whole
-// cluster, on a server's node (before node.Start).
+// cluster. The server's App attaches on when it serves.
 func Example() {
-	var node *cluster.Node // the server's node: joined, not yet started
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	on := online.New(rdb, online.Config{Prefix: "chat-app:", Policy: session.KickOld})
-	channels := globalchannel.New(on) // before Attach
-	if err := on.Attach(node); err != nil {
-		log.Fatal(err)
-	}
-	defer on.Close() // after node.Close
+	channels := globalchannel.New(on) // before the App attaches on
 
 	// In a handler: log the user in (kicking an earlier session anywhere),
 	// put them in a room, and push to the room.

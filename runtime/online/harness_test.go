@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/clustertest"
 	"github.com/pomelo-go/pomelo/internal/testservers"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) { testservers.Main(m) }
 // servers each have an online service on the shared Redis, under a prefix
 // of the test's own.
 type env struct {
-	*testkit.Cluster
+	*clustertest.Cluster
 	rdb    *redis.Client
 	prefix string
 
@@ -38,10 +39,10 @@ func newRedis(t testing.TB) *redis.Client {
 	return rdb
 }
 
-func start(t *testing.T, cfg online.Config, specs ...testkit.Spec) *env {
+func start(t *testing.T, cfg online.Config, specs ...clustertest.Spec) *env {
 	t.Helper()
 	if len(specs) == 0 {
-		specs = []testkit.Spec{{Type: "connector", Count: 2, Frontend: true}, {Type: "chat"}}
+		specs = []clustertest.Spec{{Type: "connector", Count: 2, Frontend: true}, {Type: "chat"}}
 	}
 	e := &env{rdb: newRedis(t), prefix: testservers.Prefix(t), on: map[string]*online.Service{}}
 	cfg.Prefix = e.prefix
@@ -57,9 +58,9 @@ func start(t *testing.T, cfg online.Config, specs ...testkit.Spec) *env {
 			}
 		}
 	})
-	e.Cluster = testkit.Start(t, testkit.Options{
+	e.Cluster = clustertest.Start(t, clustertest.Options{
 		Servers: specs,
-		Setup: func(m *testkit.Member) error {
+		Setup: func(m *clustertest.Member) error {
 			on := online.New(e.rdb, cfg)
 			e.mu.Lock()
 			e.on[m.Info.ID] = on
@@ -80,24 +81,24 @@ func (e *env) online(id string) *online.Service {
 
 // setupHandlers registers test routes: on frontends "connector.entry.*",
 // on backends "<type>.h.*".
-func setupHandlers(t testing.TB, m *testkit.Member, on *online.Service) {
+func setupHandlers(t testing.TB, m *clustertest.Member, on *online.Service) {
 	prefix := m.Info.Type + ".h."
 	if m.Info.Type == "connector" {
 		prefix = "connector.entry."
 	}
-	handle(t, m, prefix+"login", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, prefix+"login", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		if err := on.Login(ctx, s, str(in, "uid")); err != nil {
 			return nil, err
 		}
 		return obj(map[string]any{"server": m.Info.ID, "frontend": s.FrontendID()}), nil
 	})
-	handle(t, m, prefix+"bind", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, prefix+"bind", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		return obj(map[string]any{}), s.Bind(ctx, str(in, "uid"))
 	})
-	handle(t, m, prefix+"unbind", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, prefix+"unbind", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		return obj(map[string]any{}), s.Unbind(ctx)
 	})
-	handle(t, m, prefix+"push", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, prefix+"push", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		var uids []string
 		for _, v := range in.Fields["uids"].GetListValue().GetValues() {
 			uids = append(uids, v.GetStringValue())
@@ -112,7 +113,7 @@ func setupHandlers(t testing.TB, m *testkit.Member, on *online.Service) {
 		}
 		return obj(map[string]any{"failed": f}), nil
 	})
-	handle(t, m, prefix+"kick", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, prefix+"kick", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		n, err := on.Kick(ctx, str(in, "uid"), "bye")
 		return obj(map[string]any{"kicked": float64(n)}), err
 	})
@@ -126,7 +127,7 @@ var obj = testkit.Struct
 
 func str(s *structpb.Struct, k string) string { return s.Fields[k].GetStringValue() }
 
-func dial(t testing.TB, m *testkit.Member) *client.Client {
+func dial(t testing.TB, m *clustertest.Member) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -11,13 +11,15 @@
 // frontend crashes its liveness key expires: readers ignore its entries at
 // once, and a reaper running on every attached server deletes them.
 //
-// Use one Service per server, attached to its cluster node before the node
-// starts:
+// Use one Service per server, given to its App, which attaches it to the
+// server's cluster node before the node starts and closes it after the
+// server drained:
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 //	on := online.New(rdb, online.Config{Policy: session.KickOld})
-//	if err := on.Attach(node); err != nil { ... }
-//	defer on.Close() // after node.Close
+//
+// Attach and Node take and return the App's internal node: they are for
+// the App (and the framework's tests), not for users.
 //
 // Keys live under Config.Prefix; the package's scripts need a single Redis
 // (standalone, or a primary managed by Sentinel), not Redis Cluster.
@@ -36,7 +38,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -74,7 +76,7 @@ type Service struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	node     *cluster.Node
+	node     *node.Node
 	reapers  []func(ctx context.Context, frontendID string, force bool) error
 	fe       *frontend // nil on backends
 	ctx      context.Context
@@ -84,7 +86,7 @@ type Service struct {
 	closed   bool
 }
 
-// New returns a service on rdb. Attach it to the server's node.
+// New returns a service on rdb, for an App to attach.
 func New(rdb redis.UniversalClient, cfg Config) *Service {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
@@ -121,7 +123,7 @@ func (s *Service) Prefix() string { return s.cfg.Prefix }
 func (s *Service) TTL() time.Duration { return s.cfg.TTL }
 
 // Node returns the node the service is attached to, or nil.
-func (s *Service) Node() *cluster.Node {
+func (s *Service) Node() *node.Node {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.node
@@ -156,12 +158,13 @@ func (s *Service) OnReap(fn func(ctx context.Context, frontendID string, force b
 	s.mu.Unlock()
 }
 
-// Attach connects the service to a server's node, before the node starts:
+// Attach connects the service to a server's node, before the node starts
+// (the App does it):
 // the node's PushToUIDs and KickByUID then reach only the frontends
 // holding the uids; on a frontend the service records its sessions and
 // keeps it alive in Redis (first deleting what an earlier run of the same
 // frontend id left behind); every attached server reaps crashed frontends.
-func (s *Service) Attach(n *cluster.Node) error {
+func (s *Service) Attach(n *node.Node) error {
 	s.mu.Lock()
 	switch {
 	case s.closed:

@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/clustertest"
 	"github.com/pomelo-go/pomelo/internal/testservers"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/online"
 	"github.com/pomelo-go/pomelo/runtime/session"
-	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
 
 func frontends(t testing.TB, on *online.Service, uid string) []string {
@@ -169,9 +169,9 @@ func TestRestartedFrontendClearsItsOldEntries(t *testing.T) {
 	rdb := newRedis(t)
 	prefix := testservers.Prefix(t)
 	var first *online.Service
-	kit := testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Frontend: true}},
-		Setup: func(m *testkit.Member) error {
+	kit := clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}},
+		Setup: func(m *clustertest.Member) error {
 			first = online.New(rdb, online.Config{Prefix: prefix, TTL: time.Minute})
 			setupHandlers(t, m, first)
 			return first.Attach(m.Node)
@@ -184,9 +184,9 @@ func TestRestartedFrontendClearsItsOldEntries(t *testing.T) {
 		t.Fatal("eve offline right after the crash; want her entry to outlive it for the test")
 	}
 	var second *online.Service
-	testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Frontend: true}},
-		Setup: func(m *testkit.Member) error {
+	clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}},
+		Setup: func(m *clustertest.Member) error {
 			second = online.New(rdb, online.Config{Prefix: prefix, TTL: time.Minute})
 			return second.Attach(m.Node)
 		},
@@ -355,9 +355,9 @@ func TestLoginNeedsAttachedFrontend(t *testing.T) {
 	rdb := newRedis(t)
 	prefix := testservers.Prefix(t)
 	var backendOn *online.Service
-	kit := testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
-		Setup: func(m *testkit.Member) error {
+	kit := clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type != "chat" {
 				return nil // the frontend does not attach
 			}

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -14,13 +15,15 @@ import (
 // JSON objects (google.protobuf.Struct).
 type StructHandler func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error)
 
-// HandleStruct registers route on m's server with a handler of free-form
-// JSON objects, for tests that need a route without declaring it in a
-// .proto file. A body that does not decode is answered BAD_REQUEST; it fails
-// the test when the route cannot be registered.
-func HandleStruct(t testing.TB, m *Member, route string, fn StructHandler) {
+// HandleStruct registers route on r (an App: Member.App) with a handler of
+// free-form JSON objects, for tests that need a route without declaring it
+// in a .proto file. The route's first part is its server type. A body that
+// does not decode is answered BAD_REQUEST; it fails the test when the route
+// cannot be registered.
+func HandleStruct(t testing.TB, r runtime.HandlerRegistrar, route string, fn StructHandler) {
 	t.Helper()
-	err := m.Server.RegisterHandler(runtime.HandlerDesc{Route: route, ServerType: m.Info.Type, Handle: func(ctx context.Context, s runtime.Session, ser runtime.Serializer, body []byte) (proto.Message, error) {
+	serverType, _, _ := strings.Cut(route, ".")
+	err := r.RegisterHandler(runtime.HandlerDesc{Route: route, ServerType: serverType, Handle: func(ctx context.Context, s runtime.Session, ser runtime.Serializer, body []byte) (proto.Message, error) {
 		in := &structpb.Struct{}
 		if err := ser.Unmarshal(body, in); err != nil {
 			return nil, runtime.BadRequest(route, err)
@@ -32,7 +35,7 @@ func HandleStruct(t testing.TB, m *Member, route string, fn StructHandler) {
 		return out, nil
 	}})
 	if err != nil {
-		t.Fatalf("testkit: register %s on %s: %v", route, m.Info.ID, err)
+		t.Fatalf("testkit: register %s: %v", route, err)
 	}
 }
 

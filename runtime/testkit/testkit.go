@@ -1,20 +1,19 @@
 // Package testkit starts a whole pomelo-go cluster in one process on
-// loopback: frontends and backends of any types on a static membership (or
-// one of the caller's, such as etcd), for this project's tests and for
-// users' own.
+// loopback: Apps of any types, frontends and backends, on a static
+// membership (or one of the caller's, such as etcd), for users' tests.
 package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/pomelo-go/pomelo"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
-	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
 // Spec describes servers of one type.
@@ -34,34 +33,37 @@ type Options struct {
 	// Secret authenticates the servers to each other (default a fixed test
 	// secret).
 	Secret string
-	// Configure, when set, adjusts each server's configuration before it is
-	// created.
-	Configure func(cfg *server.Config)
-	// ConfigureNode, when set, adjusts each server's cluster configuration
-	// before it joins.
-	ConfigureNode func(cfg *cluster.Config)
-	// Setup, when set, runs for each server after it joined the cluster and
-	// before it starts: register handlers, remotes and filters here.
+	// Configure, when set, adjusts each server's configuration before its
+	// App is made (filters, error handler, logger, timeouts).
+	Configure func(cfg *pomelo.Config)
+	// Setup, when set, runs for each server after its App is made and
+	// before it serves: register handlers and remotes here.
 	Setup func(m *Member) error
 	// Membership, when set, makes each server's membership (such as an etcd
 	// registrar) instead of sharing the cluster's static one. A membership
-	// that is an io.Closer is closed after its server stops; a killed
-	// server's is closed without leaving, as a crash would.
+	// that is an io.Closer is closed after its server stops.
 	Membership func(self cluster.ServerInfo) (cluster.Membership, error)
 }
 
 // Member is one server of a test cluster.
 type Member struct {
-	// Info is the server's cluster entry.
+	// Info is the server's cluster entry, with its bound ports.
 	Info cluster.ServerInfo
-	// Server is the server.
-	Server *server.Server
-	// Node is its cluster membership.
-	Node *cluster.Node
+	// App is the server.
+	App *pomelo.App
 	// Membership is the server's membership: the cluster's static one, or
 	// the one Options.Membership made.
 	Membership cluster.Membership
+
+	stop   context.CancelFunc
+	served chan error // Serve's result
 }
+
+// WSURL returns a frontend's WebSocket URL.
+func (m *Member) WSURL() string { return "ws://" + m.App.WSAddr().String() + "/" }
+
+// TCPURL returns a frontend's raw TCP URL ("tcp://host:port").
+func (m *Member) TCPURL() string { return "tcp://" + m.App.TCPAddr().String() }
 
 // closeMembership closes a membership made by Options.Membership.
 func (m *Member) closeMembership() {
@@ -72,12 +74,6 @@ func (m *Member) closeMembership() {
 		c.Close()
 	}
 }
-
-// WSURL returns a frontend's WebSocket URL.
-func (m *Member) WSURL() string { return "ws://" + m.Server.WSAddr().String() + "/" }
-
-// TCPURL returns a frontend's raw TCP URL ("tcp://host:port").
-func (m *Member) TCPURL() string { return "tcp://" + m.Server.TCPAddr().String() }
 
 // Cluster is a running test cluster.
 type Cluster struct {
@@ -110,49 +106,37 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-// Add starts one more server of serverType and adds it to the membership.
-// Its id is "<type>-<n>", counting from 1 per type.
+// Add starts one more server of serverType, waits until it serves and adds
+// it to the membership. Its id is "<type>-<n>", counting from 1 per type.
 func (c *Cluster) Add(serverType string, frontend bool) (*Member, error) {
 	c.mu.Lock()
 	c.counter[serverType]++
 	id := fmt.Sprintf("%s-%d", serverType, c.counter[serverType])
 	c.mu.Unlock()
-
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	cfg := server.Config{ID: id, Type: serverType, Frontend: frontend}
+	cfg := pomelo.Config{ID: id, Type: serverType, Frontend: frontend, RPCListener: ln, Secret: c.opts.Secret, Membership: c.Membership}
 	if frontend {
 		cfg.WSAddr, cfg.TCPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	}
-	if c.opts.Configure != nil {
-		c.opts.Configure(&cfg)
-	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
 	info := cluster.ServerInfo{ID: id, Type: serverType, Host: "127.0.0.1", RPCPort: ln.Addr().(*net.TCPAddr).Port, Frontend: frontend}
-	ncfg := cluster.Config{Self: info, Membership: c.Membership, Secret: c.opts.Secret, Listener: ln}
 	if c.opts.Membership != nil {
-		if ncfg.Membership, err = c.opts.Membership(info); err != nil {
+		if cfg.Membership, err = c.opts.Membership(info); err != nil {
 			ln.Close()
 			return nil, err
 		}
 	}
-	if c.opts.ConfigureNode != nil {
-		c.opts.ConfigureNode(&ncfg)
+	if c.opts.Configure != nil {
+		c.opts.Configure(&cfg)
 	}
-	m := &Member{Info: info, Server: srv, Membership: ncfg.Membership}
-	node, err := cluster.Join(srv, ncfg)
-	if err != nil {
+	m := &Member{Info: info, Membership: cfg.Membership, served: make(chan error, 1)}
+	if m.App, err = pomelo.New(cfg); err != nil {
 		ln.Close()
 		m.closeMembership()
 		return nil, err
 	}
-	m.Node = node
 	if c.opts.Setup != nil {
 		if err := c.opts.Setup(m); err != nil {
 			ln.Close()
@@ -160,25 +144,25 @@ func (c *Cluster) Add(serverType string, frontend bool) (*Member, error) {
 			return nil, fmt.Errorf("setup %s: %w", id, err)
 		}
 	}
-	if err := srv.Start(); err != nil {
-		ln.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	m.stop = stop
+	go func() { m.served <- m.App.Serve(ctx) }()
+	select {
+	case <-m.App.Ready():
+	case err := <-m.served:
+		stop()
 		m.closeMembership()
+		if err == nil {
+			err = errors.New("stopped before serving")
+		}
 		return nil, err
 	}
-	if err := node.Start(); err != nil {
-		m.closeMembership()
-		return nil, err
-	}
-	if frontend {
-		info.WSPort = srv.WSAddr().(*net.TCPAddr).Port
-		info.TCPPort = srv.TCPAddr().(*net.TCPAddr).Port
-		m.Info = info
-	}
+	m.Info = m.App.Info()
 	c.mu.Lock()
 	c.members = append(c.members, m)
 	c.mu.Unlock()
 	if m.Membership == cluster.Membership(c.Membership) {
-		c.Membership.Add(info)
+		c.Membership.Add(m.Info)
 	}
 	return m, nil
 }
@@ -196,7 +180,7 @@ func (c *Cluster) Members(serverType string) []*Member {
 	return out
 }
 
-// Member returns a server by id.
+// Member returns a server by id, or nil.
 func (c *Cluster) Member(id string) *Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -208,33 +192,22 @@ func (c *Cluster) Member(id string) *Member {
 	return nil
 }
 
-// Kill crashes a server: it stops serving at once, without draining, and
-// only then leaves the static membership (as a lease expiry would tell the
-// others). A membership made by Options.Membership is closed without
-// leaving: the others learn of the crash when its registration expires.
-func (c *Cluster) Kill(id string) {
-	if m := c.remove(id); m != nil {
-		m.Node.Kill()
-		if m.Membership == cluster.Membership(c.Membership) {
-			c.Membership.Remove(id)
-		}
-		m.closeMembership()
-	}
-}
-
 // Stop removes a server gracefully: it leaves the membership first, then
-// drains and closes.
+// drains and closes; Stop returns what its Serve returned.
 func (c *Cluster) Stop(id string) error {
 	m := c.remove(id)
 	if m == nil {
 		return fmt.Errorf("testkit: no server %q", id)
 	}
+	return c.stop(m)
+}
+
+func (c *Cluster) stop(m *Member) error {
 	if m.Membership == cluster.Membership(c.Membership) {
-		c.Membership.Remove(id)
+		c.Membership.Remove(m.Info.ID)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := m.Node.Close(ctx)
+	m.stop()
+	err := <-m.served // Serve drains for at most its ShutdownTimeout
 	m.closeMembership()
 	return err
 }
@@ -257,15 +230,12 @@ func (c *Cluster) Close() {
 	all := c.members
 	c.members = nil
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	var wg sync.WaitGroup
 	for _, m := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m.Node.Close(ctx)
-			m.closeMembership()
+			c.stop(m)
 		}()
 	}
 	wg.Wait()

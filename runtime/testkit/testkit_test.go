@@ -17,7 +17,7 @@ func TestClusterWithStructRoutes(t *testing.T) {
 		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "room", Count: 2}},
 		Setup: func(m *testkit.Member) error {
 			if m.Info.Type == "room" {
-				testkit.HandleStruct(t, m, "room.h.where", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				testkit.HandleStruct(t, m.App, "room.h.where", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					return testkit.Struct(map[string]any{"server": m.Info.ID, "echo": in.Fields["x"].GetStringValue()}), nil
 				})
 			}

@@ -20,12 +20,13 @@ import (
 
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/example/chat/web"
+	"github.com/pomelo-go/pomelo/internal/node"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/connector"
 	"github.com/pomelo-go/pomelo/runtime/etcdmember"
 	"github.com/pomelo-go/pomelo/runtime/online"
-	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -178,7 +179,7 @@ type Server struct {
 	// Server is the pomelo-go server.
 	Server *server.Server
 	// Node is its membership of the cluster.
-	Node *cluster.Node
+	Node *node.Node
 	// Membership is the server's view of the cluster: the process's probed
 	// cluster file, or the server's own etcd membership.
 	Membership cluster.Membership
@@ -438,7 +439,7 @@ func (a *App) startServer(info cluster.ServerInfo, ln net.Listener) (_ *Server, 
 	if err != nil {
 		return nil, err
 	}
-	node, err := cluster.Join(srv, cluster.Config{
+	node, err := node.Join(srv, node.Config{
 		Self:       self,
 		Membership: s.Membership,
 		Secret:     a.opts.Cluster.Secret,

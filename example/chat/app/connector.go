@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/online"
@@ -26,7 +27,7 @@ const (
 // closed sessions out of their rooms.
 type entry struct {
 	chatv1.UnimplementedEntryHandlerServer
-	node   *cluster.Node
+	node   *node.Node
 	chat   chatv1.ChatRemoteClient
 	online *online.Service // nil without Redis
 	log    *slog.Logger
@@ -36,7 +37,7 @@ type entry struct {
 // newEntry returns the entry handler of the connector of node. With on (the
 // server's online status in Redis), users log in through it; without, the
 // connector kicks a uid's other sessions itself.
-func newEntry(node *cluster.Node, leaves *sync.WaitGroup, on *online.Service) *entry {
+func newEntry(node *node.Node, leaves *sync.WaitGroup, on *online.Service) *entry {
 	c := &entry{
 		node:   node,
 		chat:   chatv1.NewChatRemoteClient(node),

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
@@ -15,7 +16,7 @@ const MetadataClientHost = "clientHost"
 // gate serves gate.gateHandler.* on "gate" servers.
 type gate struct {
 	chatv1.UnimplementedGateHandlerServer
-	node *cluster.Node
+	node *node.Node
 }
 
 // QueryEntry picks the connector for the uid by rendezvous hashing over the

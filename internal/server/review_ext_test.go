@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/server"
 	pomelo "github.com/pomelo-go/pomelo/runtime"
-	"github.com/pomelo-go/pomelo/runtime/server"
 )
 
 // Shutdown lets the request running when it starts finish and answers it

@@ -1,6 +1,7 @@
-package cluster
+package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -17,17 +18,18 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
-	"github.com/pomelo-go/pomelo/runtime/server"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
 // Config describes how a server joins the cluster.
 type Config struct {
 	// Self describes this server; its ID and Type must match the server's.
-	Self ServerInfo
+	Self cluster.ServerInfo
 	// Membership lists the cluster's servers (default: a Static holding
 	// only Self). A Registrar is registered with on Start.
-	Membership Membership
+	Membership cluster.Membership
 	// Secret authenticates servers to each other (a bearer token on every
 	// RPC). Join refuses an empty secret unless Insecure is set.
 	Secret string
@@ -71,7 +73,7 @@ type Config struct {
 	// client is answered TIMEOUT when it passes.
 	ForwardTimeout time.Duration
 	// Routes sets route functions per server type (default Rendezvous).
-	Routes map[string]RouteFunc
+	Routes map[string]cluster.RouteFunc
 	// DrainDelay is how long Close waits after leaving the membership before
 	// it stops serving, so that every server has seen it leave (default 0;
 	// set it to the membership's propagation delay, such as an etcd watch's).
@@ -91,7 +93,7 @@ type Node struct {
 
 	mu       sync.Mutex
 	conns    map[string]*runtime.RemoteConn
-	routes   map[string]RouteFunc
+	routes   map[string]cluster.RouteFunc
 	unsub    func()
 	rpcSrv   *http.Server
 	ln       net.Listener
@@ -103,17 +105,17 @@ type Node struct {
 	watchers *watchHub
 	bsess    *BackendSessions
 	filters  sync.Map // broadcast filter name -> BroadcastFilter
-	locator  atomic.Pointer[Locator]
-	closeFns []func(SessionEvent)
+	locator  atomic.Pointer[cluster.Locator]
+	closeFns []func(cluster.SessionEvent)
 }
 
 type view struct {
-	byID   map[string]ServerInfo
-	byType map[string][]ServerInfo // sorted by id
+	byID   map[string]cluster.ServerInfo
+	byType map[string][]cluster.ServerInfo // sorted by id
 }
 
-func newView(servers []ServerInfo) *view {
-	v := &view{byID: map[string]ServerInfo{}, byType: map[string][]ServerInfo{}}
+func newView(servers []cluster.ServerInfo) *view {
+	v := &view{byID: map[string]cluster.ServerInfo{}, byType: map[string][]cluster.ServerInfo{}}
 	for _, s := range servers {
 		v.byID[s.ID] = s
 		v.byType[s.Type] = append(v.byType[s.Type], s)
@@ -139,7 +141,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		}
 	}
 	if cfg.Membership == nil {
-		cfg.Membership = NewStatic(cfg.Self)
+		cfg.Membership = cluster.NewStatic(cfg.Self)
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 5 * time.Second
@@ -185,7 +187,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		log:      cfg.Logger,
 		http:     &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret, tls: cfg.ClientTLS != nil}},
 		conns:    map[string]*runtime.RemoteConn{},
-		routes:   map[string]RouteFunc{},
+		routes:   map[string]cluster.RouteFunc{},
 		closeCh:  make(chan struct{}),
 		serveErr: make(chan error, 1),
 	}
@@ -235,7 +237,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 }
 
 // Self returns this server's description.
-func (n *Node) Self() ServerInfo { return n.cfg.Self }
+func (n *Node) Self() cluster.ServerInfo { return n.cfg.Self }
 
 // Server returns the server.
 func (n *Node) Server() *server.Server { return n.srv }
@@ -276,7 +278,7 @@ func (n *Node) Start() error {
 	n.mu.Unlock()
 	gl := &guardListener{Listener: ln, window: n.cfg.AuthTimeout, maxFailures: int32(n.cfg.MaxAuthFailures)}
 	go n.serveRPC(rs, gl)
-	if r, ok := n.cfg.Membership.(Registrar); ok {
+	if r, ok := n.cfg.Membership.(cluster.Registrar); ok {
 		self := n.cfg.Self
 		if self.RPCPort == 0 {
 			if a, ok := ln.Addr().(*net.TCPAddr); ok {
@@ -323,7 +325,7 @@ func (n *Node) Close(ctx context.Context) error {
 	n.mu.Unlock()
 	var errs []error
 	// Leave the membership first, so that no new work is routed here.
-	if r, ok := n.cfg.Membership.(Registrar); ok {
+	if r, ok := n.cfg.Membership.(cluster.Registrar); ok {
 		errs = append(errs, r.Deregister())
 	}
 	n.unsub()
@@ -392,7 +394,7 @@ func (n *Node) Kill() {
 	n.srv.Shutdown(ctx, "")
 }
 
-func (n *Node) setMembers(servers []ServerInfo) {
+func (n *Node) setMembers(servers []cluster.ServerInfo) {
 	v := newView(servers)
 	n.view.Store(v)
 	n.mu.Lock()
@@ -408,12 +410,12 @@ func (n *Node) setMembers(servers []ServerInfo) {
 }
 
 // Members returns the servers of a type (all servers for ""), sorted by id.
-func (n *Node) Members(serverType string) []ServerInfo {
+func (n *Node) Members(serverType string) []cluster.ServerInfo {
 	v := n.view.Load()
 	if serverType != "" {
 		return slices.Clone(v.byType[serverType])
 	}
-	out := make([]ServerInfo, 0, len(v.byID))
+	out := make([]cluster.ServerInfo, 0, len(v.byID))
 	for _, s := range v.byID {
 		out = append(out, s)
 	}
@@ -421,34 +423,34 @@ func (n *Node) Members(serverType string) []ServerInfo {
 }
 
 // Member returns a server by id.
-func (n *Node) Member(id string) (ServerInfo, bool) {
+func (n *Node) Member(id string) (cluster.ServerInfo, bool) {
 	s, ok := n.view.Load().byID[id]
 	return s, ok
 }
 
 // SetRoute sets the route function of a server type.
-func (n *Node) SetRoute(serverType string, fn RouteFunc) {
+func (n *Node) SetRoute(serverType string, fn cluster.RouteFunc) {
 	n.mu.Lock()
 	n.routes[serverType] = fn
 	n.mu.Unlock()
 }
 
 // Route picks the server of serverType for key (with no session).
-func (n *Node) Route(serverType, key string) (ServerInfo, error) {
-	return n.RouteBy(serverType, RouteContext{Key: key})
+func (n *Node) Route(serverType, key string) (cluster.ServerInfo, error) {
+	return n.RouteBy(serverType, cluster.RouteContext{Key: key})
 }
 
 // RouteBy picks the server of serverType by the type's route function.
-func (n *Node) RouteBy(serverType string, rc RouteContext) (ServerInfo, error) {
+func (n *Node) RouteBy(serverType string, rc cluster.RouteContext) (cluster.ServerInfo, error) {
 	list := n.view.Load().byType[serverType]
 	if len(list) == 0 {
-		return ServerInfo{}, runtime.Errorf(runtime.ErrUnavailable, "no server of type %q", serverType)
+		return cluster.ServerInfo{}, runtime.Errorf(runtime.ErrUnavailable, "no server of type %q", serverType)
 	}
 	n.mu.Lock()
 	fn := n.routes[serverType]
 	n.mu.Unlock()
 	if fn == nil {
-		fn = RendezvousRoute
+		fn = cluster.RendezvousRoute
 	}
 	if rc.Session != nil && rc.Key == "" {
 		rc.Key = runtime.SessionRouteKey(rc.Session)
@@ -463,7 +465,7 @@ func (n *Node) RouteServer(ctx context.Context, serverType string) (string, erro
 		return "", runtime.ErrNoRouteKey
 	}
 	sess, _ := runtime.SessionFromContext(ctx)
-	s, err := n.RouteBy(serverType, RouteContext{Key: key, Session: sess})
+	s, err := n.RouteBy(serverType, cluster.RouteContext{Key: key, Session: sess})
 	return s.ID, err
 }
 
@@ -579,4 +581,10 @@ func (n *Node) callCtx(ctx context.Context) (context.Context, context.CancelFunc
 const compressMinBytes = 16 << 10
 
 // baseURL is the RPC base URL of a server.
-func baseURL(s ServerInfo) string { return "http://" + s.RPCAddr() }
+func baseURL(s cluster.ServerInfo) string { return "http://" + s.RPCAddr() }
+
+// sortServers sorts servers by id, in place.
+func sortServers(s []cluster.ServerInfo) []cluster.ServerInfo {
+	slices.SortFunc(s, func(a, b cluster.ServerInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return s
+}

@@ -1,4 +1,4 @@
-package cluster_test
+package node_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/clustertest"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
@@ -27,10 +28,10 @@ const badRoute = "chat.\xff\xfe.echo"
 // chat.h.rewrite is rewritten to badRoute after the connector validated it,
 // and chat.h.nick gets a nick of invalid UTF-8, so that both reach the
 // forwarder.
-func startEcho(t *testing.T) *testkit.Cluster {
-	return testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
-		Setup: func(m *testkit.Member) error {
+func startEcho(t *testing.T) *clustertest.Cluster {
+	return clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type == "connector" {
 				m.Server.GlobalFilter(runtime.FilterFuncs{BeforeFunc: func(ctx context.Context, r *runtime.Request) (context.Context, error) {
 					switch r.Route {
@@ -43,13 +44,13 @@ func startEcho(t *testing.T) *testkit.Cluster {
 				}})
 				return nil
 			}
-			testkit.HandleStruct(t, m, "chat.h.echo", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+			testkit.HandleStruct(t, m.Server, "chat.h.echo", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 				return in, nil
 			})
-			testkit.HandleStruct(t, m, "chat.h.taken", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+			testkit.HandleStruct(t, m.Server, "chat.h.taken", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 				return nil, runtime.Errorf(errNickTaken, "nick %s is taken", "ann\xff")
 			})
-			testkit.HandleStruct(t, m, "chat.h.nick", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+			testkit.HandleStruct(t, m.Server, "chat.h.nick", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 				nick, _ := s.Get("nick")
 				return testkit.Struct(map[string]any{"nick": nick}), nil
 			})

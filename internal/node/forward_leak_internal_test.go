@@ -1,4 +1,4 @@
-package cluster
+package node
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -42,8 +43,8 @@ func countGoroutines(subs ...string) int {
 
 // Goroutines of forward streams, by side.
 var (
-	frontendStreamFuncs = []string{"cluster.(*fwdStream)", "writeRequestBody", "connect.(*duplexHTTPCall)"}
-	backendStreamFuncs  = []string{"cluster.(*msgRemote).Forward", "cluster.(*responseQueue)"}
+	frontendStreamFuncs = []string{"node.(*fwdStream)", "writeRequestBody", "connect.(*duplexHTTPCall)"}
+	backendStreamFuncs  = []string{"node.(*msgRemote).Forward", "node.(*responseQueue)"}
 )
 
 // Finding 2 of issue 9: each forward stream that broke under traffic left
@@ -52,7 +53,7 @@ var (
 // flight must leave no more than one live stream's goroutines on either
 // side, and the process's goroutine count back at its baseline.
 func TestBrokenForwardStreamsReleaseEverything(t *testing.T) {
-	st := NewStatic()
+	st := cluster.NewStatic()
 	front := reviewNode(t, st, "connector-1", "connector", true)
 	back := reviewNode(t, st, "chat-1", "chat", false)
 	release := make(chan struct{})
@@ -151,7 +152,7 @@ func TestBrokenForwardStreamsReleaseEverything(t *testing.T) {
 	// the forwarded sessions opened (autoWatch): its receiver and its
 	// request writer match the frontend side's HTTP/2 names.
 	waitUntil(t, func() bool {
-		return countGoroutines(frontendStreamFuncs...) <= 4+2 && countGoroutines("cluster.(*watchHub).receive") == 1 &&
+		return countGoroutines(frontendStreamFuncs...) <= 4+2 && countGoroutines("node.(*watchHub).receive") == 1 &&
 			countGoroutines(backendStreamFuncs...) <= 3 && waiting.Load() == 0
 	})
 	close(release)

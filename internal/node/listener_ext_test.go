@@ -1,4 +1,4 @@
-package cluster_test
+package node_test
 
 import (
 	"context"
@@ -21,27 +21,29 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/clustertest"
+	"github.com/pomelo-go/pomelo/internal/node"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
-	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
 
 // echoChat starts a connector and a chat server whose chat.h.echo answers
 // at once and chat.h.slow after wait; configure adjusts every node.
-func echoChat(t *testing.T, wait time.Duration, configure func(*cluster.Config)) *testkit.Cluster {
+func echoChat(t *testing.T, wait time.Duration, configure func(*node.Config)) *clustertest.Cluster {
 	t.Helper()
-	return testkit.Start(t, testkit.Options{
-		Servers:       []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+	return clustertest.Start(t, clustertest.Options{
+		Servers:       []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
 		ConfigureNode: configure,
-		Setup: func(m *testkit.Member) error {
+		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type != "chat" {
 				return nil
 			}
-			testkit.HandleStruct(t, m, "chat.h.echo", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+			testkit.HandleStruct(t, m.Server, "chat.h.echo", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 				return obj(map[string]any{"code": 200}), nil
 			})
-			testkit.HandleStruct(t, m, "chat.h.slow", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+			testkit.HandleStruct(t, m.Server, "chat.h.slow", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 				time.Sleep(wait)
 				return obj(map[string]any{"code": 200}), nil
 			})
@@ -81,7 +83,7 @@ func closedByPeer(c net.Conn) bool {
 // several windows is answered.
 func TestRPCListenerClosesUnauthenticatedConnections(t *testing.T) {
 	const window = 300 * time.Millisecond
-	cc := echoChat(t, 4*window, func(cfg *cluster.Config) {
+	cc := echoChat(t, 4*window, func(cfg *node.Config) {
 		cfg.AuthTimeout = window
 		cfg.MaxAuthFailures = 2
 	})
@@ -147,7 +149,7 @@ func TestJoinRefusesEmptySecretUnlessInsecure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = cluster.Join(srv, cluster.Config{Self: info, Insecure: insecure})
+		_, err = node.Join(srv, node.Config{Self: info, Insecure: insecure})
 		if insecure && err != nil {
 			t.Fatalf("Insecure with an empty secret: %v", err)
 		}
@@ -229,7 +231,7 @@ func (p *testPKI) clientTLS(withCert bool) *tls.Config {
 func TestMutualTLSClusterForwardsRequests(t *testing.T) {
 	const window = 300 * time.Millisecond
 	pki := newTestPKI(t)
-	cc := echoChat(t, 4*window, func(cfg *cluster.Config) {
+	cc := echoChat(t, 4*window, func(cfg *node.Config) {
 		cfg.ServerTLS, cfg.ClientTLS = pki.serverTLS(), pki.clientTLS(true)
 		cfg.AuthTimeout = window
 	})
@@ -254,7 +256,7 @@ func TestMutualTLSRefusesPeersWithoutCertificateOrTLS(t *testing.T) {
 	pki := newTestPKI(t)
 	for name, client := range map[string]*tls.Config{"no certificate": pki.clientTLS(false), "cleartext": nil} {
 		t.Run(name, func(t *testing.T) {
-			cc := echoChat(t, 0, func(cfg *cluster.Config) {
+			cc := echoChat(t, 0, func(cfg *node.Config) {
 				cfg.ServerTLS, cfg.ClientTLS = pki.serverTLS(), pki.clientTLS(true)
 				if cfg.Self.Type == "connector" {
 					cfg.ClientTLS = client
@@ -286,7 +288,7 @@ func (c *peerClosedConn) Read(p []byte) (int, error) {
 // An HTTP/2 connection whose requests lack the secret is answered 401 and
 // closed by the server after MaxAuthFailures of them.
 func TestRPCListenerClosesHTTP2ConnectionAfterFailedAuth(t *testing.T) {
-	cc := echoChat(t, 0, func(cfg *cluster.Config) { cfg.MaxAuthFailures = 2 })
+	cc := echoChat(t, 0, func(cfg *node.Config) { cfg.MaxAuthFailures = 2 })
 	addr := cc.Members("chat")[0].Node.RPCAddr().String()
 	var mu sync.Mutex
 	var conns []*peerClosedConn

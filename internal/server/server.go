@@ -3,6 +3,11 @@
 // frontends. It owns the handler table, the filters, the session service
 // (frontends), the channel service, and the handling chain that ties them
 // together.
+//
+// The package is internal: users assemble servers with the App of the root
+// package (github.com/pomelo-go/pomelo), which creates the Server, joins it to
+// the cluster and calls the wiring methods (SetForwarder, SetOrigin, MountRPC,
+// HandleForwarded, ...) in the order they need.
 package server
 
 import (
@@ -111,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger.With("server", cfg.ID),
 		sessions: session.NewService(cfg.ID, cfg.SessionPolicy),
 		rpcMux:   http.NewServeMux(),
-		serveErr: make(chan error, 2),
+		serveErr: make(chan error, 1),
 	}
 	s.errLog = newErrorLog(s.log)
 	s.origin = s.sessions

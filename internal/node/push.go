@@ -1,4 +1,4 @@
-package cluster
+package node
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
 // channelPush calls ChannelRemote.PushMessage on a frontend.
@@ -48,16 +49,10 @@ func (n *Node) PushToFrontend(ctx context.Context, frontendID, route string, msg
 	return res.FailedUids, nil
 }
 
-// Locator tells which frontends hold sessions of uids: it returns the uids
-// grouped by frontend id (a uid with sessions on several frontends is in
-// each group; a uid with none is in no group). An online-status service
-// such as runtime/online provides one.
-type Locator func(ctx context.Context, uids []string) (map[string][]string, error)
-
 // SetLocator makes PushToUIDs, and KickByUID for every frontend, call only
 // the frontends that l says hold the uids. When l fails they ask every
 // frontend, as without a locator. A nil l removes the locator.
-func (n *Node) SetLocator(l Locator) {
+func (n *Node) SetLocator(l cluster.Locator) {
 	if l == nil {
 		n.locator.Store(nil)
 		return

@@ -1,4 +1,4 @@
-package cluster
+package node
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -48,7 +49,7 @@ func TestInChunksSplitsBySizeInOrder(t *testing.T) {
 // batches: every one is answered and the stream stays up. Before, one
 // batch over the read limit broke the stream for every session on it.
 func TestLargeQueuedRequestsDoNotBreakTheStream(t *testing.T) {
-	st := NewStatic()
+	st := cluster.NewStatic()
 	front := reviewNode(t, st, "connector-1", "connector", true)
 	back := reviewNode(t, st, "chat-1", "chat", false)
 	err := back.srv.RegisterHandler(runtime.HandlerDesc{Route: "chat.h.size", ServerType: "chat", Handle: func(_ context.Context, _ runtime.Session, _ runtime.Serializer, body []byte) (proto.Message, error) {

@@ -1,4 +1,4 @@
-package cluster
+package node
 
 // Regression tests for bugs found in code review: each failed before its
 // fix. The comment on each test describes the bug it guards against.
@@ -10,11 +10,12 @@ import (
 	"time"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
-	"github.com/pomelo-go/pomelo/runtime/server"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
-func reviewNode(t *testing.T, st *Static, id, typ string, frontend bool) *Node {
+func reviewNode(t *testing.T, st *cluster.Static, id, typ string, frontend bool) *Node {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -24,7 +25,7 @@ func reviewNode(t *testing.T, st *Static, id, typ string, frontend bool) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := ServerInfo{ID: id, Type: typ, Host: "127.0.0.1", RPCPort: ln.Addr().(*net.TCPAddr).Port, Frontend: frontend}
+	info := cluster.ServerInfo{ID: id, Type: typ, Host: "127.0.0.1", RPCPort: ln.Addr().(*net.TCPAddr).Port, Frontend: frontend}
 	n, err := Join(srv, Config{Self: info, Membership: st, Secret: "s", Listener: ln})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +52,7 @@ func reviewNode(t *testing.T, st *Static, id, typ string, frontend bool) *Node {
 // onSessionClosed never fires for it. h.subs grows for as long as the
 // backend's WatchSessions stream lives.
 func TestReviewWatchOfClosedSessionLeaksSubscription(t *testing.T) {
-	st := NewStatic()
+	st := cluster.NewStatic()
 	front := reviewNode(t, st, "connector-1", "connector", true)
 	back := reviewNode(t, st, "chat-1", "chat", false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -79,7 +80,7 @@ func TestReviewWatchOfClosedSessionLeaksSubscription(t *testing.T) {
 // after the handler returned.
 func TestReviewWatchSendRacesHandlerReturn(t *testing.T) {
 	for iter := 0; iter < 20; iter++ {
-		st := NewStatic()
+		st := cluster.NewStatic()
 		front := reviewNode(t, st, "connector-1", "connector", true)
 		back := reviewNode(t, st, "chat-1", "chat", false)
 		svc := front.srv.Sessions()
@@ -135,7 +136,7 @@ func (slowConn) Send([]byte) error {
 // listed as failed. A handler that returns ch.PushMessage's error answers
 // its own client with an error caused by some other, slow, user.
 func TestReviewLocalPushReportsOtherClientsSendErrors(t *testing.T) {
-	st := NewStatic()
+	st := cluster.NewStatic()
 	front := reviewNode(t, st, "connector-1", "connector", true)
 	back := reviewNode(t, st, "chat-1", "chat", false)
 	svc := front.srv.Sessions()

@@ -1,4 +1,4 @@
-package cluster_test
+package node_test
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/clustertest"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/client"
@@ -45,7 +47,7 @@ func (w whoami) Add(_ context.Context, r *testingv1.AddRequest) (*testingv1.AddR
 // chatCluster starts 2 connectors and 2 chat backends (plus 2 "echo"
 // servers for remotes) with handlers that exercise the cluster.
 type chatCluster struct {
-	*testkit.Cluster
+	*clustertest.Cluster
 	channels sync.Map // server id -> *channel.Service
 
 	mu     sync.Mutex
@@ -61,13 +63,13 @@ func (cc *chatCluster) closedOn(id string) []cluster.SessionEvent {
 
 func startChat(t *testing.T) *chatCluster {
 	cc := &chatCluster{closed: map[string][]cluster.SessionEvent{}}
-	cc.Cluster = testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{
+	cc.Cluster = clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{
 			{Type: "connector", Count: 2, Frontend: true},
 			{Type: "chat", Count: 2},
 			{Type: "echo", Count: 2},
 		},
-		Setup: func(m *testkit.Member) error {
+		Setup: func(m *clustertest.Member) error {
 			switch m.Info.Type {
 			case "chat":
 				cc.setupChat(t, m)
@@ -80,7 +82,7 @@ func startChat(t *testing.T) *chatCluster {
 	return cc
 }
 
-func (cc *chatCluster) setupChat(t *testing.T, m *testkit.Member) {
+func (cc *chatCluster) setupChat(t *testing.T, m *clustertest.Member) {
 	chs := channel.NewService(channel.DeliveryFunc(m.Node.PushToFrontend))
 	cc.channels.Store(m.Info.ID, chs)
 	m.Node.OnSessionClosed(func(ev cluster.SessionEvent) {
@@ -89,11 +91,11 @@ func (cc *chatCluster) setupChat(t *testing.T, m *testkit.Member) {
 		cc.mu.Unlock()
 		chs.SessionClosed(ev.Session.FrontendID, ev.Session.ID, ev.Session.UID) // as the App does
 	})
-	handle(t, m, "chat.h.whoami", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.whoami", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		v, _ := s.Get("room")
 		return obj(map[string]any{"server": m.Info.ID, "uid": s.UID(), "frontend": s.FrontendID(), "room": v}), nil
 	})
-	handle(t, m, "chat.h.login", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.login", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		uid := in.Fields["uid"].GetStringValue()
 		if err := s.Bind(ctx, uid); err != nil {
 			return nil, err
@@ -106,21 +108,21 @@ func (cc *chatCluster) setupChat(t *testing.T, m *testkit.Member) {
 		}
 		return obj(map[string]any{"code": 200}), nil
 	})
-	handle(t, m, "chat.h.join", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.join", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		ch := chs.GetOrCreate(in.Fields["channel"].GetStringValue())
 		if err := ch.Add(s.UID(), s.FrontendID()); err != nil {
 			return nil, err
 		}
 		return obj(map[string]any{"code": 200, "members": float64(ch.Len())}), nil
 	})
-	handle(t, m, "chat.h.joinLeaving", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.joinLeaving", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		ch := chs.GetOrCreate(in.Fields["channel"].GetStringValue(), channel.WithLeaveOnClose())
 		if err := ch.AddSession(s); err != nil {
 			return nil, err
 		}
 		return obj(map[string]any{"code": 200, "members": float64(ch.Len())}), nil
 	})
-	handle(t, m, "chat.h.say", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.say", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		ch, ok := chs.Get(in.Fields["channel"].GetStringValue())
 		if !ok {
 			return nil, runtime.NewError(404, "no such channel")
@@ -131,23 +133,23 @@ func (cc *chatCluster) setupChat(t *testing.T, m *testkit.Member) {
 		}
 		return obj(map[string]any{"code": 200, "failed": float64(len(failed))}), nil
 	})
-	handle(t, m, "chat.h.kickMe", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.kickMe", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		return nil, s.Kick(ctx, "kicked by "+m.Info.ID)
 	})
-	handle(t, m, "chat.h.watch", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.watch", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		return obj(map[string]any{"code": 200}), m.Node.WatchSession(ctx, s.FrontendID(), s.ID())
 	})
-	handle(t, m, "chat.h.broadcast", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.broadcast", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		return obj(map[string]any{"code": 200}), m.Node.Broadcast(ctx, "connector", "onNews", in, runtime.BroadcastOptions{BoundOnly: true})
 	})
-	handle(t, m, "chat.h.slow", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.slow", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		select {
 		case <-time.After(time.Duration(in.Fields["ms"].GetNumberValue()) * time.Millisecond):
 		case <-ctx.Done():
 		}
 		return obj(map[string]any{"server": m.Info.ID}), nil
 	})
-	handle(t, m, "chat.h.remote", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+	handle(t, m.Server, "chat.h.remote", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 		cl := testingv1.NewEchoRemoteClient(m.Node)
 		bySession, err := cl.Whoami(ctx, &testingv1.WhoamiRequest{Note: "session"})
 		if err != nil {
@@ -172,7 +174,7 @@ func (cc *chatCluster) setupChat(t *testing.T, m *testkit.Member) {
 	})
 }
 
-func dial(t testing.TB, m *testkit.Member) *client.Client {
+func dial(t testing.TB, m *clustertest.Member) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -389,9 +391,9 @@ func watchGoroutines() (receivers, flushes int) {
 	}
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		switch {
-		case strings.Contains(g, "cluster.(*watchHub).receive"):
+		case strings.Contains(g, "node.(*watchHub).receive"):
 			receivers++
-		case strings.Contains(g, "cluster.(*watchClient).flush"):
+		case strings.Contains(g, "node.(*watchClient).flush"):
 			flushes++
 		}
 	}
@@ -623,12 +625,12 @@ func TestDeadBackendFailsFast(t *testing.T) {
 func TestHungBackendAnswersTimeout(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
-	cc := testkit.Start(t, testkit.Options{
-		Servers:       []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
-		ConfigureNode: func(cfg *cluster.Config) { cfg.ForwardTimeout = 200 * time.Millisecond },
-		Setup: func(m *testkit.Member) error {
+	cc := clustertest.Start(t, clustertest.Options{
+		Servers:       []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+		ConfigureNode: func(cfg *node.Config) { cfg.ForwardTimeout = 200 * time.Millisecond },
+		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type == "chat" {
-				handle(t, m, "chat.h.hang", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.hang", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					<-release // ignores its context on purpose
 					return nil, nil
 				})

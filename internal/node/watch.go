@@ -1,4 +1,4 @@
-package cluster
+package node
 
 import (
 	"context"
@@ -10,28 +10,21 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
-
-// SessionEvent reports that a watched session closed.
-type SessionEvent struct {
-	// Session is the session's last state. When its frontend could not be
-	// reached any more, only ID and FrontendID are set: a session on a
-	// frontend that is gone is gone too.
-	Session session.Snapshot
-}
 
 // OnSessionClosed registers fn to run when a session this node watches
 // closes: every session a forwarded message of reached this node (it is
 // watched with the first one), and those WatchSession names. Each watched
 // session is reported once.
-func (n *Node) OnSessionClosed(fn func(SessionEvent)) {
+func (n *Node) OnSessionClosed(fn func(cluster.SessionEvent)) {
 	n.mu.Lock()
 	n.closeFns = append(n.closeFns, fn)
 	n.mu.Unlock()
 }
 
-func (n *Node) fireClosed(ev SessionEvent) {
+func (n *Node) fireClosed(ev cluster.SessionEvent) {
 	n.mu.Lock()
 	fns := n.closeFns
 	n.mu.Unlock()
@@ -476,7 +469,7 @@ func (h *watchHub) receive(n *Node, frontendID string, wc *watchClient, failures
 		}
 		wc.mu.Unlock()
 		if watched {
-			n.fireClosed(SessionEvent{Session: snap})
+			n.fireClosed(cluster.SessionEvent{Session: snap})
 		}
 	}
 	h.mu.Lock()
@@ -506,14 +499,14 @@ func (h *watchHub) receive(n *Node, frontendID string, wc *watchClient, failures
 	_, member := n.Member(frontendID)
 	if !member || failures >= 2 {
 		for _, sid := range sids {
-			n.fireClosed(SessionEvent{Session: session.Snapshot{ID: sid, FrontendID: frontendID}})
+			n.fireClosed(cluster.SessionEvent{Session: session.Snapshot{ID: sid, FrontendID: frontendID}})
 		}
 		return
 	}
 	time.Sleep(time.Duration(failures+1) * 100 * time.Millisecond)
 	if err := h.watch(n, frontendID, sids, failures+1); err != nil {
 		for _, sid := range sids {
-			n.fireClosed(SessionEvent{Session: session.Snapshot{ID: sid, FrontendID: frontendID}})
+			n.fireClosed(cluster.SessionEvent{Session: session.Snapshot{ID: sid, FrontendID: frontendID}})
 		}
 	}
 }

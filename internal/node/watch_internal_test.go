@@ -1,4 +1,4 @@
-package cluster
+package node
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
 // A message of a session can reach a backend after the session's close
@@ -14,12 +15,12 @@ import (
 // close already and must not watch the session again: the frontend would
 // report it gone, a second time.
 func TestLateMessageOfAClosedSessionIsNotReportedAgain(t *testing.T) {
-	st := NewStatic()
+	st := cluster.NewStatic()
 	front := reviewNode(t, st, "connector-1", "connector", true)
 	back := reviewNode(t, st, "chat-1", "chat", false)
 	var mu sync.Mutex
 	heard := map[uint64]int{}
-	back.OnSessionClosed(func(ev SessionEvent) {
+	back.OnSessionClosed(func(ev cluster.SessionEvent) {
 		mu.Lock()
 		heard[ev.Session.ID]++
 		mu.Unlock()

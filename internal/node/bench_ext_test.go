@@ -1,4 +1,4 @@
-package cluster_test
+package node_test
 
 import (
 	"context"
@@ -9,11 +9,11 @@ import (
 	"time"
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/clustertest"
+	"github.com/pomelo-go/pomelo/internal/node"
+	"github.com/pomelo-go/pomelo/internal/server"
 	pomelo "github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
-	"github.com/pomelo-go/pomelo/runtime/server"
-	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
 
 // benchEcho answers Echo with its text and nothing else.
@@ -51,7 +51,7 @@ const benchClients = 64
 //   - stream: on a "connector" frontend that forwards it to an "echo"
 //     backend over the long-lived Forward stream (the default);
 //   - unary: the same frontend and backend, one ForwardMessage call per
-//     message (node.SetForwardMode(cluster.ForwardUnary)).
+//     message (node.SetForwardMode(node.ForwardUnary)).
 //
 // Every server is a cluster member (testkit), so the local path carries
 // the same cluster wiring. The plain variants send one request at a time;
@@ -61,24 +61,24 @@ const benchClients = 64
 // message costs.
 func BenchmarkForward(b *testing.B) {
 	configure := func(cfg *server.Config) { cfg.Connector.Heartbeat = 10 * time.Minute }
-	setup := func(m *testkit.Member) error {
+	setup := func(m *clustertest.Member) error {
 		if m.Info.Type == "echo" {
 			return testingv1.RegisterEchoHandlerServer(m.Server, benchEcho{})
 		}
 		return nil
 	}
-	local := testkit.Start(b, testkit.Options{
-		Servers:   []testkit.Spec{{Type: "echo", Frontend: true}},
+	local := clustertest.Start(b, clustertest.Options{
+		Servers:   []clustertest.Spec{{Type: "echo", Frontend: true}},
 		Configure: configure, Setup: setup,
 	})
-	fwd := testkit.Start(b, testkit.Options{
-		Servers:   []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "echo"}},
+	fwd := clustertest.Start(b, clustertest.Options{
+		Servers:   []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "echo"}},
 		Configure: configure, Setup: setup,
 	})
 	fe := fwd.Members("connector")[0]
 	parent := b
-	pools := map[*testkit.Member][]*client.Client{}
-	clients := func(b *testing.B, m *testkit.Member, n int) []*client.Client {
+	pools := map[*clustertest.Member][]*client.Client{}
+	clients := func(b *testing.B, m *clustertest.Member, n int) []*client.Client {
 		for len(pools[m]) < n {
 			c, err := client.Dial(context.Background(), m.TCPURL(), client.WithSerializer(pomelo.Protobuf))
 			if err != nil {
@@ -93,12 +93,12 @@ func BenchmarkForward(b *testing.B) {
 	ctx := context.Background()
 	for _, v := range []struct {
 		name string
-		m    *testkit.Member
-		mode cluster.ForwardMode
+		m    *clustertest.Member
+		mode node.ForwardMode
 	}{
-		{"local", local.Members("echo")[0], cluster.ForwardStream},
-		{"stream", fe, cluster.ForwardStream},
-		{"unary", fe, cluster.ForwardUnary},
+		{"local", local.Members("echo")[0], node.ForwardStream},
+		{"stream", fe, node.ForwardStream},
+		{"unary", fe, node.ForwardUnary},
 	} {
 		v.m.Node.SetForwardMode(v.mode)
 		b.Run(v.name, func(b *testing.B) {

@@ -1,4 +1,4 @@
-package cluster_test
+package node_test
 
 // Regression tests for bugs found in code review: each failed before its
 // fix. The comment on each test describes the bug it guards against.
@@ -15,11 +15,12 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo/internal/clustertest"
+	"github.com/pomelo-go/pomelo/internal/node"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
-	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/session"
-	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
 
 // The design promises: "Messages of one session are handled in the order
@@ -31,16 +32,16 @@ func TestReviewForwardedNotifyAndNextMessageRunConcurrently(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
 	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
-	cc := testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
-		Setup: func(m *testkit.Member) error {
+	cc := clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type == "chat" {
-				handle(t, m, "chat.h.first", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.first", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					time.Sleep(100 * time.Millisecond)
 					note("first")
 					return nil, nil
 				})
-				handle(t, m, "chat.h.second", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.second", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					note("second")
 					return obj(map[string]any{"code": 200}), nil
 				})
@@ -69,17 +70,17 @@ func TestReviewForwardedNotifyAndNextMessageRunConcurrently(t *testing.T) {
 // another address (a restarted pod, an etcd key overwritten before the old
 // lease expired, a static file reloaded) is never reached again.
 func TestReviewServerBackUnderSameIDAtNewAddressUnreachable(t *testing.T) {
-	var setup func(m *testkit.Member) error
-	setup = func(m *testkit.Member) error {
+	var setup func(m *clustertest.Member) error
+	setup = func(m *clustertest.Member) error {
 		if m.Info.Type == "chat" {
-			handle(t, m, "chat.h.whoami", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+			handle(t, m.Server, "chat.h.whoami", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 				return obj(map[string]any{"server": m.Info.ID, "port": float64(m.Info.RPCPort)}), nil
 			})
 		}
 		return nil
 	}
-	cc := testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+	cc := clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
 		Setup:   setup,
 	})
 	c := dial(t, cc.Members("connector")[0])
@@ -97,12 +98,12 @@ func TestReviewServerBackUnderSameIDAtNewAddressUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := cluster.Join(srv, cluster.Config{Self: info, Membership: cc.Membership, Secret: "testkit-secret", Listener: ln})
+	node, err := node.Join(srv, node.Config{Self: info, Membership: cc.Membership, Secret: "testkit-secret", Listener: ln})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close(context.Background()) })
-	if err := setup(&testkit.Member{Info: info, Server: srv, Node: node}); err != nil {
+	if err := setup(&clustertest.Member{Info: info, Server: srv, Node: node}); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
@@ -130,12 +131,12 @@ func TestReviewServerBackUnderSameIDAtNewAddressUnreachable(t *testing.T) {
 // so OnSessionClosed never runs for them.
 func TestReviewWatchedSessionsForgottenWhenWatchStreamBreaks(t *testing.T) {
 	closed := make(chan cluster.SessionEvent, 4)
-	cc := testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
-		Setup: func(m *testkit.Member) error {
+	cc := clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type == "chat" {
 				m.Node.OnSessionClosed(func(ev cluster.SessionEvent) { closed <- ev })
-				handle(t, m, "chat.h.watch", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.watch", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					return obj(map[string]any{"code": 200}), m.Node.WatchSession(ctx, s.FrontendID(), s.ID())
 				})
 			}
@@ -172,9 +173,9 @@ func TestReviewSlowWatcherBlocksCloseSessionOnFrontend(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
-	cc := testkit.Start(t, testkit.Options{
-		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
-		Setup: func(m *testkit.Member) error {
+	cc := clustertest.Start(t, clustertest.Options{
+		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
+		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type == "chat" {
 				m.Node.OnSessionClosed(func(cluster.SessionEvent) { <-release }) // a slow application callback
 			}

@@ -1,4 +1,4 @@
-package cluster
+package node
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -62,7 +63,7 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 		// not take other sessions' requests on the stream down with it.
 		return nil, runtime.Errorf(runtime.ErrBadRequest, "malformed route")
 	}
-	target, err := f.n.RouteBy(serverType, RouteContext{Session: r.Session})
+	target, err := f.n.RouteBy(serverType, cluster.RouteContext{Session: r.Session})
 	if err != nil {
 		return nil, err
 	}

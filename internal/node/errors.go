@@ -1,4 +1,4 @@
-package cluster
+package node
 
 import (
 	"github.com/pomelo-go/pomelo/runtime"

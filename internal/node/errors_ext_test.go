@@ -1,4 +1,4 @@
-package cluster_test
+package node_test
 
 import (
 	"context"
@@ -16,10 +16,11 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/clustertest"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
-	"github.com/pomelo-go/pomelo/runtime/server"
 	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
@@ -52,7 +53,7 @@ func (r failingRemote) Whoami(_ context.Context, req *testingv1.WhoamiRequest) (
 // errorCluster is a frontend, a chat backend and an echo backend, each
 // logging to its own buffer.
 type errorCluster struct {
-	*testkit.Cluster
+	*clustertest.Cluster
 	mu   sync.Mutex
 	logs map[string]*testkit.LogBuffer // by server id
 }
@@ -66,9 +67,9 @@ func (ec *errorCluster) log(id string) *testkit.LogBuffer {
 // startErrorCluster starts the cluster. chat.h.secret fails with the
 // secret; chat.h.remote calls Whoami on the echo server named by "to" with
 // the note "note" and fails as it does.
-func startErrorCluster(t *testing.T, servers ...testkit.Spec) *errorCluster {
+func startErrorCluster(t *testing.T, servers ...clustertest.Spec) *errorCluster {
 	ec := &errorCluster{logs: map[string]*testkit.LogBuffer{}}
-	ec.Cluster = testkit.Start(t, testkit.Options{
+	ec.Cluster = clustertest.Start(t, clustertest.Options{
 		Servers: servers,
 		Configure: func(cfg *server.Config) {
 			b := &testkit.LogBuffer{}
@@ -77,21 +78,21 @@ func startErrorCluster(t *testing.T, servers ...testkit.Spec) *errorCluster {
 			ec.mu.Unlock()
 			cfg.Logger = b.Logger()
 		},
-		Setup: func(m *testkit.Member) error {
+		Setup: func(m *clustertest.Member) error {
 			switch m.Info.Type {
 			case "chat":
-				handle(t, m, "chat.h.secret", func(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.secret", func(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
 					return nil, errors.New(secretText)
 				})
-				handle(t, m, "chat.h.named", func(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.named", func(context.Context, runtime.Session, *structpb.Struct) (*structpb.Struct, error) {
 					return nil, runtime.Errorf(errRoomFull, "room %s is full", "r1")
 				})
 				echo := testingv1.NewEchoRemoteClient(m.Node)
-				handle(t, m, "chat.h.remoteis", func(ctx context.Context, _ runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.remoteis", func(ctx context.Context, _ runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					_, err := echo.WhoamiTo(ctx, str(in, "to"), &testingv1.WhoamiRequest{Note: "named"})
 					return obj(map[string]any{"is": errors.Is(err, errRoomFull)}), nil
 				})
-				handle(t, m, "chat.h.remote", func(ctx context.Context, _ runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				handle(t, m.Server, "chat.h.remote", func(ctx context.Context, _ runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					res, err := echo.WhoamiTo(ctx, str(in, "to"), &testingv1.WhoamiRequest{Note: str(in, "note")})
 					if err != nil {
 						return nil, err
@@ -144,7 +145,7 @@ func checkGeneric(t *testing.T, what string, e *runtime.Error, kind *runtime.Err
 }
 
 func TestForwardedHandlerErrorIsGenericForTheClientAndLoggedOnTheBackend(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"})
 	c := dial(t, ec.Members("connector")[0])
 	checkGeneric(t, "forwarded handler error", requestError(t, c, "chat.h.secret", nil), runtime.ErrInternal)
 
@@ -163,7 +164,7 @@ func TestForwardedHandlerErrorIsGenericForTheClientAndLoggedOnTheBackend(t *test
 }
 
 func TestRemoteHandlerErrorIsGenericForTheCallersClient(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"}, testkit.Spec{Type: "echo"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"}, clustertest.Spec{Type: "echo"})
 	c := dial(t, ec.Members("connector")[0])
 	e := requestError(t, c, "chat.h.remote", map[string]any{"to": "echo-1", "note": "secret"})
 	checkGeneric(t, "remote handler error", e, runtime.ErrInternal)
@@ -180,7 +181,7 @@ func TestRemoteHandlerErrorIsGenericForTheCallersClient(t *testing.T) {
 }
 
 func TestNamedErrorsMatchAcrossAForwardAndARemoteCall(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"}, testkit.Spec{Type: "echo"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"}, clustertest.Spec{Type: "echo"})
 	c := dial(t, ec.Members("connector")[0])
 	// Handler on chat-1, forwarded by connector-1, decoded by the Go client.
 	if e := requestError(t, c, "chat.h.named", nil); !errors.Is(e, errRoomFull) || e.Message != "room r1 is full" {
@@ -197,7 +198,7 @@ func TestNamedErrorsMatchAcrossAForwardAndARemoteCall(t *testing.T) {
 }
 
 func TestPanickingRemoteHandlerAnswersInternalAndIsLoggedWithItsStack(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"}, testkit.Spec{Type: "echo"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"}, clustertest.Spec{Type: "echo"})
 	chat := ec.Members("chat")[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -234,7 +235,7 @@ func deadServer(t *testing.T, id, serverType string) cluster.ServerInfo {
 }
 
 func TestDeadServerAnswersHoldNoAddress(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"})
 	deadEcho := deadServer(t, "echo-9", "echo")
 	ec.Membership.Add(deadEcho)
 	c := dial(t, ec.Members("connector")[0])
@@ -258,7 +259,7 @@ func TestDeadServerAnswersHoldNoAddress(t *testing.T) {
 }
 
 func TestPanickingSysHandlerAnswersInternalAndTheFrontendSurvives(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true}, testkit.Spec{Type: "chat"})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true}, clustertest.Spec{Type: "chat"})
 	dial(t, ec.Members("connector")[0]) // a session for the filter to see
 	chat := ec.Members("chat")[0].Node
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -286,7 +287,7 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestPushWithoutPayloadAnswersBadRequest(t *testing.T) {
-	ec := startErrorCluster(t, testkit.Spec{Type: "connector", Frontend: true})
+	ec := startErrorCluster(t, clustertest.Spec{Type: "connector", Frontend: true})
 	fe := ec.Members("connector")[0]
 	dial(t, fe)
 	cl := sysv1connect.NewChannelRemoteClient(&http.Client{Transport: bearer{"testkit-secret"}}, "http://"+fe.Info.RPCAddr(),
