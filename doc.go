@@ -7,6 +7,14 @@
 // plugin that turns annotated services into Go is protoc-gen-pomelo; gen/
 // holds the generated code of the protos under proto/.
 //
+// Naming: package runtime has the standard library's name, so an
+// application does not import it. This package gives the names handlers
+// use under its own: Session, Error, Errorf, DefineError, NewError, the named
+// errors (ErrNotBound, ...), Filter, Request, WithRouteKey. They are the
+// runtime package's (type aliases, the same sentinels), so code written
+// with them implements the generated interfaces. Generated code imports
+// runtime itself; it needs nothing of the standard library's runtime.
+//
 // Regenerate gen/ after editing a .proto file, from the repository root:
 //
 //	go generate ./...

@@ -7,7 +7,6 @@ import (
 
 	"github.com/pomelo-go/pomelo"
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
-	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
@@ -17,7 +16,7 @@ type hello struct {
 	testingv1.UnimplementedEchoHandlerServer
 }
 
-func (hello) Echo(_ context.Context, _ runtime.Session, req *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
+func (hello) Echo(_ context.Context, _ pomelo.Session, req *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
 	return &testingv1.EchoResponse{Code: 200, Text: "hello, " + req.Text}, nil
 }
 
