@@ -135,7 +135,9 @@ type Result struct {
 	Interrupted   bool    `json:"interrupted,omitempty"`
 	// Ops are the operations completed in the window: echo round trips,
 	// fan-out deliveries, idle connections held; OpsPerSecond their rate.
+	// Unit names them, Op names one.
 	Unit         string  `json:"unit"`
+	Op           string  `json:"op"`
 	Ops          int64   `json:"ops"`
 	OpsPerSecond float64 `json:"opsPerSecond"`
 	// Messages is, for Fanout, the messages accepted in the window.
@@ -240,7 +242,7 @@ func (w *window) run(ctx context.Context, cfg *Config) error {
 }
 
 // result fills the common fields.
-func (w *window) result(cfg *Config, scenario, unit string, ops int64) *Result {
+func (w *window) result(cfg *Config, scenario, unit, opName string, ops int64) *Result {
 	secs := w.end.Sub(w.start).Seconds()
 	r := &Result{
 		Scenario:      scenario,
@@ -253,6 +255,7 @@ func (w *window) result(cfg *Config, scenario, unit string, ops int64) *Result {
 		Seconds:       secs,
 		Interrupted:   w.stopped,
 		Unit:          unit,
+		Op:            opName,
 		Ops:           ops,
 	}
 	if secs > 0 {

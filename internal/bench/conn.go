@@ -157,7 +157,7 @@ func (e *SetupError) Error() string {
 	if what == "" {
 		what = "failed at"
 	}
-	return fmt.Sprintf("%d of %d clients failed; first: %s %s: %v", e.Failed, e.Total, what, e.Addr, e.Err)
+	return fmt.Sprintf("%s %s: %v (%d of %d clients failed before the run gave up)", what, e.Addr, e.Err, e.Failed, e.Total)
 }
 
 // Unwrap returns the first failure's error.
@@ -319,7 +319,9 @@ func (t *Target) dialAll(ctx context.Context, n, parallel int, prefix string, ro
 					kind = ke.kind
 				}
 				mu.Lock()
-				failed++
+				if first == nil || !errors.Is(err, context.Canceled) {
+					failed++
+				}
 				if first == nil && ctx.Err() == nil {
 					first = &SetupError{Kind: kind, Addr: addr, Err: err}
 				}

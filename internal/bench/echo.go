@@ -91,7 +91,7 @@ func Echo(ctx context.Context, cfg Config) (*Result, error) {
 	if werr != nil {
 		return nil, werr
 	}
-	r := w.result(&cfg, "echo", "round trips", ops.Load())
+	r := w.result(&cfg, "echo", "round trips", "round trip", ops.Load())
 	r.Latency = mergeAll(hists).Summary()
 	r.Totals = Totals{Sent: sent.Load(), Received: received.Load()}
 	r.Errors, r.ErrorSamples = errs.snapshot(), errs.samples()

@@ -105,7 +105,7 @@ func Fanout(ctx context.Context, cfg Config) (*Result, error) {
 	for deliveries.Load() < expected && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	r := w.result(&cfg, "fanout", "deliveries", ops.Load())
+	r := w.result(&cfg, "fanout", "deliveries", "delivery", ops.Load())
 	r.Messages = measuredMsgs.Load()
 	if r.Seconds > 0 {
 		r.MessagesPerSecond = float64(r.Messages) / r.Seconds

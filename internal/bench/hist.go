@@ -13,7 +13,7 @@ const (
 	subBits  = 6
 	subCount = 1 << subBits
 	// numBuckets covers every non-negative int64.
-	numBuckets = (64-subBits)*subCount + subCount
+	numBuckets = (63-subBits)*subCount + subCount
 )
 
 // Histogram counts durations in log-linear buckets, like an HDR histogram:

@@ -44,7 +44,7 @@ func Idle(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		open++
 	}
-	r := w.result(&cfg, "idle", "connections", open)
+	r := w.result(&cfg, "idle", "connections", "connection", open)
 	r.OpsPerSecond = 0
 	r.CPUPerOpUS = 0
 	r.InFlight = 0

@@ -75,7 +75,7 @@ func WriteText(out io.Writer, r *Result) {
 			s.PID, s.Name, s.CPUSeconds, s.CPUPercent, s.RSSKB, s.RSSBeforeKB)
 	}
 	if r.CPUPerOpUS > 0 {
-		p("  cpu/op     %.1f us of server CPU per %s\n", r.CPUPerOpUS, strings.TrimSuffix(r.Unit, "s"))
+		p("  cpu/op     %.1f us of server CPU per %s\n", r.CPUPerOpUS, r.Op)
 	}
 	if r.RSSPerConnKB != 0 {
 		p("  rss/conn   %.1f kB per connection\n", r.RSSPerConnKB)
