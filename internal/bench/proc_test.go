@@ -2,6 +2,7 @@ package bench
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -18,5 +19,12 @@ func TestReadProcReadsCPUAndRSSOfAProcess(t *testing.T) {
 func TestReadProcOfAMissingProcessFails(t *testing.T) {
 	if _, err := readProc(1 << 30); err == nil {
 		t.Fatal("readProc of a pid that does not exist succeeded")
+	}
+}
+
+func TestTooManyClientsForTheFileDescriptorLimitFail(t *testing.T) {
+	err := checkFDs(1 << 40)
+	if err == nil || !strings.Contains(err.Error(), "ulimit -n") {
+		t.Fatalf("checkFDs(2^40) = %v, want an error naming ulimit -n", err)
 	}
 }
