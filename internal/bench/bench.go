@@ -157,6 +157,9 @@ type Result struct {
 	ErrorSamples map[string]string `json:"errorSamples,omitempty"`
 	// Servers are the processes of Config.PIDs.
 	Servers []ServerStats `json:"servers,omitempty"`
+	// ToolCPUSeconds is the CPU time of this process (the load) during
+	// the window: on a shared machine it competes with the servers.
+	ToolCPUSeconds float64 `json:"toolCpuSeconds"`
 	// CPUPerOpUS is the CPU time of all Servers during the window per
 	// operation of the window, in microseconds.
 	CPUPerOpUS float64 `json:"cpuPerOpUs,omitempty"`
@@ -196,6 +199,8 @@ type window struct {
 	before     []procSample
 	atStart    []procSample
 	atEnd      []procSample
+	selfStart  procSample
+	selfEnd    procSample
 	stopped    bool
 }
 
@@ -229,6 +234,7 @@ func (w *window) run(ctx context.Context, cfg *Config) error {
 	if w.atStart, err = readProcs(cfg.PIDs); err != nil {
 		return err
 	}
+	w.selfStart, _ = readProc(os.Getpid())
 	w.start = time.Now()
 	w.phase.Store(phaseMeasure)
 	if !w.stopped {
@@ -237,6 +243,7 @@ func (w *window) run(ctx context.Context, cfg *Config) error {
 	}
 	w.phase.Store(phaseStopped)
 	w.end = time.Now()
+	w.selfEnd, _ = readProc(os.Getpid())
 	w.atEnd, err = readProcs(cfg.PIDs)
 	return err
 }
@@ -245,18 +252,19 @@ func (w *window) run(ctx context.Context, cfg *Config) error {
 func (w *window) result(cfg *Config, scenario, unit, opName string, ops int64) *Result {
 	secs := w.end.Sub(w.start).Seconds()
 	r := &Result{
-		Scenario:      scenario,
-		Target:        cfg.Target.String(),
-		Transport:     cfg.Target.Transport(),
-		Clients:       cfg.Clients,
-		InFlight:      cfg.InFlight,
-		Start:         w.start,
-		WarmupSeconds: cfg.Warmup.Seconds(),
-		Seconds:       secs,
-		Interrupted:   w.stopped,
-		Unit:          unit,
-		Op:            opName,
-		Ops:           ops,
+		Scenario:       scenario,
+		Target:         cfg.Target.String(),
+		Transport:      cfg.Target.Transport(),
+		Clients:        cfg.Clients,
+		InFlight:       cfg.InFlight,
+		Start:          w.start,
+		WarmupSeconds:  cfg.Warmup.Seconds(),
+		Seconds:        secs,
+		Interrupted:    w.stopped,
+		Unit:           unit,
+		Op:             opName,
+		ToolCPUSeconds: (w.selfEnd.cpu - w.selfStart.cpu).Seconds(),
+		Ops:            ops,
 	}
 	if secs > 0 {
 		r.OpsPerSecond = float64(ops) / secs

@@ -74,6 +74,7 @@ func WriteText(out io.Writer, r *Result) {
 		p("  server     pid %d %-16s cpu %6.2f s (%5.1f%%)  rss %d kB (before the run %d kB)\n",
 			s.PID, s.Name, s.CPUSeconds, s.CPUPercent, s.RSSKB, s.RSSBeforeKB)
 	}
+	p("  load tool  cpu %6.2f s (%5.1f%%)\n", r.ToolCPUSeconds, 100*r.ToolCPUSeconds/max(r.Seconds, 1e-9))
 	if r.CPUPerOpUS > 0 {
 		p("  cpu/op     %.1f us of server CPU per %s\n", r.CPUPerOpUS, r.Op)
 	}
