@@ -165,7 +165,7 @@ type Result struct {
 	CPUPerOpUS float64 `json:"cpuPerOpUs,omitempty"`
 	// RSSPerConnKB is, for Idle, the growth of the Servers' RSS (summed)
 	// from before the first connection to the end of the window, per
-	// connection.
+	// connection open at the end.
 	RSSPerConnKB float64 `json:"rssPerConnKB,omitempty"`
 }
 

@@ -10,7 +10,7 @@ import (
 // room), waits the warm-up for the servers to settle, then holds them for
 // the window, the clients answering heartbeats. An operation is a
 // connection still open at the end; Result.RSSPerConnKB is the servers'
-// RSS growth per connection. Connections that end early count in
+// RSS growth per connection open at the end. Connections that end early count in
 // Totals.Dropped and in Errors.
 func Idle(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
@@ -55,7 +55,7 @@ func Idle(ctx context.Context, cfg Config) (*Result, error) {
 		for _, s := range r.Servers {
 			grown += s.RSSKB - s.RSSBeforeKB
 		}
-		r.RSSPerConnKB = float64(grown) / float64(len(conns))
+		r.RSSPerConnKB = float64(grown) / float64(open)
 	}
 	return r, nil
 }
