@@ -26,6 +26,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   "$POMELO_PEER/stop.sh" >/dev/null || true
+  rm -rf "$BIN"
 }
 trap cleanup EXIT
 
