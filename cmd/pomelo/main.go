@@ -1,6 +1,7 @@
 // Command pomelo is the pomelo-go command line.
 //
 //	pomelo new DIR --module PATH [--replace LOCALPATH] [--tidy=false]
+//	pomelo bench echo|fanout|idle (--url URL | --gate URL) [flags]
 //
 // new creates a working project in DIR (which must not exist or be empty):
 // a go.mod with protoc-gen-go and protoc-gen-pomelo as Go tools, buf pinned
@@ -12,6 +13,13 @@
 // framework module at a local checkout. Unless --tidy=false, it then runs
 // go mod tidy in both modules; then, in DIR, `go generate ./...`,
 // `go test ./...` and `go run .` work.
+//
+// bench is a load tool for an application of the chat demo's contract (this
+// project's example/chat, or a real Pomelo running the demo): echo round
+// trips, fan-out to a room, or idle connections, over WebSocket or raw TCP,
+// with a latency histogram, errors, and the CPU time and RSS of the server
+// processes given with --pids; see internal/bench and docs/BENCHMARKS.md.
+// `pomelo bench echo -h` lists its flags.
 package main
 
 import (
@@ -42,9 +50,12 @@ func main() {
 	}
 }
 
-const usage = "usage: pomelo new DIR --module PATH [--replace LOCALPATH] [--tidy=false]"
+const usage = "usage: pomelo new DIR --module PATH [--replace LOCALPATH] [--tidy=false]\n       pomelo bench echo|fanout|idle (--url URL | --gate URL) [flags]"
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "bench" {
+		return runBench(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "new" {
 		return errors.New(usage)
 	}
