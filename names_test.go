@@ -12,7 +12,9 @@ import (
 
 // rootEcho implements a generated handler interface with the root
 // package's names only.
-type rootEcho struct{ testingv1.UnimplementedEchoHandlerServer }
+type rootEcho struct {
+	testingv1.UnimplementedEchoHandlerServer
+}
 
 func (rootEcho) Echo(_ context.Context, s pomelo.Session, req *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
 	if s.UID() == "" {
