@@ -23,7 +23,8 @@ type ClusterOptions struct {
 	// (for tests; see App.WSAddr).
 	EphemeralPorts bool
 	// Configure, when set, adjusts each server's configuration before the
-	// server is made.
+	// server is made: give each server its own etcd membership
+	// (etcdmember.Membership) and online status (Config.Online) there.
 	Configure func(cfg *Config)
 	// Logger receives the logs (default slog.Default()).
 	Logger *slog.Logger
