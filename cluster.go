@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
@@ -26,6 +27,10 @@ type ClusterOptions struct {
 	// server is made: give each server its own etcd membership
 	// (etcdmember.Membership) and online status (Config.Online) there.
 	Configure func(cfg *Config)
+	// ProbeInterval is how often the file's servers not run here are
+	// probed (default cluster.DefaultProbeInterval). No server is probed
+	// when Configure replaced every server's Membership.
+	ProbeInterval time.Duration
 	// Logger receives the logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -88,9 +93,10 @@ func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) err
 	for i, s := range run {
 		local[i] = s.ID
 	}
-	members := cluster.NewProbed(f.Servers, local, cluster.ProbeConfig{Logger: opts.Logger})
+	members := cluster.NewProbed(f.Servers, local, cluster.ProbeConfig{Interval: opts.ProbeInterval, Logger: opts.Logger})
 	c := &Cluster{members: members, stopped: make(chan struct{})}
 
+	probed := false // whether a server uses members
 	// Bind the RPC listeners first: the membership publishes their ports.
 	lns := make([]net.Listener, len(run))
 	fail := func(err error) (*Cluster, error) {
@@ -143,6 +149,7 @@ func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) err
 		if opts.Configure != nil {
 			opts.Configure(&cfg)
 		}
+		probed = probed || cfg.Membership == cluster.Membership(members)
 		a, err := New(cfg)
 		if err != nil {
 			return fail(err)
@@ -175,7 +182,9 @@ func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) err
 			members.Update(info)
 		}
 	}
-	members.Start()
+	if probed {
+		members.Start()
+	}
 	return c, nil
 }
 

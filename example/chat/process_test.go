@@ -151,7 +151,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 func hasMember(a *app.App, id string) bool {
-	return slices.ContainsFunc(a.Membership().Servers(), func(s cluster.ServerInfo) bool { return s.ID == id })
+	return slices.ContainsFunc(a.Members(), func(s cluster.ServerInfo) bool { return s.ID == id })
 }
 
 // TestSecondProcess starts the example's binary as a second process that
@@ -186,7 +186,7 @@ func TestSecondProcess(t *testing.T) {
 	var file cluster.File
 	file.Secret = f.Secret
 	for _, s := range a.Servers() {
-		file.Servers = append(file.Servers, s.Info)
+		file.Servers = append(file.Servers, s.Info())
 	}
 	file.Servers = append(file.Servers, chat3)
 	b, err := json.MarshalIndent(&file, "", "  ")

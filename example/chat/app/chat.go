@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo"
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
@@ -42,8 +43,8 @@ type room struct {
 	gone    bool                      // emptied and removed from rooms
 }
 
-func newRooms(serverID string, channels *channel.Service, log *slog.Logger) *rooms {
-	return &rooms{serverID: serverID, channels: channels, log: log, byRID: map[string]*room{}}
+func newRooms(app *pomelo.App) *rooms {
+	return &rooms{serverID: app.ID(), channels: app.Channels(), log: app.Logger(), byRID: map[string]*room{}}
 }
 
 // lockRoom returns room rid, locked, creating it when create is set; nil

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/pomelo-go/pomelo"
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/runtime"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/online"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
@@ -26,25 +25,18 @@ const (
 // closed sessions out of their rooms.
 type entry struct {
 	chatv1.UnimplementedEntryHandlerServer
-	node   *cluster.Node
+	app    *pomelo.App
 	chat   chatv1.ChatRemoteClient
 	online *online.Service // nil without Redis
 	log    *slog.Logger
-	leaves *sync.WaitGroup // in-flight Leave calls, waited for on shutdown
 }
 
-// newEntry returns the entry handler of the connector of node. With on (the
+// newEntry returns the entry handler of the connector app. With on (the
 // server's online status in Redis), users log in through it; without, the
 // connector kicks a uid's other sessions itself.
-func newEntry(node *cluster.Node, leaves *sync.WaitGroup, on *online.Service) *entry {
-	c := &entry{
-		node:   node,
-		chat:   chatv1.NewChatRemoteClient(node),
-		online: on,
-		log:    node.Server().Logger(),
-		leaves: leaves,
-	}
-	node.Server().Sessions().OnClosed(c.sessionClosed)
+func newEntry(app *pomelo.App, on *online.Service) *entry {
+	c := &entry{app: app, chat: chatv1.NewChatRemoteClient(app), online: on, log: app.Logger()}
+	app.Sessions().OnClosed(c.sessionClosed)
 	return c
 }
 
@@ -104,7 +96,7 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 	}
 	// A session that closed while it was joining had its Leave handled
 	// before the Join: take it out again.
-	if _, alive := c.node.Server().Sessions().Get(s.ID()); !alive {
+	if _, alive := c.app.Sessions().Get(s.ID()); !alive {
 		c.leave(chatID, rid, member)
 		return nil, runtime.Errorf(runtime.ErrNameClosed, "session closed while entering")
 	}
@@ -128,12 +120,11 @@ func (c *entry) login(ctx context.Context, s runtime.Session, uid string) error 
 
 // kickElsewhere kicks uid's sessions on every other connector.
 func (c *entry) kickElsewhere(ctx context.Context, uid string) {
-	self := c.node.Self().ID
-	for _, fe := range c.node.Members(TypeConnector) {
-		if fe.ID == self {
+	for _, fe := range c.app.Members(TypeConnector) {
+		if fe.ID == c.app.ID() {
 			continue
 		}
-		if n, err := c.node.BackendSessions().KickByUID(ctx, fe.ID, uid, session.KickReasonRelogin); err != nil {
+		if n, err := c.app.BackendSessions().KickByUID(ctx, fe.ID, uid, session.KickReasonRelogin); err != nil {
 			c.log.Warn("relogin: cannot kick on another connector", "connector", fe.ID, "uid", uid, "error", err)
 		} else if n > 0 {
 			c.log.Info("relogin: kicked the old session", "connector", fe.ID, "uid", uid)
@@ -153,11 +144,7 @@ func (c *entry) placeRoom(ctx context.Context, rid string) (string, error) {
 			return r.ServerID, nil
 		}
 	}
-	s, err := c.node.RouteBy(TypeChat, cluster.RouteContext{Key: rid})
-	if err != nil {
-		return "", err
-	}
-	return s.ID, nil
+	return c.app.RouteServer(runtime.WithRouteKey(ctx, rid), TypeChat)
 }
 
 // sessionClosed takes a closed session out of its room, so that the room
@@ -178,9 +165,7 @@ func (c *entry) sessionClosed(s *session.Session, reason string) {
 // leave calls ChatRemote.Leave in the background: session close hooks must
 // not wait for the network.
 func (c *entry) leave(chatID, rid string, m *chatv1.Member) {
-	c.leaves.Add(1)
 	go func() {
-		defer c.leaves.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_, err := c.chat.LeaveTo(ctx, chatID, &chatv1.LeaveRequest{Rid: rid, Member: m})

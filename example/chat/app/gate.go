@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 
+	"github.com/pomelo-go/pomelo"
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
@@ -15,7 +16,7 @@ const MetadataClientHost = "clientHost"
 // gate serves gate.gateHandler.* on "gate" servers.
 type gate struct {
 	chatv1.UnimplementedGateHandlerServer
-	node *cluster.Node
+	app *pomelo.App
 }
 
 // QueryEntry picks the connector for the uid by rendezvous hashing over the
@@ -25,7 +26,7 @@ func (g *gate) QueryEntry(_ context.Context, _ runtime.Session, req *chatv1.Quer
 		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "queryEntry needs a uid")
 	}
 	var connectors []cluster.ServerInfo
-	for _, s := range g.node.Members(TypeConnector) {
+	for _, s := range g.app.Members(TypeConnector) {
 		if s.WSPort > 0 {
 			connectors = append(connectors, s)
 		}
@@ -34,9 +35,13 @@ func (g *gate) QueryEntry(_ context.Context, _ runtime.Session, req *chatv1.Quer
 		return nil, runtime.Errorf(runtime.ErrNameUnavailable, "no connector is up")
 	}
 	c := cluster.Rendezvous(req.GetUid(), connectors)
-	host := c.Host
-	if h := c.Metadata[MetadataClientHost]; h != "" {
-		host = h
+	return &chatv1.QueryEntryResponse{Code: 200, Host: clientHost(c), Port: int32(c.WSPort)}, nil
+}
+
+// clientHost returns the host clients reach server s at.
+func clientHost(s cluster.ServerInfo) string {
+	if h := s.Metadata[MetadataClientHost]; h != "" {
+		return h
 	}
-	return &chatv1.QueryEntryResponse{Code: 200, Host: host, Port: int32(c.WSPort)}, nil
+	return s.Host
 }

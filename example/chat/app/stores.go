@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,17 +27,24 @@ import (
 const storeTimeout = 10 * time.Second
 
 // stores are the connections of one process to etcd and Redis, shared by
-// its servers; nil when not used.
+// its servers, and each server's etcd membership; nil when not used.
 type stores struct {
-	etcd  *clientv3.Client
-	redis *redis.Client
+	etcd    *clientv3.Client
+	redis   *redis.Client
+	members map[string]*etcdmember.Membership // by server id
 }
 
-// open connects to the stores opts asks for, and checks that they answer.
-func (st *stores) open(opts Options) error {
+// open connects to the stores opts asks for, checks that they answer, and
+// makes the etcd membership of each server of ids.
+func (st *stores) open(opts Options, ids []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
+	fail := func(where string, err error) error {
+		st.close()
+		return fmt.Errorf("%s: %w", where, err)
+	}
 	if len(opts.EtcdEndpoints) > 0 {
+		where := "etcd at " + strings.Join(opts.EtcdEndpoints, ",")
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints:   opts.EtcdEndpoints,
 			DialTimeout: 5 * time.Second,
@@ -49,46 +57,45 @@ func (st *stores) open(opts Options) error {
 			})},
 		})
 		if err != nil {
-			return fmt.Errorf("etcd at %s: %w", strings.Join(opts.EtcdEndpoints, ","), err)
+			return fail(where, err)
 		}
 		st.etcd = cli
 		if _, err := cli.Get(ctx, opts.EtcdPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
-			st.close()
-			return fmt.Errorf("etcd at %s: %w", strings.Join(opts.EtcdEndpoints, ","), err)
+			return fail(where, err)
+		}
+		st.members = map[string]*etcdmember.Membership{}
+		for _, id := range ids {
+			m, err := etcdmember.New(ctx, etcdmember.Config{Client: cli, Prefix: opts.EtcdPrefix, Logger: opts.Logger.With("server", id)})
+			if err != nil {
+				return fail(where, err)
+			}
+			st.members[id] = m
 		}
 	}
 	if opts.RedisAddr != "" {
 		st.redis = redis.NewClient(&redis.Options{Addr: opts.RedisAddr})
 		if err := st.redis.Ping(ctx).Err(); err != nil {
-			st.close()
-			return fmt.Errorf("redis at %s: %w", opts.RedisAddr, err)
+			return fail("redis at "+opts.RedisAddr, err)
 		}
 	}
 	return nil
 }
 
-// membership returns a new etcd membership for one server, on the shared
-// client.
-func (st *stores) membership(opts Options, log *slog.Logger) (*etcdmember.Membership, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	m, err := etcdmember.New(ctx, etcdmember.Config{Client: st.etcd, Prefix: opts.EtcdPrefix, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("etcd at %s: %w", strings.Join(opts.EtcdEndpoints, ","), err)
-	}
-	return m, nil
-}
-
 // online returns a new online status service for one server, on the
 // shared client: one session per uid in the whole cluster, the earlier one
-// kicked.
+// kicked. The server's App closes it.
 func (st *stores) online(opts Options, log *slog.Logger) *online.Service {
 	return online.New(st.redis, online.Config{Prefix: opts.RedisPrefix, Policy: session.KickOld, Logger: log})
 }
 
-// close closes the connections, once nothing uses them.
+// close closes the etcd memberships and the connections, once no server
+// uses them.
 func (st *stores) close() error {
 	var errs []error
+	for _, m := range st.members {
+		errs = append(errs, m.Close())
+	}
+	st.members = nil
 	if st.etcd != nil {
 		errs = append(errs, st.etcd.Close())
 		st.etcd = nil
@@ -107,10 +114,11 @@ func (a *App) awaitLocalMembers() error {
 	deadline := time.Now().Add(storeTimeout)
 	for {
 		var missing string
-		for _, s := range a.servers {
-			for _, o := range a.servers {
-				if _, ok := s.Node.Member(o.Info.ID); !ok {
-					missing = fmt.Sprintf("%s does not see %s", s.Info.ID, o.Info.ID)
+		for _, s := range a.Servers() {
+			members := s.Members("")
+			for _, o := range a.Servers() {
+				if !slices.ContainsFunc(members, func(m cluster.ServerInfo) bool { return m.ID == o.ID() }) {
+					missing = fmt.Sprintf("%s does not see %s", s.ID(), o.ID())
 				}
 			}
 		}
@@ -126,11 +134,7 @@ func (a *App) awaitLocalMembers() error {
 
 // watchMembers logs the servers of other processes as they join and leave
 // m, as the probed membership does, until the returned function is called.
-func watchMembers(m cluster.Membership, local []*Server, log *slog.Logger) (cancel func()) {
-	here := map[string]bool{}
-	for _, s := range local {
-		here[s.Info.ID] = true
-	}
+func watchMembers(m cluster.Membership, local []string, log *slog.Logger) (cancel func()) {
 	var mu sync.Mutex
 	seen := map[string]cluster.ServerInfo{}
 	return m.Subscribe(func(list []cluster.ServerInfo) {
@@ -138,7 +142,7 @@ func watchMembers(m cluster.Membership, local []*Server, log *slog.Logger) (canc
 		defer mu.Unlock()
 		now := map[string]cluster.ServerInfo{}
 		for _, s := range list {
-			if here[s.ID] {
+			if slices.Contains(local, s.ID) {
 				continue
 			}
 			now[s.ID] = s
