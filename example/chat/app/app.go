@@ -25,6 +25,7 @@ import (
 	"github.com/pomelo-go/pomelo/example/chat/web"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/connector"
+	"github.com/pomelo-go/pomelo/runtime/online"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -160,7 +161,6 @@ type App struct {
 	stores  stores
 	cluster *pomelo.Cluster
 	configs map[string]pomelo.Config // by server id, as the servers were made
-	unwatch func()
 
 	web   *http.Server
 	webLn net.Listener
@@ -250,15 +250,6 @@ func Start(opts Options) (*App, error) {
 		a.stores.close()
 		return nil, err
 	}
-	if a.stores.etcd != nil {
-		// Every server sees the others of this process before Start
-		// returns, so that the first clients find the cluster whole.
-		if err := a.awaitLocalMembers(); err != nil {
-			a.Close(context.Background())
-			return nil, err
-		}
-		a.unwatch = watchMembers(a.stores.members[ids[0]], ids, opts.Logger)
-	}
 	if opts.WebAddr != "" {
 		ln, err := net.Listen("tcp", opts.WebAddr)
 		if err != nil {
@@ -298,7 +289,9 @@ func (a *App) configure(cfg *pomelo.Config) {
 		cfg.Membership, cfg.DrainDelay = m, a.opts.DrainDelay
 	}
 	if a.stores.redis != nil {
-		cfg.Online = a.stores.online(a.opts, cfg.Logger)
+		// One session per uid in the whole cluster, the earlier one
+		// kicked. The server's App closes it.
+		cfg.Online = online.New(a.stores.redis, online.Config{Prefix: a.opts.RedisPrefix, Policy: session.KickOld, Logger: cfg.Logger})
 	}
 	a.configs[cfg.ID] = *cfg
 }
@@ -380,9 +373,6 @@ func (a *App) Close(ctx context.Context) error {
 		var errs []error
 		if a.web != nil {
 			errs = append(errs, a.web.Shutdown(ctx))
-		}
-		if a.unwatch != nil {
-			a.unwatch()
 		}
 		errs = append(errs, a.cluster.Close(), a.stores.close())
 		a.closeErr = errors.Join(errs...)
