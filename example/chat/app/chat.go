@@ -14,6 +14,8 @@ import (
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
 // rooms is the state of one "chat" server: its rooms, each a channel whose
@@ -23,6 +25,7 @@ type rooms struct {
 	chatv1.UnimplementedChatHandlerServer
 	chatv1.UnimplementedChatRemoteServer
 
+	app      *pomelo.App
 	serverID string
 	channels *channel.Service
 	log      *slog.Logger
@@ -44,7 +47,38 @@ type room struct {
 }
 
 func newRooms(app *pomelo.App) *rooms {
-	return &rooms{serverID: app.ID(), channels: app.Channels(), log: app.Logger(), byRID: map[string]*room{}}
+	rs := &rooms{app: app, serverID: app.ID(), channels: app.Channels(), log: app.Logger(), byRID: map[string]*room{}}
+	app.OnSessionClosed(rs.sessionClosed)
+	return rs
+}
+
+// sessionClosed takes the sessions of a connector that is gone out of their
+// rooms, so that the rooms hear onLeave. A connector that is up reports the
+// closes of its sessions itself (ChatRemote.Leave), knowing their reason:
+// a session replaced by a relogin does not leave.
+func (rs *rooms) sessionClosed(ev cluster.SessionEvent) {
+	if ev.Session.UID != "" {
+		return
+	}
+	rs.mu.Lock()
+	all := make([]*room, 0, len(rs.byRID))
+	for _, r := range rs.byRID {
+		all = append(all, r)
+	}
+	rs.mu.Unlock()
+	var left []*chatv1.LeaveRequest
+	for _, r := range all {
+		r.mu.Lock()
+		for _, m := range r.members {
+			if m.GetFrontendId() == ev.Session.FrontendID && m.GetSessionId() == ev.Session.ID {
+				left = append(left, &chatv1.LeaveRequest{Rid: r.rid, Member: m})
+			}
+		}
+		r.mu.Unlock()
+	}
+	for _, req := range left {
+		rs.Leave(context.Background(), req)
+	}
 }
 
 // lockRoom returns room rid, locked, creating it when create is set; nil
@@ -58,7 +92,7 @@ func (rs *rooms) lockRoom(rid string, create bool) *room {
 				rs.mu.Unlock()
 				return nil
 			}
-			r = &room{rid: rid, ch: rs.channels.GetOrCreate(rid), members: map[string]*chatv1.Member{}}
+			r = &room{rid: rid, ch: rs.channels.GetOrCreate(rid, channel.WithLeaveOnClose()), members: map[string]*chatv1.Member{}}
 			rs.byRID[rid] = r
 			rs.log.Info("room opened", "rid", rid)
 		}
@@ -87,11 +121,17 @@ func (rs *rooms) Join(ctx context.Context, req *chatv1.JoinRequest) (*chatv1.Joi
 	if req.GetRid() == "" || m.GetUid() == "" || m.GetFrontendId() == "" {
 		return nil, runtime.Errorf(runtime.ErrNameBadRequest, "join needs a rid, a uid and a frontend id")
 	}
+	// Hear of the session's close: the channel drops it, and a connector
+	// that is gone has its users leave (sessionClosed).
+	if err := rs.app.WatchSession(ctx, m.GetFrontendId(), m.GetSessionId()); err != nil {
+		return nil, err
+	}
+	sess := session.NewLocal(session.Snapshot{ID: m.GetSessionId(), FrontendID: m.GetFrontendId(), UID: m.GetUid()}, nil)
 	r := rs.lockRoom(req.GetRid(), true)
 	defer r.mu.Unlock()
 	if old, ok := r.members[m.GetUid()]; ok {
 		// A relogin: the uid's new session replaces the old one.
-		if err := r.ch.Add(m.GetUid(), m.GetFrontendId()); err != nil {
+		if err := r.ch.AddSession(sess); err != nil {
 			return nil, err
 		}
 		r.members[m.GetUid()] = proto.CloneOf(m)
@@ -99,7 +139,7 @@ func (rs *rooms) Join(ctx context.Context, req *chatv1.JoinRequest) (*chatv1.Joi
 	} else {
 		// Tell the others first: the newcomer gets the user list instead.
 		pushRoom(ctx, rs, r, chatv1.ChatPushOnAdd, &chatv1.UserEvent{User: m.GetUsername()})
-		if err := r.ch.Add(m.GetUid(), m.GetFrontendId()); err != nil {
+		if err := r.ch.AddSession(sess); err != nil {
 			return nil, err
 		}
 		r.members[m.GetUid()] = proto.CloneOf(m)
