@@ -22,6 +22,8 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/connector"
+	"github.com/pomelo-go/pomelo/runtime/globalchannel"
+	"github.com/pomelo-go/pomelo/runtime/online"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -69,6 +71,14 @@ type Config struct {
 	// probed, or only this server). A cluster.Registrar is registered with when Serve
 	// starts and deregistered from when it drains.
 	Membership cluster.Membership
+	// Online, when set, is the online status of the cluster's users in
+	// Redis (one Service per server): Serve attaches it before joining, so
+	// that pushes and kicks by uid reach only the frontends holding the
+	// user, and its Policy is the cluster-wide session policy of
+	// online.Service.Login; GlobalChannels are stored next to it. The App
+	// owns it: Serve closes it when it returns (the Redis client stays the
+	// caller's to close).
+	Online *online.Service
 	// Secret authenticates the servers to each other; every server of the
 	// cluster has the same. It is required unless Insecure is set.
 	Secret string
@@ -164,6 +174,7 @@ type App struct {
 
 	channelsMu sync.Mutex
 	channels   *channel.Service
+	global     *globalchannel.Service // nil without Config.Online
 
 	serveMu sync.Mutex
 	served  bool
@@ -265,7 +276,13 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pomelo: %w", err)
 	}
-	return &App{cfg: cfg, self: self, srv: srv, node: node, log: cfg.Logger, probed: probed, ready: make(chan struct{})}, nil
+	a := &App{cfg: cfg, self: self, srv: srv, node: node, log: cfg.Logger, probed: probed, ready: make(chan struct{})}
+	if cfg.Online != nil {
+		// Made before the online status attaches, so that a frontend
+		// attaching also clears the memberships its earlier run left.
+		a.global = globalchannel.New(cfg.Online)
+	}
+	return a, nil
 }
 
 // fromFile completes cfg with its server's entry in the cluster file f.
@@ -333,6 +350,12 @@ func (a *App) Serve(ctx context.Context) error {
 		a.closeUnstarted()
 		return fmt.Errorf("pomelo: server %s: %w", a.cfg.ID, err)
 	}
+	if a.cfg.Online != nil {
+		if err := a.cfg.Online.Attach(a.node); err != nil {
+			a.closeUnstarted()
+			return fmt.Errorf("pomelo: server %s: %w", a.cfg.ID, err)
+		}
+	}
 	if err := a.node.Start(); err != nil {
 		a.closeUnstarted()
 		return fmt.Errorf("pomelo: server %s: %w", a.cfg.ID, err)
@@ -352,6 +375,11 @@ func (a *App) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	err := errors.Join(a.node.Close(sctx), a.Channels().Close())
+	if a.cfg.Online != nil {
+		// After the node's Close, which closes the sessions: the online
+		// status writes their last changes, then leaves Redis.
+		err = errors.Join(err, a.cfg.Online.Close())
+	}
 	if a.probed != nil {
 		a.probed.Close()
 	}
@@ -368,6 +396,9 @@ func (a *App) closeUnstarted() {
 	}
 	a.node.Kill()
 	a.Channels().Close()
+	if a.cfg.Online != nil {
+		a.cfg.Online.Close()
+	}
 	if a.probed != nil {
 		a.probed.Close()
 	}
@@ -505,6 +536,11 @@ func (a *App) Channels() *channel.Service {
 	}
 	return a.channels
 }
+
+// GlobalChannels returns the cluster's global channels, stored in Redis
+// next to Config.Online (nil when it is not set): any server adds users to
+// them and pushes to them, wherever the users are connected.
+func (a *App) GlobalChannels() *globalchannel.Service { return a.global }
 
 // Sessions returns the sessions a frontend holds (empty on a backend).
 func (a *App) Sessions() *session.Service { return a.srv.Sessions() }

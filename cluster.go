@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
@@ -23,8 +24,13 @@ type ClusterOptions struct {
 	// (for tests; see App.WSAddr).
 	EphemeralPorts bool
 	// Configure, when set, adjusts each server's configuration before the
-	// server is made.
+	// server is made: give each server its own etcd membership
+	// (etcdmember.Membership) and online status (Config.Online) there.
 	Configure func(cfg *Config)
+	// ProbeInterval is how often the file's servers not run here are
+	// probed (default cluster.DefaultProbeInterval). No server is probed
+	// when Configure replaced every server's Membership.
+	ProbeInterval time.Duration
 	// Logger receives the logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -66,8 +72,9 @@ func RunCluster(ctx context.Context, path string, setup func(app *App) error) er
 }
 
 // StartCluster starts servers of the cluster file f in this process and
-// returns once each serves: backends first, so that frontends never forward
-// to a server that is not serving yet. setup, when not nil, runs for each
+// returns once each serves and sees the others in its membership: backends
+// first, so that frontends never forward to a server that is not serving
+// yet. setup, when not nil, runs for each
 // server before any serves. On error, what was started is stopped again.
 //
 // They share one membership, the file's servers probed (cluster.NewProbed):
@@ -87,9 +94,10 @@ func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) err
 	for i, s := range run {
 		local[i] = s.ID
 	}
-	members := cluster.NewProbed(f.Servers, local, cluster.ProbeConfig{Logger: opts.Logger})
+	members := cluster.NewProbed(f.Servers, local, cluster.ProbeConfig{Interval: opts.ProbeInterval, Logger: opts.Logger})
 	c := &Cluster{members: members, stopped: make(chan struct{})}
 
+	probed := false // whether a server uses members
 	// Bind the RPC listeners first: the membership publishes their ports.
 	lns := make([]net.Listener, len(run))
 	fail := func(err error) (*Cluster, error) {
@@ -142,6 +150,7 @@ func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) err
 		if opts.Configure != nil {
 			opts.Configure(&cfg)
 		}
+		probed = probed || cfg.Membership == cluster.Membership(members)
 		a, err := New(cfg)
 		if err != nil {
 			return fail(err)
@@ -174,8 +183,39 @@ func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) err
 			members.Update(info)
 		}
 	}
-	members.Start()
+	if err := c.awaitMembers(memberWait); err != nil {
+		return fail(err)
+	}
+	if probed {
+		members.Start()
+	}
 	return c, nil
+}
+
+// memberWait bounds how long StartCluster waits for the servers it started
+// to see each other in their memberships.
+const memberWait = 10 * time.Second
+
+// awaitMembers waits until each server sees every server started here in
+// its membership: at once with the shared probed membership, after a watch
+// round trip with memberships of their own, such as etcd's.
+func (c *Cluster) awaitMembers(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, a := range c.apps {
+		for _, o := range c.apps {
+			for !slices.ContainsFunc(a.Members(o.Type()), func(s cluster.ServerInfo) bool { return s.ID == o.ID() }) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("pomelo: server %s does not see %s in its membership after %v", a.ID(), o.ID(), timeout)
+				}
+				select {
+				case <-c.stopped:
+					return errors.New("pomelo: a server stopped while the cluster started")
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // selectServers returns the servers of f with the ids given (all for

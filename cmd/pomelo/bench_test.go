@@ -53,7 +53,7 @@ func TestBenchPrintsJSONAndText(t *testing.T) {
 		defer cancel()
 		a.Close(ctx)
 	})
-	url := "ws://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Server("connector-1").Info.WSPort)) + "/"
+	url := "ws://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Server("connector-1").Info().WSPort)) + "/"
 	common := []string{"--url", url, "-c", "3", "-d", "200ms", "--warmup", "50ms", "-q"}
 
 	var out, errOut bytes.Buffer

@@ -110,7 +110,7 @@ func dial(t *testing.T, url string) *client.Client {
 // room rid as name.
 func enterRoom(t *testing.T, a *app.App, name, rid string) *chatter {
 	t.Helper()
-	g := dial(t, wsURL(a.Server("gate-1").Info))
+	g := dial(t, wsURL(a.Server("gate-1").Info()))
 	entry, err := chatv1.NewGateHandlerClient(g).QueryEntry(testCtx(t), &chatv1.QueryEntryRequest{Uid: name})
 	g.Close()
 	if err != nil {

@@ -34,7 +34,7 @@ func TestJSClientModule(t *testing.T) {
 			a := startApp(t, app.Options{MinClientVersion: tc.minVersion})
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, node, "testdata/jsclient.mjs", modules, wsURL(a.Server("gate-1").Info), tc.scenario)
+			cmd := exec.CommandContext(ctx, node, "testdata/jsclient.mjs", modules, wsURL(a.Server("gate-1").Info()), tc.scenario)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,29 +28,16 @@ func main() {
 	}
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(name); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
-}
-
-func envInt(name string, def int) int {
-	if v, ok := os.LookupEnv(name); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return def
+// envs are the environment variables that set flags, by flag name; a flag
+// on the command line wins.
+var envs = map[string]string{
+	"cluster": "POMELO_CLUSTER", "servers": "POMELO_SERVERS", "web": "POMELO_WEB",
+	"heartbeat": "POMELO_HEARTBEAT", "max-conns": "POMELO_MAX_CONNS",
+	"handshake-timeout": "POMELO_HANDSHAKE_TIMEOUT", "heartbeat-timeout": "POMELO_HEARTBEAT_TIMEOUT",
+	"min-client-version": "POMELO_MIN_CLIENT_VERSION", "probe": "POMELO_PROBE",
+	"etcd": "POMELO_ETCD", "etcd-prefix": "POMELO_ETCD_PREFIX",
+	"redis": "POMELO_REDIS", "redis-prefix": "POMELO_REDIS_PREFIX",
+	"secret": "POMELO_SECRET", "v": "POMELO_VERBOSE",
 }
 
 // limits are the frontends' client connection limits, as flags.
@@ -64,12 +50,9 @@ type limits struct {
 // frontendFlags defines the flags of the client connection limits on fs.
 func frontendFlags(fs *flag.FlagSet) limits {
 	return limits{
-		maxConns: fs.Int("max-conns", envInt("POMELO_MAX_CONNS", connector.DefaultMaxConnections),
-			"client connections each frontend accepts at once, -1 for no cap"),
-		handshakeTimeout: fs.Duration("handshake-timeout", envDuration("POMELO_HANDSHAKE_TIMEOUT", connector.DefaultHandshakeTimeout),
-			"time a client has to complete its handshake"),
-		heartbeatTimeout: fs.Duration("heartbeat-timeout", envDuration("POMELO_HEARTBEAT_TIMEOUT", 0),
-			"close a client connection silent for this long (default 2 x -heartbeat)"),
+		maxConns:         fs.Int("max-conns", connector.DefaultMaxConnections, "client connections each frontend accepts at once, -1 for no cap"),
+		handshakeTimeout: fs.Duration("handshake-timeout", connector.DefaultHandshakeTimeout, "time a client has to complete its handshake"),
+		heartbeatTimeout: fs.Duration("heartbeat-timeout", 0, "close a client connection silent for this long (default 2 x -heartbeat)"),
 	}
 }
 
@@ -83,26 +66,44 @@ func (l limits) apply(opts *app.Options) {
 	opts.HeartbeatTimeout = *l.heartbeatTimeout
 }
 
-func envBool(name string) bool {
-	v, _ := strconv.ParseBool(os.Getenv(name))
-	return v
+// list splits a comma-separated flag.
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
-	clusterPath := fs.String("cluster", env("POMELO_CLUSTER", ""), "cluster file (default: the embedded cluster.json)")
-	servers := fs.String("servers", env("POMELO_SERVERS", ""), "comma-separated ids of the servers to run (default: every server not marked optional)")
-	webAddr := fs.String("web", env("POMELO_WEB", ""), `web page address, "off" for none (default 127.0.0.1:3001 when a gate runs here)`)
-	heartbeat := fs.Duration("heartbeat", envDuration("POMELO_HEARTBEAT", app.DefaultHeartbeat), "heartbeat interval")
+	clusterPath := fs.String("cluster", "", "cluster file (default: the embedded cluster.json)")
+	servers := fs.String("servers", "", "comma-separated ids of the servers to run (default: every server not marked optional)")
+	webAddr := fs.String("web", "", `web page address, "off" for none (default 127.0.0.1:3001 when a gate runs here)`)
+	opts := app.Options{}
+	fs.DurationVar(&opts.Heartbeat, "heartbeat", app.DefaultHeartbeat, "heartbeat interval")
 	limits := frontendFlags(fs)
-	minVersion := fs.String("min-client-version", env("POMELO_MIN_CLIENT_VERSION", app.DefaultMinClientVersion), "lowest client version accepted (older clients get 501)")
-	probe := fs.Duration("probe", envDuration("POMELO_PROBE", app.DefaultProbeInterval), "how often the servers not run here are probed")
-	etcdEndpoints := fs.String("etcd", env("POMELO_ETCD", ""), "comma-separated etcd endpoints: keep the membership in etcd instead of probing the cluster file")
-	etcdPrefix := fs.String("etcd-prefix", env("POMELO_ETCD_PREFIX", app.DefaultEtcdPrefix), "etcd key prefix of the cluster")
-	redisAddr := fs.String("redis", env("POMELO_REDIS", ""), "Redis address: keep online status and the one-session-per-user rule in Redis")
-	redisPrefix := fs.String("redis-prefix", env("POMELO_REDIS_PREFIX", app.DefaultRedisPrefix), "Redis key prefix of the cluster")
+	fs.StringVar(&opts.MinClientVersion, "min-client-version", app.DefaultMinClientVersion, "lowest client version accepted (older clients get 501)")
+	fs.DurationVar(&opts.ProbeInterval, "probe", app.DefaultProbeInterval, "how often the servers not run here are probed")
+	etcd := fs.String("etcd", "", "comma-separated etcd endpoints: keep the membership in etcd instead of probing the cluster file")
+	fs.StringVar(&opts.EtcdPrefix, "etcd-prefix", app.DefaultEtcdPrefix, "etcd key prefix of the cluster")
+	fs.StringVar(&opts.RedisAddr, "redis", "", "Redis address: keep online status and the one-session-per-user rule in Redis")
+	fs.StringVar(&opts.RedisPrefix, "redis-prefix", app.DefaultRedisPrefix, "Redis key prefix of the cluster")
 	secret := fs.String("secret", "", "cluster secret, replacing the file's (prefer POMELO_SECRET: flags show in the process list)")
-	verbose := fs.Bool("v", envBool("POMELO_VERBOSE"), "debug logs")
+	verbose := fs.Bool("v", false, "debug logs")
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := os.Getenv(envs[f.Name]); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", envs[f.Name], v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return envErr
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -117,78 +118,49 @@ func run(args []string) error {
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(log)
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(opts.Logger)
 
-	var f *cluster.File
 	var err error
 	if *clusterPath == "" {
-		f, err = cluster.ParseFile(defaultCluster)
+		opts.Cluster, err = cluster.ParseFile(defaultCluster)
 	} else {
-		f, err = cluster.LoadFile(*clusterPath)
+		opts.Cluster, err = cluster.LoadFile(*clusterPath)
 	}
 	if err != nil {
 		return err
-	}
-	if s := os.Getenv("POMELO_SECRET"); s != "" {
-		f.Secret = s
 	}
 	if *secret != "" {
-		f.Secret = *secret
+		opts.Cluster.Secret = *secret
 	}
-	var ids []string
-	for _, id := range strings.Split(*servers, ",") {
-		if id = strings.TrimSpace(id); id != "" {
-			ids = append(ids, id)
-		}
-	}
-	run, err := app.Select(f, ids)
+	opts.Servers, opts.EtcdEndpoints = list(*servers), list(*etcd)
+	run, err := app.Select(opts.Cluster, opts.Servers)
 	if err != nil {
 		return err
 	}
-	switch *webAddr {
+	switch opts.WebAddr = *webAddr; opts.WebAddr {
 	case "off", "none":
-		*webAddr = ""
+		opts.WebAddr = ""
 	case "":
 		for _, s := range run {
 			if s.Type == app.TypeGate {
-				*webAddr = "127.0.0.1:3001"
+				opts.WebAddr = "127.0.0.1:3001"
 			}
 		}
 	}
-
-	var endpoints []string
-	for _, e := range strings.Split(*etcdEndpoints, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			endpoints = append(endpoints, e)
-		}
-	}
-
-	opts := app.Options{
-		Cluster:          f,
-		Servers:          ids,
-		Heartbeat:        *heartbeat,
-		MinClientVersion: *minVersion,
-		ProbeInterval:    *probe,
-		WebAddr:          *webAddr,
-		EtcdEndpoints:    endpoints,
-		EtcdPrefix:       *etcdPrefix,
-		RedisAddr:        *redisAddr,
-		RedisPrefix:      *redisPrefix,
-		Logger:           log,
-	}
 	limits.apply(&opts)
+
 	a, err := app.Start(opts)
 	if err != nil {
 		return err
 	}
 	fmt.Println("pomelo-go chat example is running:")
 	a.PrintAddresses(os.Stdout)
-	if len(endpoints) > 0 {
-		fmt.Printf("  membership in etcd %s under %s\n", strings.Join(endpoints, ","), *etcdPrefix)
+	if len(opts.EtcdEndpoints) > 0 {
+		fmt.Printf("  membership in etcd %s under %s\n", strings.Join(opts.EtcdEndpoints, ","), opts.EtcdPrefix)
 	}
-	if *redisAddr != "" {
-		fmt.Printf("  online status in Redis %s under %s\n", *redisAddr, *redisPrefix)
+	if opts.RedisAddr != "" {
+		fmt.Printf("  online status in Redis %s under %s\n", opts.RedisAddr, opts.RedisPrefix)
 	}
 	if u := a.WebURL(); u != "" {
 		fmt.Printf("Open %s in two browser windows. Ctrl-C stops.\n", u)
@@ -197,12 +169,12 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	<-ctx.Done()
 	stop() // a second signal kills the process
-	log.Info("shutting down")
+	opts.Logger.Info("shutting down")
 	closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := a.Close(closeCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	log.Info("stopped")
+	opts.Logger.Info("stopped")
 	return nil
 }

@@ -18,9 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo"
 	"github.com/pomelo-go/pomelo/example/chat/app"
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
@@ -151,7 +152,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 func hasMember(a *app.App, id string) bool {
-	return slices.ContainsFunc(a.Membership().Servers(), func(s cluster.ServerInfo) bool { return s.ID == id })
+	return slices.ContainsFunc(a.Members(), func(s cluster.ServerInfo) bool { return s.ID == id })
 }
 
 // TestSecondProcess starts the example's binary as a second process that
@@ -186,7 +187,7 @@ func TestSecondProcess(t *testing.T) {
 	var file cluster.File
 	file.Secret = f.Secret
 	for _, s := range a.Servers() {
-		file.Servers = append(file.Servers, s.Info)
+		file.Servers = append(file.Servers, s.Info())
 	}
 	file.Servers = append(file.Servers, chat3)
 	b, err := json.MarshalIndent(&file, "", "  ")
@@ -268,5 +269,84 @@ func TestSecondProcess(t *testing.T) {
 	_, err = chatv1.NewChatHandlerClient(bob.c).Send(testCtx(t), &chatv1.SendRequest{Content: "hello?", Target: "*"})
 	if !errors.Is(err, pomelo.ErrNotFound) {
 		t.Errorf("sending in a room whose server is gone: %v, want NOT_FOUND (enter it again)", err)
+	}
+}
+
+// TestCrashedConnectorsUsersLeaveTheirRooms runs a connector in a second
+// process and kills it (SIGKILL, no goodbye): the chat server holding the
+// room of its user hears that the session is gone with its connector, and
+// the room sees the user leave.
+func TestCrashedConnectorsUsersLeaveTheirRooms(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("kills a process")
+	}
+	if testing.Short() {
+		t.Skip("builds the example")
+	}
+	bin := buildExample(t)
+	f := testCluster()
+	conn3 := cluster.ServerInfo{ID: "connector-3", Type: app.TypeConnector, Host: "127.0.0.1", RPCPort: freePort(t),
+		Frontend: true, WSPort: freePort(t), Metadata: map[string]string{app.MetadataOptional: "true"}}
+	f.Servers = append(f.Servers, conn3)
+	a := startApp(t, app.Options{Cluster: f, EphemeralPorts: true, ProbeInterval: 50 * time.Millisecond})
+
+	file := cluster.File{Secret: f.Secret}
+	for _, s := range a.Servers() {
+		file.Servers = append(file.Servers, s.Info())
+	}
+	file.Servers = append(file.Servers, conn3)
+	b, err := json.MarshalIndent(&file, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cluster.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-cluster", path, "-servers", "connector-3", "-probe", "50ms", "-web", "off")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &logLines{added: make(chan struct{}, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		out.scan(bufio.NewScanner(stdout))
+	}()
+	defer func() {
+		cmd.Process.Kill()
+		<-scanned
+		cmd.Wait()
+	}()
+	out.wait(t, "connector-3", "ws://127.0.0.1:"+fmt.Sprint(conn3.WSPort))
+	waitUntil(t, "the first process to see connector-3", func() bool { return hasMember(a, "connector-3") })
+
+	ann := enterAt(t, conn3.WSPort, "ann", "crash")
+	bob := enterRoom(t, a, "bob", "crash")
+	if !slices.Equal(bob.users, []string{"ann", "bob"}) {
+		t.Fatalf("bob sees users %q, want [ann bob]", bob.users)
+	}
+	leaves := make(chan string, 10)
+	client.Subscribe(bob.c, chatv1.ChatPushOnLeave, func(m *chatv1.UserEvent) { leaves <- m.GetUser() })
+	ann.say(t, "ann", "from connector-3", bob)
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case u := <-leaves:
+		if u != "ann" {
+			t.Fatalf("onLeave %q, want ann", u)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the room never saw ann leave after her connector was killed")
+	}
+	carl := enterRoom(t, a, "carl", "crash")
+	if !slices.Equal(carl.users, []string{"bob", "carl"}) {
+		t.Fatalf("carl sees users %q, want [bob carl]", carl.users)
 	}
 }

@@ -60,11 +60,11 @@ func stockClient(t *testing.T) (node string, env []string) {
 func TestStockClient(t *testing.T) {
 	node, env := stockClient(t)
 	a := startApp(t, app.Options{})
-	gate := a.Server("gate-1").Info
+	gate := a.Server("gate-1").Info()
 
 	// alice and bob on different connectors, as the gate places them.
 	var connectors []cluster.ServerInfo
-	for _, s := range a.Membership().Servers() {
+	for _, s := range a.Members() {
 		if s.Type == app.TypeConnector {
 			connectors = append(connectors, s)
 		}
@@ -178,7 +178,7 @@ func TestStockClient(t *testing.T) {
 }
 
 func wsPortOf(a *app.App, id string) int {
-	for _, s := range a.Membership().Servers() {
+	for _, s := range a.Members() {
 		if s.ID == id {
 			return s.WSPort
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo"
 	"github.com/pomelo-go/pomelo/example/chat/app"
 	"github.com/pomelo-go/pomelo/internal/bench"
 	"github.com/pomelo-go/pomelo/runtime/client"
@@ -51,12 +52,13 @@ func startChat(t *testing.T, minVersion string) *app.App {
 	return a
 }
 
-func addr(scheme string, s *app.Server) string {
-	port := s.Info.WSPort
+func addr(scheme string, s *pomelo.App) string {
+	info := s.Info()
+	port := info.WSPort
 	if scheme == "tcp" {
-		port = s.Info.TCPPort
+		port = info.TCPPort
 	}
-	u := scheme + "://" + net.JoinHostPort(s.Info.Host, strconv.Itoa(port))
+	u := scheme + "://" + net.JoinHostPort(info.Host, strconv.Itoa(port))
 	if scheme == "ws" {
 		u += "/"
 	}

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,15 +10,16 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo"
 	"github.com/pomelo-go/pomelo/example/chat/app"
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
-	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/connector"
@@ -30,6 +32,9 @@ func testCluster() *cluster.File {
 		info := cluster.ServerInfo{ID: id, Type: typ, Host: "127.0.0.1", RPCPort: 1, Frontend: frontend}
 		if frontend {
 			info.WSPort = 1
+		}
+		if typ == app.TypeConnector {
+			info.TCPPort = 1
 		}
 		return info
 	}
@@ -96,7 +101,7 @@ func dial(t *testing.T, url string, opts ...client.Option) *client.Client {
 // queryEntry asks the gate for the connector of uid.
 func queryEntry(t *testing.T, a *app.App, uid string) *chatv1.QueryEntryResponse {
 	t.Helper()
-	g := dial(t, wsURL(a.Server("gate-1").Info))
+	g := dial(t, wsURL(a.Server("gate-1").Info()))
 	defer g.Close()
 	res, err := chatv1.NewGateHandlerClient(g).QueryEntry(testCtx(t), &chatv1.QueryEntryRequest{Uid: uid})
 	if err != nil {
@@ -129,9 +134,18 @@ func connect(t *testing.T, a *app.App, name string) *user {
 // connectTo connects name to the connector at host:port, without the gate.
 func connectTo(t *testing.T, name, host string, port int32) *user {
 	t.Helper()
+	u := connectURL(t, name, "ws://"+net.JoinHostPort(host, strconv.Itoa(int(port)))+"/")
+	u.port = port
+	return u
+}
+
+// connectURL connects name to the client URL of a connector (ws:// or
+// tcp://), without the gate.
+func connectURL(t *testing.T, name, url string) *user {
+	t.Helper()
 	u := &user{
-		t: t, name: name, port: port,
-		c:      dial(t, "ws://"+net.JoinHostPort(host, strconv.Itoa(int(port)))+"/"),
+		t: t, name: name,
+		c:      dial(t, url),
 		chats:  make(chan *chatv1.ChatMessage, 100),
 		adds:   make(chan string, 100),
 		leaves: make(chan string, 100),
@@ -258,7 +272,7 @@ func TestChat(t *testing.T) {
 	if got := next(t, "onLeave", carl.leaves); got != bobName {
 		t.Fatalf("carl got onLeave %q, want %q", got, bobName)
 	}
-	if _, err := chatv1.NewChatHandlerClient(ann.c).Send(ctx, &chatv1.SendRequest{Content: "x", Target: bobName}); !errors.Is(err, runtime.ErrNotFound) {
+	if _, err := chatv1.NewChatHandlerClient(ann.c).Send(ctx, &chatv1.SendRequest{Content: "x", Target: bobName}); !errors.Is(err, pomelo.ErrNotFound) {
 		t.Errorf("send to %s who left: %v, want NOT_FOUND", bobName, err)
 	}
 	// Nothing else reached dora.
@@ -320,9 +334,9 @@ func testRelogin(t *testing.T, opts app.Options) {
 		} else {
 			ann2 = &user{t: t, name: "ann", chats: make(chan *chatv1.ChatMessage, 100)}
 			for _, s := range a.Servers() {
-				if s.Info.Type == app.TypeConnector && int32(s.Info.WSPort) != ann.port {
-					ann2.c = dial(t, wsURL(s.Info))
-					ann2.port = int32(s.Info.WSPort)
+				if s.Info().Type == app.TypeConnector && int32(s.Info().WSPort) != ann.port {
+					ann2.c = dial(t, wsURL(s.Info()))
+					ann2.port = int32(s.Info().WSPort)
 				}
 			}
 			client.Subscribe(ann2.c, chatv1.ChatPushOnChat, func(m *chatv1.ChatMessage) { ann2.chats <- m })
@@ -369,21 +383,21 @@ func TestBadRequests(t *testing.T) {
 		{Username: "a*b", Rid: "r"},
 		{Username: string(make([]byte, 33)), Rid: "r"},
 	} {
-		if _, err := entry.Enter(ctx, req); !errors.Is(err, runtime.ErrBadRequest) {
+		if _, err := entry.Enter(ctx, req); !errors.Is(err, pomelo.ErrBadRequest) {
 			t.Errorf("Enter(%q, %q) = %v, want BAD_REQUEST", req.GetUsername(), req.GetRid(), err)
 		}
 	}
-	if _, err := chatv1.NewChatHandlerClient(u.c).Send(ctx, &chatv1.SendRequest{Content: "x", Target: "*"}); !errors.Is(err, runtime.ErrNotBound) {
+	if _, err := chatv1.NewChatHandlerClient(u.c).Send(ctx, &chatv1.SendRequest{Content: "x", Target: "*"}); !errors.Is(err, pomelo.ErrNotBound) {
 		t.Errorf("send before entering: %v, want NOT_BOUND", err)
 	}
 	if _, err := entry.Enter(ctx, &chatv1.EnterRequest{Username: "x", Rid: "r"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := entry.Enter(ctx, &chatv1.EnterRequest{Username: "y", Rid: "r"}); !errors.Is(err, runtime.ErrBadRequest) {
+	if _, err := entry.Enter(ctx, &chatv1.EnterRequest{Username: "y", Rid: "r"}); !errors.Is(err, pomelo.ErrBadRequest) {
 		t.Errorf("entering as another user on one connection: %v, want BAD_REQUEST", err)
 	}
-	g := dial(t, wsURL(a.Server("gate-1").Info))
-	if _, err := chatv1.NewGateHandlerClient(g).QueryEntry(ctx, &chatv1.QueryEntryRequest{}); !errors.Is(err, runtime.ErrBadRequest) {
+	g := dial(t, wsURL(a.Server("gate-1").Info()))
+	if _, err := chatv1.NewGateHandlerClient(g).QueryEntry(ctx, &chatv1.QueryEntryRequest{}); !errors.Is(err, pomelo.ErrBadRequest) {
 		t.Errorf("queryEntry without a uid: %v, want BAD_REQUEST", err)
 	}
 }
@@ -400,7 +414,7 @@ func TestMinClientVersion(t *testing.T) {
 		{"1.0", true},
 	} {
 		for _, id := range []string{"gate-1", "connector-1"} {
-			c, err := client.Dial(testCtx(t), wsURL(a.Server(id).Info), client.WithClientInfo("js-websocket", tc.version))
+			c, err := client.Dial(testCtx(t), wsURL(a.Server(id).Info()), client.WithClientInfo("js-websocket", tc.version))
 			var he *client.HandshakeError
 			switch {
 			case tc.ok && err != nil:
@@ -418,18 +432,18 @@ func TestMinClientVersion(t *testing.T) {
 func TestConnectionLimitsReachEveryFrontend(t *testing.T) {
 	a := startApp(t, app.Options{MaxConnections: 1, HandshakeTimeout: 7 * time.Second, HeartbeatTimeout: 9 * time.Second})
 	for _, id := range []string{"gate-1", "connector-1"} {
-		cfg := a.Server(id).Server.Connector().Config()
+		cfg := a.Config(id).Connector
 		if cfg.MaxConnections != 1 || cfg.HandshakeTimeout != 7*time.Second || cfg.HeartbeatTimeout != 9*time.Second {
 			t.Errorf("%s: MaxConnections %d, HandshakeTimeout %v, HeartbeatTimeout %v; want 1, 7s, 9s",
 				id, cfg.MaxConnections, cfg.HandshakeTimeout, cfg.HeartbeatTimeout)
 		}
 	}
-	first, err := client.Dial(testCtx(t), wsURL(a.Server("connector-1").Info))
+	first, err := client.Dial(testCtx(t), wsURL(a.Server("connector-1").Info()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	if c, err := client.Dial(testCtx(t), wsURL(a.Server("connector-1").Info)); err == nil {
+	if c, err := client.Dial(testCtx(t), wsURL(a.Server("connector-1").Info())); err == nil {
 		c.Close()
 		t.Fatal("a second connection accepted with MaxConnections 1")
 	}
@@ -437,7 +451,39 @@ func TestConnectionLimitsReachEveryFrontend(t *testing.T) {
 
 func TestDefaultConnectionCapApplies(t *testing.T) {
 	a := startApp(t, app.Options{})
-	if got := a.Server("connector-1").Server.Connector().Config().MaxConnections; got != connector.DefaultMaxConnections {
+	if got := a.Config("connector-1").Connector.MaxConnections; got != connector.DefaultMaxConnections {
 		t.Fatalf("MaxConnections %d, want the default %d", got, connector.DefaultMaxConnections)
 	}
+}
+
+// Each connector also serves raw TCP, for native Pomelo clients: a user on
+// TCP and one on WebSocket share a room, and the addresses printed at start
+// list both ports of every connector.
+func TestConnectorsServeRawTCP(t *testing.T) {
+	a := startApp(t, app.Options{})
+	var out bytes.Buffer
+	a.PrintAddresses(&out)
+	for _, id := range []string{"connector-1", "connector-2"} {
+		info := a.Server(id).Info()
+		if info.TCPPort == 0 {
+			t.Fatalf("%s has no TCP port", id)
+		}
+		tcp := "tcp://" + net.JoinHostPort(info.Host, strconv.Itoa(info.TCPPort))
+		if !strings.Contains(out.String(), wsURL(info)[:len(wsURL(info))-1]+"  "+tcp) {
+			t.Errorf("the addresses printed lack %s's WebSocket and TCP ports %s:\n%s", id, tcp, out.String())
+		}
+	}
+	native := connectURL(t, "nat", "tcp://"+a.Server("connector-2").TCPAddr().String())
+	res, err := chatv1.NewEntryHandlerClient(native.c).Enter(testCtx(t), &chatv1.EnterRequest{Username: "nat", Rid: "mixed"})
+	if err != nil || !slices.Equal(res.GetUsers(), []string{"nat"}) {
+		t.Fatalf("enter over TCP: %v, %v", res, err)
+	}
+	web := enter(t, a, "web", "mixed")
+	if got := next(t, "onAdd web", native.adds); got != "web" {
+		t.Fatalf("the TCP user got onAdd %q, want web", got)
+	}
+	native.send("over tcp", "*")
+	want := &chatv1.ChatMessage{Msg: "over tcp", From: "nat", Target: "*"}
+	wantChat(t, native, want)
+	wantChat(t, web, want)
 }

@@ -10,9 +10,12 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo"
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
 // rooms is the state of one "chat" server: its rooms, each a channel whose
@@ -22,6 +25,7 @@ type rooms struct {
 	chatv1.UnimplementedChatHandlerServer
 	chatv1.UnimplementedChatRemoteServer
 
+	app      *pomelo.App
 	serverID string
 	channels *channel.Service
 	log      *slog.Logger
@@ -42,8 +46,39 @@ type room struct {
 	gone    bool                      // emptied and removed from rooms
 }
 
-func newRooms(serverID string, channels *channel.Service, log *slog.Logger) *rooms {
-	return &rooms{serverID: serverID, channels: channels, log: log, byRID: map[string]*room{}}
+func newRooms(app *pomelo.App) *rooms {
+	rs := &rooms{app: app, serverID: app.ID(), channels: app.Channels(), log: app.Logger(), byRID: map[string]*room{}}
+	app.OnSessionClosed(rs.sessionClosed)
+	return rs
+}
+
+// sessionClosed takes the sessions of a connector that is gone out of their
+// rooms, so that the rooms hear onLeave. A connector that is up reports the
+// closes of its sessions itself (ChatRemote.Leave), knowing their reason:
+// a session replaced by a relogin does not leave.
+func (rs *rooms) sessionClosed(ev cluster.SessionEvent) {
+	if ev.Session.UID != "" {
+		return
+	}
+	rs.mu.Lock()
+	all := make([]*room, 0, len(rs.byRID))
+	for _, r := range rs.byRID {
+		all = append(all, r)
+	}
+	rs.mu.Unlock()
+	var left []*chatv1.LeaveRequest
+	for _, r := range all {
+		r.mu.Lock()
+		for _, m := range r.members {
+			if m.GetFrontendId() == ev.Session.FrontendID && m.GetSessionId() == ev.Session.ID {
+				left = append(left, &chatv1.LeaveRequest{Rid: r.rid, Member: m})
+			}
+		}
+		r.mu.Unlock()
+	}
+	for _, req := range left {
+		rs.Leave(context.Background(), req)
+	}
 }
 
 // lockRoom returns room rid, locked, creating it when create is set; nil
@@ -57,7 +92,7 @@ func (rs *rooms) lockRoom(rid string, create bool) *room {
 				rs.mu.Unlock()
 				return nil
 			}
-			r = &room{rid: rid, ch: rs.channels.GetOrCreate(rid), members: map[string]*chatv1.Member{}}
+			r = &room{rid: rid, ch: rs.channels.GetOrCreate(rid, channel.WithLeaveOnClose()), members: map[string]*chatv1.Member{}}
 			rs.byRID[rid] = r
 			rs.log.Info("room opened", "rid", rid)
 		}
@@ -84,13 +119,19 @@ func (r *room) usernames() []string {
 func (rs *rooms) Join(ctx context.Context, req *chatv1.JoinRequest) (*chatv1.JoinResponse, error) {
 	m := req.GetMember()
 	if req.GetRid() == "" || m.GetUid() == "" || m.GetFrontendId() == "" {
-		return nil, runtime.Errorf(runtime.ErrBadRequest, "join needs a rid, a uid and a frontend id")
+		return nil, pomelo.Errorf(pomelo.ErrBadRequest, "join needs a rid, a uid and a frontend id")
 	}
+	// Hear of the session's close: the channel drops it, and a connector
+	// that is gone has its users leave (sessionClosed).
+	if err := rs.app.WatchSession(ctx, m.GetFrontendId(), m.GetSessionId()); err != nil {
+		return nil, err
+	}
+	sess := session.NewLocal(session.Snapshot{ID: m.GetSessionId(), FrontendID: m.GetFrontendId(), UID: m.GetUid()}, nil)
 	r := rs.lockRoom(req.GetRid(), true)
 	defer r.mu.Unlock()
 	if old, ok := r.members[m.GetUid()]; ok {
 		// A relogin: the uid's new session replaces the old one.
-		if err := r.ch.Add(m.GetUid(), m.GetFrontendId()); err != nil {
+		if err := r.ch.AddSession(sess); err != nil {
 			return nil, err
 		}
 		r.members[m.GetUid()] = proto.CloneOf(m)
@@ -98,7 +139,7 @@ func (rs *rooms) Join(ctx context.Context, req *chatv1.JoinRequest) (*chatv1.Joi
 	} else {
 		// Tell the others first: the newcomer gets the user list instead.
 		pushRoom(ctx, rs, r, chatv1.ChatPushOnAdd, &chatv1.UserEvent{User: m.GetUsername()})
-		if err := r.ch.Add(m.GetUid(), m.GetFrontendId()); err != nil {
+		if err := r.ch.AddSession(sess); err != nil {
 			return nil, err
 		}
 		r.members[m.GetUid()] = proto.CloneOf(m)
@@ -154,19 +195,19 @@ func (rs *rooms) Lookup(_ context.Context, req *chatv1.LookupRequest) (*chatv1.L
 
 // Send implements chat.chatHandler.send: target "*" reaches the whole room,
 // the sender included; a username reaches that user and the sender.
-func (rs *rooms) Send(ctx context.Context, s runtime.Session, req *chatv1.SendRequest) (*chatv1.SendResponse, error) {
+func (rs *rooms) Send(ctx context.Context, s pomelo.Session, req *chatv1.SendRequest) (*chatv1.SendResponse, error) {
 	rid, _ := s.Get(SettingRID)
 	if s.UID() == "" || rid == "" {
-		return nil, runtime.Errorf(runtime.ErrNotBound, "enter a room first (connector.entryHandler.enter)")
+		return nil, pomelo.Errorf(pomelo.ErrNotBound, "enter a room first (connector.entryHandler.enter)")
 	}
 	r := rs.lockRoom(rid, false)
 	if r == nil {
-		return nil, runtime.Errorf(runtime.ErrNotFound, "room %q is not on %s: enter it again", rid, rs.serverID)
+		return nil, pomelo.Errorf(pomelo.ErrNotFound, "room %q is not on %s: enter it again", rid, rs.serverID)
 	}
 	defer r.mu.Unlock()
 	from, ok := r.members[s.UID()]
 	if !ok || from.GetFrontendId() != s.FrontendID() || from.GetSessionId() != s.ID() {
-		return nil, runtime.Errorf(runtime.ErrNotFound, "you are not in room %q: enter it again", rid)
+		return nil, pomelo.Errorf(pomelo.ErrNotFound, "you are not in room %q: enter it again", rid)
 	}
 	msg := &chatv1.ChatMessage{Msg: req.GetContent(), From: from.GetUsername(), Target: req.GetTarget()}
 	if req.GetTarget() == "*" {
@@ -175,7 +216,7 @@ func (rs *rooms) Send(ctx context.Context, s runtime.Session, req *chatv1.SendRe
 	}
 	to, ok := r.members[req.GetTarget()+"*"+rid]
 	if !ok {
-		return nil, runtime.Errorf(runtime.ErrNotFound, "no user %q in room %q", req.GetTarget(), rid)
+		return nil, pomelo.Errorf(pomelo.ErrNotFound, "no user %q in room %q", req.GetTarget(), rid)
 	}
 	receivers := []channel.Member{
 		{UID: to.GetUid(), FrontendID: to.GetFrontendId()},
@@ -188,7 +229,7 @@ func (rs *rooms) Send(ctx context.Context, s runtime.Session, req *chatv1.SendRe
 }
 
 // Echo implements chat.chatHandler.echo.
-func (rs *rooms) Echo(_ context.Context, _ runtime.Session, req *structpb.Struct) (*structpb.Struct, error) {
+func (rs *rooms) Echo(_ context.Context, _ pomelo.Session, req *structpb.Struct) (*structpb.Struct, error) {
 	return req, nil
 }
 

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/pomelo-go/pomelo"
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
-	"github.com/pomelo-go/pomelo/internal/node"
-	"github.com/pomelo-go/pomelo/runtime"
-	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/online"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
@@ -27,36 +24,29 @@ const (
 // closed sessions out of their rooms.
 type entry struct {
 	chatv1.UnimplementedEntryHandlerServer
-	node   *node.Node
+	app    *pomelo.App
 	chat   chatv1.ChatRemoteClient
 	online *online.Service // nil without Redis
 	log    *slog.Logger
-	leaves *sync.WaitGroup // in-flight Leave calls, waited for on shutdown
 }
 
-// newEntry returns the entry handler of the connector of node. With on (the
+// newEntry returns the entry handler of the connector app. With on (the
 // server's online status in Redis), users log in through it; without, the
 // connector kicks a uid's other sessions itself.
-func newEntry(node *node.Node, leaves *sync.WaitGroup, on *online.Service) *entry {
-	c := &entry{
-		node:   node,
-		chat:   chatv1.NewChatRemoteClient(node),
-		online: on,
-		log:    node.Server().Logger(),
-		leaves: leaves,
-	}
-	node.Server().Sessions().OnClosed(c.sessionClosed)
+func newEntry(app *pomelo.App, on *online.Service) *entry {
+	c := &entry{app: app, chat: chatv1.NewChatRemoteClient(app), online: on, log: app.Logger()}
+	app.Sessions().OnClosed(c.sessionClosed)
 	return c
 }
 
 func checkName(what, v string, maxLen int) error {
 	switch {
 	case v == "":
-		return runtime.Errorf(runtime.ErrBadRequest, "%s is empty", what)
+		return pomelo.Errorf(pomelo.ErrBadRequest, "%s is empty", what)
 	case len(v) > maxLen:
-		return runtime.Errorf(runtime.ErrBadRequest, "%s is longer than %d bytes", what, maxLen)
+		return pomelo.Errorf(pomelo.ErrBadRequest, "%s is longer than %d bytes", what, maxLen)
 	case !utf8.ValidString(v):
-		return runtime.Errorf(runtime.ErrBadRequest, "%s is not UTF-8", what)
+		return pomelo.Errorf(pomelo.ErrBadRequest, "%s is not UTF-8", what)
 	}
 	return nil
 }
@@ -65,7 +55,7 @@ func checkName(what, v string, maxLen int) error {
 // sessions with the reason "relogin" (through the online status in Redis
 // when the process uses it), records the room in the session and
 // joins the room on its chat server.
-func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterRequest) (*chatv1.EnterResponse, error) {
+func (c *entry) Enter(ctx context.Context, s pomelo.Session, req *chatv1.EnterRequest) (*chatv1.EnterResponse, error) {
 	username, rid := req.GetUsername(), req.GetRid()
 	if err := checkName("username", username, maxUsernameLen); err != nil {
 		return nil, err
@@ -74,7 +64,7 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 		return nil, err
 	}
 	if strings.Contains(username, "*") {
-		return nil, runtime.Errorf(runtime.ErrBadRequest, "username must not contain '*'")
+		return nil, pomelo.Errorf(pomelo.ErrBadRequest, "username must not contain '*'")
 	}
 	uid := username + "*" + rid
 	switch cur := s.UID(); cur {
@@ -86,7 +76,7 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 			return nil, err
 		}
 	default:
-		return nil, runtime.Errorf(runtime.ErrBadRequest, "this connection already entered as %q: connect again to change rooms", cur)
+		return nil, pomelo.Errorf(pomelo.ErrBadRequest, "this connection already entered as %q: connect again to change rooms", cur)
 	}
 
 	chatID, err := c.placeRoom(ctx, rid)
@@ -105,9 +95,9 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 	}
 	// A session that closed while it was joining had its Leave handled
 	// before the Join: take it out again.
-	if _, alive := c.node.Server().Sessions().Get(s.ID()); !alive {
+	if _, alive := c.app.Sessions().Get(s.ID()); !alive {
 		c.leave(chatID, rid, member)
-		return nil, runtime.Errorf(runtime.ErrClosed, "session closed while entering")
+		return nil, pomelo.Errorf(pomelo.ErrClosed, "session closed while entering")
 	}
 	return &chatv1.EnterResponse{Code: 200, Users: res.GetUsers()}, nil
 }
@@ -115,7 +105,7 @@ func (c *entry) Enter(ctx context.Context, s runtime.Session, req *chatv1.EnterR
 // login binds s to uid, one session per uid in the whole cluster: the
 // uid's earlier session, wherever it is, is kicked with the reason
 // "relogin".
-func (c *entry) login(ctx context.Context, s runtime.Session, uid string) error {
+func (c *entry) login(ctx context.Context, s pomelo.Session, uid string) error {
 	if c.online != nil {
 		// Decided in Redis, so that two logins racing on two connectors
 		// end with one session.
@@ -129,12 +119,11 @@ func (c *entry) login(ctx context.Context, s runtime.Session, uid string) error 
 
 // kickElsewhere kicks uid's sessions on every other connector.
 func (c *entry) kickElsewhere(ctx context.Context, uid string) {
-	self := c.node.Self().ID
-	for _, fe := range c.node.Members(TypeConnector) {
-		if fe.ID == self {
+	for _, fe := range c.app.Members(TypeConnector) {
+		if fe.ID == c.app.ID() {
 			continue
 		}
-		if n, err := c.node.BackendSessions().KickByUID(ctx, fe.ID, uid, session.KickReasonRelogin); err != nil {
+		if n, err := c.app.BackendSessions().KickByUID(ctx, fe.ID, uid, session.KickReasonRelogin); err != nil {
 			c.log.Warn("relogin: cannot kick on another connector", "connector", fe.ID, "uid", uid, "error", err)
 		} else if n > 0 {
 			c.log.Info("relogin: kicked the old session", "connector", fe.ID, "uid", uid)
@@ -154,11 +143,7 @@ func (c *entry) placeRoom(ctx context.Context, rid string) (string, error) {
 			return r.ServerID, nil
 		}
 	}
-	s, err := c.node.RouteBy(TypeChat, cluster.RouteContext{Key: rid})
-	if err != nil {
-		return "", err
-	}
-	return s.ID, nil
+	return c.app.RouteServer(pomelo.WithRouteKey(ctx, rid), TypeChat)
 }
 
 // sessionClosed takes a closed session out of its room, so that the room
@@ -179,9 +164,7 @@ func (c *entry) sessionClosed(s *session.Session, reason string) {
 // leave calls ChatRemote.Leave in the background: session close hooks must
 // not wait for the network.
 func (c *entry) leave(chatID, rid string, m *chatv1.Member) {
-	c.leaves.Add(1)
 	go func() {
-		defer c.leaves.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_, err := c.chat.LeaveTo(ctx, chatID, &chatv1.LeaveRequest{Rid: rid, Member: m})
@@ -200,5 +183,5 @@ func (c *entry) leave(chatID, rid string, m *chatv1.Member) {
 // not there (any more). Remote calls return *runtime.Error (the cluster's
 // error interceptor maps transport failures to UNAVAILABLE).
 func isUnavailable(err error) bool {
-	return errors.Is(err, runtime.ErrUnavailable)
+	return errors.Is(err, pomelo.ErrUnavailable)
 }

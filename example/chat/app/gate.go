@@ -3,9 +3,8 @@ package app
 import (
 	"context"
 
+	"github.com/pomelo-go/pomelo"
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
-	"github.com/pomelo-go/pomelo/internal/node"
-	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
@@ -16,28 +15,32 @@ const MetadataClientHost = "clientHost"
 // gate serves gate.gateHandler.* on "gate" servers.
 type gate struct {
 	chatv1.UnimplementedGateHandlerServer
-	node *node.Node
+	app *pomelo.App
 }
 
 // QueryEntry picks the connector for the uid by rendezvous hashing over the
 // connectors with a WebSocket port.
-func (g *gate) QueryEntry(_ context.Context, _ runtime.Session, req *chatv1.QueryEntryRequest) (*chatv1.QueryEntryResponse, error) {
+func (g *gate) QueryEntry(_ context.Context, _ pomelo.Session, req *chatv1.QueryEntryRequest) (*chatv1.QueryEntryResponse, error) {
 	if req.GetUid() == "" {
-		return nil, runtime.Errorf(runtime.ErrBadRequest, "queryEntry needs a uid")
+		return nil, pomelo.Errorf(pomelo.ErrBadRequest, "queryEntry needs a uid")
 	}
 	var connectors []cluster.ServerInfo
-	for _, s := range g.node.Members(TypeConnector) {
+	for _, s := range g.app.Members(TypeConnector) {
 		if s.WSPort > 0 {
 			connectors = append(connectors, s)
 		}
 	}
 	if len(connectors) == 0 {
-		return nil, runtime.Errorf(runtime.ErrUnavailable, "no connector is up")
+		return nil, pomelo.Errorf(pomelo.ErrUnavailable, "no connector is up")
 	}
 	c := cluster.Rendezvous(req.GetUid(), connectors)
-	host := c.Host
-	if h := c.Metadata[MetadataClientHost]; h != "" {
-		host = h
+	return &chatv1.QueryEntryResponse{Code: 200, Host: clientHost(c), Port: int32(c.WSPort)}, nil
+}
+
+// clientHost returns the host clients reach server s at.
+func clientHost(s cluster.ServerInfo) string {
+	if h := s.Metadata[MetadataClientHost]; h != "" {
+		return h
 	}
-	return &chatv1.QueryEntryResponse{Code: 200, Host: host, Port: int32(c.WSPort)}, nil
+	return s.Host
 }

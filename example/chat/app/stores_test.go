@@ -13,11 +13,13 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/pomelo-go/pomelo"
 	"github.com/pomelo-go/pomelo/example/chat/app"
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 	"github.com/pomelo-go/pomelo/internal/testservers"
-	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/etcdmember"
+	"github.com/pomelo-go/pomelo/runtime/online"
 )
 
 // testStores are the etcd and Redis of a test, with clients to look into
@@ -93,9 +95,9 @@ func (st *testStores) startOn(t *testing.T, ids ...string) *app.App {
 }
 
 // memberIDs returns the ids of the servers in a membership.
-func memberIDs(m cluster.Membership) []string {
+func memberIDs(members []cluster.ServerInfo) []string {
 	var ids []string
-	for _, s := range m.Servers() {
+	for _, s := range members {
 		ids = append(ids, s.ID)
 	}
 	return ids
@@ -116,7 +118,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // enterAt connects name straight to connector id of a and enters room rid.
 func enterAt(t *testing.T, a *app.App, id, name, rid string) *user {
 	t.Helper()
-	info := a.Server(id).Info
+	info := a.Server(id).Info()
 	u := connectTo(t, name, info.Host, int32(info.WSPort))
 	res, err := chatv1.NewEntryHandlerClient(u.c).Enter(testCtx(t), &chatv1.EnterRequest{Username: name, Rid: rid})
 	if err != nil {
@@ -142,9 +144,9 @@ func roomOn(id, prefix string) string {
 func sessionsOf(a *app.App, uid string) map[string]int {
 	n := map[string]int{}
 	for _, s := range a.Servers() {
-		if s.Info.Type == app.TypeConnector {
-			if k := len(s.Server.Sessions().GetByUID(uid)); k > 0 {
-				n[s.Info.ID] = k
+		if s.Info().Type == app.TypeConnector {
+			if k := len(s.Sessions().GetByUID(uid)); k > 0 {
+				n[s.Info().ID] = k
 			}
 		}
 	}
@@ -167,15 +169,15 @@ func TestEtcdRedis(t *testing.T) {
 	if got := st.registered(t); !slices.Equal(got, servers) {
 		t.Fatalf("registered in etcd: %q, want %q", got, servers)
 	}
-	if _, probed := a.Membership().(*cluster.Probed); probed {
-		t.Fatal("the membership is the probed cluster file, not etcd")
-	}
 	for _, s := range a.Servers() {
-		if got := memberIDs(s.Membership); !slices.Equal(got, servers) {
-			t.Errorf("%s sees %q, want %q", s.Info.ID, got, servers)
+		if _, etcd := a.Config(s.ID()).Membership.(*etcdmember.Membership); !etcd {
+			t.Errorf("%s's membership is %T, not etcd", s.ID(), a.Config(s.ID()).Membership)
 		}
-		if s.Online == nil {
-			t.Errorf("%s has no online status", s.Info.ID)
+		if got := memberIDs(s.Members("")); !slices.Equal(got, servers) {
+			t.Errorf("%s sees %q, want %q", s.Info().ID, got, servers)
+		}
+		if a.Config(s.ID()).Online == nil {
+			t.Errorf("%s has no online status", s.Info().ID)
 		}
 	}
 	// A request the connector forwards to a chat server.
@@ -206,7 +208,8 @@ func TestEtcdRedis(t *testing.T) {
 	if reason, ok := ann1.c.KickReason(); !ok || reason != "relogin" {
 		t.Fatalf("ann's first session ended with %v, want a kick with reason relogin", ann1.c.Err())
 	}
-	on := a.Server("chat-1").Online // any server's view of Redis
+	on := online.New(st.redis, online.Config{Prefix: st.opts.RedisPrefix}) // a view of Redis
+	defer on.Close()
 	waitUntil(t, "ann's first session to be gone", func() bool {
 		fes, err := on.Frontends(ctx, uid)
 		return err == nil && slices.Equal(fes, []string{"connector-2"}) &&
@@ -233,9 +236,8 @@ func TestEtcdRedis(t *testing.T) {
 	// it, and a new room that hashes to it opens there.
 	b := st.startOn(t, "chat-3")
 	for _, s := range a.Servers() {
-		waitUntil(t, s.Info.ID+" to see chat-3", func() bool {
-			_, ok := s.Node.Member("chat-3")
-			return ok
+		waitUntil(t, s.Info().ID+" to see chat-3", func() bool {
+			return slices.Contains(memberIDs(s.Members("")), "chat-3")
 		})
 	}
 	room := roomOn("chat-3", "new")
@@ -247,7 +249,7 @@ func TestEtcdRedis(t *testing.T) {
 	if got := next(t, "onAdd dora", carl.adds); got != "dora" {
 		t.Fatalf("carl got onAdd %q, want dora", got)
 	}
-	found, err := chatv1.NewChatRemoteClient(a.Server("connector-1").Node).LookupTo(ctx, "chat-3", &chatv1.LookupRequest{Rid: room})
+	found, err := chatv1.NewChatRemoteClient(a.Server("connector-1")).LookupTo(ctx, "chat-3", &chatv1.LookupRequest{Rid: room})
 	if err != nil || !found.GetFound() || found.GetMembers() != 2 {
 		t.Fatalf("chat-3 holds %s: %v, %v; want it, with 2 members", room, found, err)
 	}
@@ -265,12 +267,11 @@ func TestEtcdRedis(t *testing.T) {
 		t.Fatalf("registered in etcd after chat-3 stopped: %q, want %q", got, servers)
 	}
 	for _, s := range a.Servers() {
-		waitUntil(t, s.Info.ID+" to see chat-3 go", func() bool {
-			_, ok := s.Node.Member("chat-3")
-			return !ok
+		waitUntil(t, s.Info().ID+" to see chat-3 go", func() bool {
+			return !slices.Contains(memberIDs(s.Members("")), "chat-3")
 		})
 	}
-	if _, err := chatv1.NewChatHandlerClient(dora.c).Send(ctx, &chatv1.SendRequest{Content: "hello?", Target: "*"}); !errors.Is(err, runtime.ErrNotFound) {
+	if _, err := chatv1.NewChatHandlerClient(dora.c).Send(ctx, &chatv1.SendRequest{Content: "hello?", Target: "*"}); !errors.Is(err, pomelo.ErrNotFound) {
 		t.Errorf("sending in a room whose server is gone: %v, want NOT_FOUND", err)
 	}
 	eve := enterAt(t, a, "connector-2", "eve", roomOn("chat-3", "later"))
