@@ -140,10 +140,10 @@ func TestReviewLocalPushReportsOtherClientsSendErrors(t *testing.T) {
 	front := reviewNode(t, st, "connector-1", "connector", true)
 	back := reviewNode(t, st, "chat-1", "chat", false)
 	svc := front.srv.Sessions()
-	if err := svc.BindSession(svc.Create(slowConn{}).ID(), "slow"); err != nil {
+	if err := svc.Bind(svc.Create(slowConn{}).ID(), "slow"); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.BindSession(svc.Create(reviewConn{}).ID(), "fine"); err != nil {
+	if err := svc.Bind(svc.Create(reviewConn{}).ID(), "fine"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

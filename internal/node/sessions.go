@@ -33,7 +33,7 @@ func (o *origin) sessionClient(frontendID string) (sysv1connect.SessionRemoteCli
 
 func (o *origin) Bind(ctx context.Context, frontendID string, sid uint64, uid string) error {
 	if svc, ok := o.local(frontendID); ok {
-		return svc.BindSession(sid, uid)
+		return svc.Bind(sid, uid)
 	}
 	cl, err := o.sessionClient(frontendID)
 	if err != nil {
@@ -45,7 +45,7 @@ func (o *origin) Bind(ctx context.Context, frontendID string, sid uint64, uid st
 
 func (o *origin) Unbind(ctx context.Context, frontendID string, sid uint64, uid string) error {
 	if svc, ok := o.local(frontendID); ok {
-		return svc.UnbindSession(sid, uid)
+		return svc.Unbind(sid, uid)
 	}
 	cl, err := o.sessionClient(frontendID)
 	if err != nil {
@@ -57,7 +57,7 @@ func (o *origin) Unbind(ctx context.Context, frontendID string, sid uint64, uid 
 
 func (o *origin) PushSettings(ctx context.Context, frontendID string, sid uint64, kv map[string]string, replace bool) error {
 	if svc, ok := o.local(frontendID); ok {
-		return svc.PushSettings(ctx, frontendID, sid, kv, replace)
+		return svc.Origin().PushSettings(ctx, frontendID, sid, kv, replace)
 	}
 	cl, err := o.sessionClient(frontendID)
 	if err != nil {
@@ -86,7 +86,7 @@ func (o *origin) KickSession(ctx context.Context, frontendID string, sid uint64,
 
 func (o *origin) SendTo(ctx context.Context, frontendID string, sid uint64, route string, msg proto.Message) error {
 	if svc, ok := o.local(frontendID); ok {
-		return svc.SendTo(ctx, frontendID, sid, route, msg)
+		return svc.Origin().SendTo(ctx, frontendID, sid, route, msg)
 	}
 	p, err := newPayload(msg)
 	if err != nil {

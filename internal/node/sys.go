@@ -48,11 +48,11 @@ func empty[T any](err error) (*connect.Response[emptypb.Empty], error) {
 }
 
 func (h *sessionRemote) Bind(_ context.Context, r *connect.Request[sysv1.BindRequest]) (*connect.Response[emptypb.Empty], error) {
-	return empty[any](h.svc().BindSession(r.Msg.Sid, r.Msg.Uid))
+	return empty[any](h.svc().Bind(r.Msg.Sid, r.Msg.Uid))
 }
 
 func (h *sessionRemote) Unbind(_ context.Context, r *connect.Request[sysv1.BindRequest]) (*connect.Response[emptypb.Empty], error) {
-	return empty[any](h.svc().UnbindSession(r.Msg.Sid, r.Msg.Uid))
+	return empty[any](h.svc().Unbind(r.Msg.Sid, r.Msg.Uid))
 }
 
 func (h *sessionRemote) setSettings(sid uint64, kv map[string]string, replace bool) error {

@@ -119,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 		serveErr: make(chan error, 1),
 	}
 	s.errLog = newErrorLog(s.log)
-	s.origin = s.sessions
+	s.origin = s.sessions.Origin()
 	return s, nil
 }
 

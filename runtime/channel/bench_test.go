@@ -24,7 +24,7 @@ func benchFrontends(b *testing.B, members int, frontends ...string) (map[string]
 		fe := frontends[i%len(frontends)]
 		uid := fmt.Sprintf("user-%04d", i)
 		s := svcs[fe].Create(&fakeConn{drop: true})
-		if err := svcs[fe].BindSession(s.ID(), uid); err != nil {
+		if err := svcs[fe].Bind(s.ID(), uid); err != nil {
 			b.Fatal(err)
 		}
 		ms[i] = channel.Member{UID: uid, FrontendID: fe}

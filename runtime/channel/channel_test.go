@@ -217,7 +217,7 @@ func TestLocalDelivery(t *testing.T) {
 	sessions := session.NewService("fe-1", session.AllowMany)
 	conn := &fakeConn{}
 	s := sessions.Create(conn)
-	if err := sessions.BindSession(s.ID(), "alice"); err != nil {
+	if err := sessions.Bind(s.ID(), "alice"); err != nil {
 		t.Fatal(err)
 	}
 	d := channel.LocalDelivery(sessions)

@@ -38,7 +38,7 @@ func ExampleService() {
 	sessions := session.NewService("connector-1", session.AllowMany)
 	for _, uid := range []string{"alice", "bob"} {
 		s := sessions.Create(printConn{name: uid})
-		_ = sessions.BindSession(s.ID(), uid)
+		_ = sessions.Bind(s.ID(), uid)
 	}
 
 	// On a frontend, LocalDelivery reaches its own sessions; the cluster

@@ -181,7 +181,7 @@ func (cl *cluster) login(fe, uid string, ser runtime.Serializer) *fakeConn {
 	conn := &fakeConn{ser: ser}
 	svc := cl.fes[fe]
 	s := svc.Create(conn)
-	if err := svc.BindSession(s.ID(), uid); err != nil {
+	if err := svc.Bind(s.ID(), uid); err != nil {
 		cl.t.Fatalf("bind %s on %s: %v", uid, fe, err)
 	}
 	return conn

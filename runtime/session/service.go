@@ -159,10 +159,10 @@ func (svc *Service) get(sid uint64) (*Session, error) {
 	return s, nil
 }
 
-// BindSession binds uid to session sid, applying the service's policy.
+// Bind binds uid to session sid, applying the service's policy.
 // Binding the uid the session already has is a no-op; binding another uid
 // to a bound session is an error.
-func (svc *Service) BindSession(sid uint64, uid string) error {
+func (svc *Service) Bind(sid uint64, uid string) error {
 	if uid == "" {
 		return runtime.Errorf(runtime.ErrBadRequest, "bind: empty uid")
 	}
@@ -209,9 +209,9 @@ func (svc *Service) BindSession(sid uint64, uid string) error {
 	return nil
 }
 
-// UnbindSession removes the uid binding of session sid. uid, when not empty,
+// Unbind removes the uid binding of session sid. uid, when not empty,
 // must be the bound uid.
-func (svc *Service) UnbindSession(sid uint64, uid string) error {
+func (svc *Service) Unbind(sid uint64, uid string) error {
 	s, err := svc.get(sid)
 	if err != nil {
 		return err
@@ -468,61 +468,60 @@ func (svc *Service) BroadcastBody(route string, body Body, boundOnly bool, filte
 	return err
 }
 
-// The Service is the Origin of its own sessions' Local views.
+// Origin returns the Origin of the service's own sessions: Local views of
+// them act on the sessions here. Sessions of another frontend are
+// NOT_FOUND.
+func (svc *Service) Origin() Origin { return serviceOrigin{svc} }
 
-func (svc *Service) checkFrontend(frontendID string) error {
-	if frontendID != svc.frontendID {
-		return runtime.Errorf(runtime.ErrNotFound, "session belongs to frontend %q, not %q", frontendID, svc.frontendID)
+// serviceOrigin is a Service as the Origin of its sessions' Local views.
+type serviceOrigin struct{ svc *Service }
+
+func (o serviceOrigin) check(frontendID string) error {
+	if frontendID != o.svc.frontendID {
+		return runtime.Errorf(runtime.ErrNotFound, "session belongs to frontend %q, not %q", frontendID, o.svc.frontendID)
 	}
 	return nil
 }
 
-// Bind implements Origin.
-func (svc *Service) Bind(_ context.Context, frontendID string, sid uint64, uid string) error {
-	if err := svc.checkFrontend(frontendID); err != nil {
+func (o serviceOrigin) Bind(_ context.Context, frontendID string, sid uint64, uid string) error {
+	if err := o.check(frontendID); err != nil {
 		return err
 	}
-	return svc.BindSession(sid, uid)
+	return o.svc.Bind(sid, uid)
 }
 
-// Unbind implements Origin.
-func (svc *Service) Unbind(_ context.Context, frontendID string, sid uint64, uid string) error {
-	if err := svc.checkFrontend(frontendID); err != nil {
+func (o serviceOrigin) Unbind(_ context.Context, frontendID string, sid uint64, uid string) error {
+	if err := o.check(frontendID); err != nil {
 		return err
 	}
-	return svc.UnbindSession(sid, uid)
+	return o.svc.Unbind(sid, uid)
 }
 
-// PushSettings implements Origin.
-func (svc *Service) PushSettings(_ context.Context, frontendID string, sid uint64, kv map[string]string, replace bool) error {
-	if err := svc.checkFrontend(frontendID); err != nil {
+func (o serviceOrigin) PushSettings(_ context.Context, frontendID string, sid uint64, kv map[string]string, replace bool) error {
+	if err := o.check(frontendID); err != nil {
 		return err
 	}
-	s, err := svc.get(sid)
+	s, err := o.svc.get(sid)
 	if err != nil {
 		return err
 	}
 	return s.SetSettings(kv, replace)
 }
 
-// KickSession implements Origin.
-func (svc *Service) KickSession(_ context.Context, frontendID string, sid uint64, reason string) error {
-	if err := svc.checkFrontend(frontendID); err != nil {
+func (o serviceOrigin) KickSession(_ context.Context, frontendID string, sid uint64, reason string) error {
+	if err := o.check(frontendID); err != nil {
 		return err
 	}
-	return svc.Kick(sid, reason)
+	return o.svc.Kick(sid, reason)
 }
 
-// SendTo implements Origin.
-func (svc *Service) SendTo(_ context.Context, frontendID string, sid uint64, route string, msg proto.Message) error {
-	if err := svc.checkFrontend(frontendID); err != nil {
+func (o serviceOrigin) SendTo(_ context.Context, frontendID string, sid uint64, route string, msg proto.Message) error {
+	if err := o.check(frontendID); err != nil {
 		return err
 	}
-	s, err := svc.get(sid)
+	s, err := o.svc.get(sid)
 	if err != nil {
 		return err
 	}
 	return s.Send(route, msg)
 }
-
-var _ Origin = (*Service)(nil)

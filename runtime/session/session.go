@@ -1,6 +1,20 @@
 // Package session holds the frontend session service (the real sessions of
 // the client connections a frontend server holds) and Local, the per-request
 // view of a session that handlers see on frontends and backends alike.
+//
+// The session types, and which is which:
+//
+//   - Session (this package): the real session of one client connection,
+//     held by the frontend that holds the connection (Pomelo's Session).
+//     Only that frontend has it; Service finds it by id or uid.
+//   - Local: the view a handler gets for one request (Pomelo's
+//     FrontendSession on a frontend, BackendSession on a backend). It
+//     implements runtime.Session (pomelo.Session), the interface handlers
+//     take; its Set is local until Push, and its Bind, Kick and Send act on
+//     the real session through an Origin (the frontend's Service.Origin, or
+//     the cluster's, which reaches other frontends).
+//   - Snapshot: the plain data of a session (id, frontend, uid, settings)
+//     that travels with a forwarded request.
 package session
 
 import (
@@ -140,7 +154,7 @@ func (s *Session) Send(route string, msg proto.Message) error {
 
 // Local returns a per-request view of the session for a handler.
 func (s *Session) Local() *Local {
-	return NewLocal(s.Snapshot(), s.svc)
+	return NewLocal(s.Snapshot(), s.svc.Origin())
 }
 
 // Origin performs the operations of a Local view on the real session: the

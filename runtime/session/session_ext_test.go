@@ -66,19 +66,19 @@ func TestBindPolicies(t *testing.T) {
 		svc := session.NewService("fe", session.AllowMany)
 		a, _ := newSession(t, svc)
 		b, _ := newSession(t, svc)
-		if err := svc.BindSession(a.ID(), "u"); err != nil {
+		if err := svc.Bind(a.ID(), "u"); err != nil {
 			t.Fatal(err)
 		}
-		if err := svc.BindSession(b.ID(), "u"); err != nil {
+		if err := svc.Bind(b.ID(), "u"); err != nil {
 			t.Fatal(err)
 		}
 		if n := len(svc.GetByUID("u")); n != 2 || svc.BoundCount() != 2 {
 			t.Fatalf("sessions of u = %d, bound %d", n, svc.BoundCount())
 		}
-		if err := svc.BindSession(a.ID(), "u"); err != nil {
+		if err := svc.Bind(a.ID(), "u"); err != nil {
 			t.Fatalf("re-binding the same uid: %v", err)
 		}
-		if err := svc.BindSession(a.ID(), "other"); !errors.Is(err, runtime.ErrBadRequest) {
+		if err := svc.Bind(a.ID(), "other"); !errors.Is(err, runtime.ErrBadRequest) {
 			t.Fatalf("binding a bound session to another uid: %v", err)
 		}
 	})
@@ -86,8 +86,8 @@ func TestBindPolicies(t *testing.T) {
 		svc := session.NewService("fe", session.RejectNew)
 		a, _ := newSession(t, svc)
 		b, bc := newSession(t, svc)
-		svc.BindSession(a.ID(), "u")
-		err := svc.BindSession(b.ID(), "u")
+		svc.Bind(a.ID(), "u")
+		err := svc.Bind(b.ID(), "u")
 		if !errors.Is(err, session.ErrDuplicateLogin) {
 			t.Fatalf("second bind: %v", err)
 		}
@@ -99,8 +99,8 @@ func TestBindPolicies(t *testing.T) {
 		svc := session.NewService("fe", session.KickOld)
 		a, ac := newSession(t, svc)
 		b, _ := newSession(t, svc)
-		svc.BindSession(a.ID(), "u")
-		if err := svc.BindSession(b.ID(), "u"); err != nil {
+		svc.Bind(a.ID(), "u")
+		if err := svc.Bind(b.ID(), "u"); err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Equal(ac.kicked, []string{session.KickReasonRelogin}) {
@@ -129,9 +129,9 @@ func TestCloseOrderAndEvents(t *testing.T) {
 		}
 		events = append(events, "closed:"+reason)
 	})
-	svc.BindSession(s.ID(), "u")
-	svc.UnbindSession(s.ID(), "")
-	svc.BindSession(s.ID(), "v")
+	svc.Bind(s.ID(), "u")
+	svc.Unbind(s.ID(), "")
+	svc.Bind(s.ID(), "v")
 	if err := svc.Kick(s.ID(), "bye"); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestCloseOrderAndEvents(t *testing.T) {
 	if svc.Count() != 0 || svc.BoundCount() != 0 || len(svc.GetByUID("v")) != 0 {
 		t.Fatal("state left after close")
 	}
-	if err := svc.BindSession(s.ID(), "w"); !errors.Is(err, runtime.ErrNotFound) {
+	if err := svc.Bind(s.ID(), "w"); !errors.Is(err, runtime.ErrNotFound) {
 		t.Fatalf("bind after close: %v", err)
 	}
 }
@@ -153,10 +153,10 @@ func TestKickByUIDAndUnbindErrors(t *testing.T) {
 	a, ac := newSession(t, svc)
 	b, bc := newSession(t, svc)
 	c, cc := newSession(t, svc)
-	svc.BindSession(a.ID(), "u")
-	svc.BindSession(b.ID(), "u")
-	svc.BindSession(c.ID(), "x")
-	if err := svc.UnbindSession(c.ID(), "u"); !errors.Is(err, runtime.ErrBadRequest) {
+	svc.Bind(a.ID(), "u")
+	svc.Bind(b.ID(), "u")
+	svc.Bind(c.ID(), "x")
+	if err := svc.Unbind(c.ID(), "u"); !errors.Is(err, runtime.ErrBadRequest) {
 		t.Fatalf("unbind with the wrong uid: %v", err)
 	}
 	if n := svc.KickByUID("u", "ban"); n != 2 {
@@ -165,30 +165,30 @@ func TestKickByUIDAndUnbindErrors(t *testing.T) {
 	if len(ac.kicked) != 1 || len(bc.kicked) != 1 || len(cc.kicked) != 0 {
 		t.Fatal("wrong sessions kicked")
 	}
-	if err := svc.UnbindSession(c.ID(), ""); err != nil {
+	if err := svc.Unbind(c.ID(), ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.UnbindSession(c.ID(), ""); !errors.Is(err, runtime.ErrNotBound) {
+	if err := svc.Unbind(c.ID(), ""); !errors.Is(err, runtime.ErrNotBound) {
 		t.Fatalf("unbind of an unbound session: %v", err)
 	}
 }
 
 // testOrigin records what a Local view asks of the real session.
 type testOrigin struct {
-	*session.Service
+	session.Origin
 	pushes []map[string]string
 }
 
 func (o *testOrigin) PushSettings(ctx context.Context, fid string, sid uint64, kv map[string]string, replace bool) error {
 	o.pushes = append(o.pushes, kv)
-	return o.Service.PushSettings(ctx, fid, sid, kv, replace)
+	return o.Origin.PushSettings(ctx, fid, sid, kv, replace)
 }
 
 func TestLocalSetIsLocalUntilPush(t *testing.T) {
 	svc := session.NewService("fe", session.AllowMany)
 	s, _ := newSession(t, svc)
 	s.SetSettings(map[string]string{"rid": "r1", "lvl": "3"}, true)
-	o := &testOrigin{Service: svc}
+	o := &testOrigin{Origin: svc.Origin()}
 	ctx := context.Background()
 
 	l := session.NewLocal(s.Snapshot(), o)
@@ -226,7 +226,7 @@ func TestLocalSetIsLocalUntilPush(t *testing.T) {
 	if err := l.Push(ctx); !errors.Is(err, runtime.ErrNotFound) {
 		t.Fatalf("push to a closed session: %v", err)
 	}
-	wrong := session.NewLocal(session.Snapshot{ID: 1, FrontendID: "elsewhere"}, svc)
+	wrong := session.NewLocal(session.Snapshot{ID: 1, FrontendID: "elsewhere"}, svc.Origin())
 	if err := wrong.Bind(ctx, "x"); !errors.Is(err, runtime.ErrNotFound) {
 		t.Fatalf("a frontend acting on another frontend's session: %v", err)
 	}
