@@ -12,6 +12,7 @@ import (
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
@@ -212,11 +213,10 @@ type fwdStream struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	stream   *connect.BidiStreamForClient[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]
-	wake     chan struct{} // a request was queued
+	out      *batchq.Queue[*sysv1.ForwardRequest] // written by send, a batch a write
 
 	mu       sync.Mutex
 	seq      uint64
-	queue    []*sysv1.ForwardRequest // written by send as one batch
 	pending  map[uint64]pendingCall
 	dead     error
 	started  bool
@@ -233,7 +233,7 @@ func newFwdStream(f *forwarder, serverID string, c *runtime.RemoteConn) *fwdStre
 		ctx:      ctx,
 		cancel:   cancel,
 		stream:   cl.Forward(ctx),
-		wake:     make(chan struct{}, 1),
+		out:      batchq.New(batchq.Config[*sysv1.ForwardRequest]{}),
 		pending:  map[uint64]pendingCall{},
 	}
 }
@@ -248,22 +248,18 @@ func (st *fwdStream) send() {
 	// the stream stayed open on both ends, and the backend's handlers with
 	// it (until their deadline; a notify has none).
 	defer st.stream.CloseRequest()
-	var spare []*sysv1.ForwardRequest
+	var reqs []*sysv1.ForwardRequest
 	batch := &sysv1.ForwardBatch{}
 	for {
 		select {
-		case <-st.wake:
+		case <-st.out.Ready():
 		case <-st.ctx.Done():
 			return
 		}
-		st.mu.Lock()
-		reqs := st.queue
+		reqs, _ = st.out.Take(reqs) // never closed: the stream ends by ctx
 		if len(reqs) == 0 {
-			st.mu.Unlock()
 			continue
 		}
-		st.queue = spare[:0] // never the array being sent: spare is the last batch's
-		st.mu.Unlock()
 		err := inChunks(reqs, requestSize, func(reqs []*sysv1.ForwardRequest) error {
 			batch.Requests = reqs
 			err := st.stream.Send(batch)
@@ -283,7 +279,6 @@ func (st *fwdStream) send() {
 		})
 		batch.Requests = nil
 		clear(reqs)
-		spare = reqs
 		if err != nil {
 			// A write fails with a bare EOF when the backend went away (the
 			// cause would come from Receive): the backend is unavailable.
@@ -475,7 +470,7 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 		ch = make(chan *sysv1.ForwardResponse, 1)
 		st.pending[req.Seq] = pendingCall{ch: ch, deadline: req.DeadlineUnixNano}
 	}
-	st.queue = append(st.queue, req)
+	st.out.Push(req) // under st.mu: queued in seq order
 	start := !st.started
 	st.started = true
 	st.mu.Unlock()
@@ -483,10 +478,6 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 		go st.send()
 		go st.receive()
 		go st.sweep(st.ctx)
-	}
-	select {
-	case st.wake <- struct{}{}:
-	default:
 	}
 	if ch == nil {
 		return nil, nil
