@@ -9,6 +9,7 @@ import (
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
@@ -95,62 +96,46 @@ func (h *watchHub) rememberLocked(snap session.Snapshot) {
 // returns: nothing writes to a stream whose handler has finished, and a
 // slow watcher never blocks the goroutine that closes a session.
 type watchStream struct {
-	mu       sync.Mutex
-	queue    []*sysv1.SessionEvent
-	closed   bool
-	wake     chan struct{}
-	overflow chan struct{}
+	// q ends (Done) when the stream ends or overflows: serve returns.
+	q *batchq.Queue[*sysv1.SessionEvent]
 }
 
 func newWatchStream() *watchStream {
-	return &watchStream{wake: make(chan struct{}, 1), overflow: make(chan struct{})}
+	return &watchStream{q: batchq.New(batchq.Config[*sysv1.SessionEvent]{Limit: maxWatchQueue})}
 }
 
-// enqueue queues ev; it never blocks.
+// enqueue queues ev; it never blocks. A watcher maxWatchQueue events
+// behind has its stream ended.
 func (ws *watchStream) enqueue(ev *sysv1.SessionEvent) {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	if ws.closed {
-		return
-	}
-	if len(ws.queue) >= maxWatchQueue {
-		ws.closed = true
-		close(ws.overflow)
-		return
-	}
-	ws.queue = append(ws.queue, ev)
-	select {
-	case ws.wake <- struct{}{}:
-	default:
+	if ws.q.Push(ev) == batchq.ErrFull {
+		ws.q.Close()
 	}
 }
 
-func (ws *watchStream) close() {
-	ws.mu.Lock()
-	if !ws.closed {
-		ws.closed = true
-		close(ws.overflow)
-	}
-	ws.mu.Unlock()
-}
+func (ws *watchStream) close() { ws.q.Close() }
 
-// run writes queued events until ctx is done or a write fails.
+// run writes queued events until ctx is done, the stream ends or a write
+// fails. What is queued when the stream ends is not written: the watcher
+// resubscribes, and hears of sessions closed meanwhile then.
 func (ws *watchStream) run(ctx context.Context, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) {
+	var evs []*sysv1.SessionEvent
 	for {
 		select {
-		case <-ws.wake:
+		case <-ws.q.Ready():
 		case <-ctx.Done():
 			return
 		}
-		ws.mu.Lock()
-		evs := ws.queue
-		ws.queue = nil
-		ws.mu.Unlock()
+		var closed bool
+		evs, closed = ws.q.Take(evs)
+		if closed {
+			return
+		}
 		for _, ev := range evs {
 			if st.Send(ev) != nil {
 				return
 			}
 		}
+		clear(evs)
 	}
 }
 
@@ -205,8 +190,8 @@ func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sy
 			req = r
 		case <-n.closeCh:
 			return nil
-		case <-ws.overflow:
-			return nil
+		case <-ws.q.Done():
+			return nil // overflowed
 		case <-ctx.Done():
 			return nil
 		}
