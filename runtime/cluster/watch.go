@@ -270,11 +270,10 @@ type watchClient struct {
 	stream  *connect.BidiStreamForClient[sysv1.WatchSessionsRequest, sysv1.SessionEvent]
 	cancel  context.CancelFunc
 
-	mu       sync.RWMutex
-	sids     map[uint64]struct{} // watched; nil once the stream ended
-	gone     [2]map[uint64]struct{}
-	pending  []uint64 // subscriptions not sent yet
-	flushing bool     // a flush goroutine sends pending
+	mu      sync.RWMutex
+	sids    map[uint64]struct{} // watched; nil once the stream ended
+	gone    [2]map[uint64]struct{}
+	pending *batchq.Queue[uint64] // subscriptions not sent yet, pushed under mu
 }
 
 // maxGoneGeneration bounds one generation of a watchClient's reported
@@ -300,39 +299,32 @@ func (wc *watchClient) knownLocked(sid uint64) bool {
 	return ok0 || ok1
 }
 
-// subscribeLocked queues subscriptions to sids and makes sure a flush
-// goroutine sends them: subscriptions made while a Send is under way
-// share the next one.
+// subscribeLocked queues subscriptions to sids for send: subscriptions
+// made while a Send is under way share the next one.
 func (wc *watchClient) subscribeLocked(sids []uint64) {
 	for _, sid := range sids {
 		wc.sids[sid] = struct{}{}
-	}
-	wc.pending = append(wc.pending, sids...)
-	if !wc.flushing {
-		wc.flushing = true
-		go wc.flush()
+		wc.pending.Push(sid)
 	}
 }
 
-// flush sends the pending subscriptions until none is left. A failed Send
-// also ends the stream's receive loop, which resubscribes or reports the
-// sessions: the subscription is not lost.
-func (wc *watchClient) flush() {
+// send sends the pending subscriptions until the stream ends (ctx) or a
+// Send fails. A failed Send also ends the stream's receive loop, which
+// resubscribes or reports the sessions: the subscription is not lost.
+func (wc *watchClient) send(ctx context.Context) {
+	defer wc.pending.Discard()
+	var sids []uint64
 	for {
-		wc.mu.Lock()
-		sids := wc.pending
-		wc.pending = nil
-		if len(sids) == 0 || wc.sids == nil {
-			wc.flushing = false
-			wc.mu.Unlock()
+		select {
+		case <-wc.pending.Ready():
+		case <-ctx.Done():
 			return
 		}
-		wc.mu.Unlock()
+		sids, _ = wc.pending.Take(sids)
+		if len(sids) == 0 {
+			continue
+		}
 		if wc.stream.Send(&sysv1.WatchSessionsRequest{Subscribe: sids}) != nil {
-			wc.mu.Lock()
-			wc.pending = nil
-			wc.flushing = false
-			wc.mu.Unlock()
 			return
 		}
 	}
@@ -360,8 +352,10 @@ func (h *watchHub) client(n *Node, frontendID string, failures int) (*watchClien
 		}
 		sctx, cancel := context.WithCancel(context.Background())
 		cl := sysv1connect.NewSessionRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
-		wc = &watchClient{addr: c.BaseURL, started: time.Now(), stream: cl.WatchSessions(sctx), sids: map[uint64]struct{}{}, cancel: cancel}
+		wc = &watchClient{addr: c.BaseURL, started: time.Now(), stream: cl.WatchSessions(sctx), sids: map[uint64]struct{}{}, cancel: cancel,
+			pending: batchq.New(batchq.Config[uint64]{})}
 		h.out[frontendID] = wc
+		go wc.send(sctx)
 		go h.receive(n, frontendID, wc, failures)
 	}
 	return wc, nil
