@@ -6,7 +6,8 @@
 // the queue appends the next items into that array: in steady state two
 // arrays alternate and nothing is allocated per item. Ready is a channel
 // the consumer selects on beside its context or other signals; it is ready
-// while something was queued (or the queue closed) since the last Take.
+// when something was queued since the last Take, and once the queue is
+// closed.
 // Close loses nothing accepted: the consumer's next Take returns what is
 // left and reports the queue closed.
 package batchq
@@ -16,7 +17,7 @@ import (
 	"sync"
 )
 
-// ErrClosed is returned by Push after Close.
+// ErrClosed is returned by the Push methods after Close (or Discard).
 var ErrClosed = errors.New("batchq: queue closed")
 
 // ErrFull is returned by Push when the item would take the queue over its
@@ -46,6 +47,7 @@ type Queue[T any] struct {
 	mu     sync.Mutex
 	items  []T
 	weight int
+	woken  bool // ready was signalled since the last Take
 	closed bool
 }
 
@@ -87,27 +89,34 @@ func (q *Queue[T]) PushAndClose(v T) error { return q.push(v, false, true) }
 
 func (q *Queue[T]) push(v T, bounded, andClose bool) error {
 	w := 1
-	if q.cfg.Weight != nil {
+	if q.cfg.Weight != nil && q.cfg.Limit > 0 {
 		w = q.cfg.Weight(v)
 	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.closed {
+		q.mu.Unlock()
 		return ErrClosed
 	}
 	if bounded && q.cfg.Limit > 0 && q.weight+w > q.cfg.Limit {
+		q.mu.Unlock()
 		return ErrFull
 	}
 	q.items = append(q.items, v)
 	q.weight += w
-	// Signalled under mu, as Take drains under mu: a token means there is
-	// something Take has not returned yet.
-	signal(q.ready)
-	if q.full != nil && len(q.items) >= q.cfg.FullAt {
-		signal(q.full)
-	}
+	// The consumer is woken once per Take, outside mu so that it does not
+	// wake into a held lock.
+	wake := !q.woken
+	q.woken = true
+	full := q.full != nil && len(q.items) == q.cfg.FullAt
 	if andClose {
 		q.closeLocked()
+	}
+	q.mu.Unlock()
+	if wake {
+		signal(q.ready)
+	}
+	if full {
+		signal(q.full)
 	}
 	return nil
 }
@@ -144,11 +153,13 @@ func (q *Queue[T]) Discard() {
 }
 
 // Ready is ready while items were queued since the last Take, and once
-// the queue is closed. Only the consumer receives from it.
+// the queue is closed. Rarely (a Push signalling just after a Take that
+// took its item) it is ready with nothing to take: Take then returns an
+// empty batch. Only the consumer receives from it.
 func (q *Queue[T]) Ready() <-chan struct{} { return q.ready }
 
-// Full is ready once FullAt items wait (since the last Take); it is nil,
-// never ready, without FullAt.
+// Full is ready once FullAt items wait (since the last Take; rarely, as
+// Ready, with fewer); it is nil, never ready, without FullAt.
 func (q *Queue[T]) Full() <-chan struct{} { return q.full }
 
 // Done is closed when the queue is closed.
@@ -165,6 +176,7 @@ func (q *Queue[T]) Take(done []T) (batch []T, closed bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	batch, closed = q.items, q.closed
+	q.woken = false
 	if !closed {
 		q.items = done[:0]
 		drain(q.ready)
@@ -177,11 +189,4 @@ func (q *Queue[T]) Take(done []T) (batch []T, closed bool) {
 	}
 	q.weight = 0
 	return batch, closed
-}
-
-// Len reports how many items wait.
-func (q *Queue[T]) Len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
 }
