@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
-	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -39,21 +39,14 @@ func (n *Node) SetForwardMode(m ForwardMode) {
 
 // forwarder implements server.Forwarder over MsgRemote.
 type forwarder struct {
-	n            *Node
-	mu           sync.Mutex
-	mode         ForwardMode
-	streams      map[string]*fwdStream
-	unaryClients map[string]unaryClient
-}
-
-// unaryClient is a cached MsgRemote client and the address it calls.
-type unaryClient struct {
-	cl      sysv1connect.MsgRemoteClient
-	baseURL string
+	n       *Node
+	mu      sync.Mutex
+	mode    ForwardMode
+	streams map[string]*fwdStream
 }
 
 func newForwarder(n *Node) *forwarder {
-	return &forwarder{n: n, streams: map[string]*fwdStream{}, unaryClients: map[string]unaryClient{}}
+	return &forwarder{n: n, streams: map[string]*fwdStream{}}
 }
 
 // Forward implements server.Forwarder.
@@ -106,7 +99,7 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 }
 
 func (f *forwarder) unary(ctx context.Context, serverID string, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
-	cl, err := f.unaryClient(serverID)
+	p, err := f.n.peer(serverID)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +108,7 @@ func (f *forwarder) unary(ctx context.Context, serverID string, req *sysv1.Forwa
 		ctx, cancel = context.WithDeadline(ctx, timeFromUnixNano(req.DeadlineUnixNano))
 		defer cancel()
 	}
-	res, err := cl.ForwardMessage(ctx, connect.NewRequest(req))
+	res, err := p.msg.ForwardMessage(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, asUnavailable(serverID, err)
 	}
@@ -123,21 +116,6 @@ func (f *forwarder) unary(ctx context.Context, serverID string, req *sysv1.Forwa
 		return nil, nil
 	}
 	return res.Msg, nil
-}
-
-func (f *forwarder) unaryClient(serverID string) (sysv1connect.MsgRemoteClient, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, err := f.n.conn(serverID)
-	if err != nil {
-		return nil, err
-	}
-	if uc, ok := f.unaryClients[serverID]; ok && uc.baseURL == c.BaseURL {
-		return uc.cl, nil
-	}
-	cl := sysv1connect.NewMsgRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
-	f.unaryClients[serverID] = unaryClient{cl: cl, baseURL: c.BaseURL}
-	return cl, nil
 }
 
 func (f *forwarder) stream(ctx context.Context, serverID string, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
@@ -151,14 +129,14 @@ func (f *forwarder) stream(ctx context.Context, serverID string, req *sysv1.Forw
 func (f *forwarder) get(serverID string) (*fwdStream, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, err := f.n.conn(serverID)
+	p, err := f.n.peer(serverID)
 	if err != nil {
 		return nil, err
 	}
-	if st, ok := f.streams[serverID]; ok && !st.isDead() && st.baseURL == c.BaseURL {
+	if st, ok := f.streams[serverID]; ok && !st.isDead() && st.baseURL == p.conn.BaseURL {
 		return st, nil
 	}
-	st := newFwdStream(f, serverID, c)
+	st := newFwdStream(f, serverID, p)
 	f.streams[serverID] = st
 	return st, nil
 }
@@ -174,11 +152,6 @@ func (f *forwarder) drop(st *fwdStream) {
 // prune closes streams to servers that left the cluster.
 func (f *forwarder) prune(v *view) {
 	f.mu.Lock()
-	for id, uc := range f.unaryClients {
-		if info, ok := v.byID[id]; !ok || uc.baseURL != baseURL(info) {
-			delete(f.unaryClients, id)
-		}
-	}
 	var gone []*fwdStream
 	for id, st := range f.streams {
 		// A server that left, or came back under the same id at another
@@ -213,28 +186,26 @@ type fwdStream struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	stream   *connect.BidiStreamForClient[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]
-	wake     chan struct{} // a request was queued
+	out      *batchq.Queue[*sysv1.ForwardRequest] // written by send, a batch a write
 
 	mu       sync.Mutex
 	seq      uint64
-	queue    []*sysv1.ForwardRequest // written by send as one batch
 	pending  map[uint64]pendingCall
 	dead     error
 	started  bool
 	draining bool // the server left: finish pending calls, then close
 }
 
-func newFwdStream(f *forwarder, serverID string, c *runtime.RemoteConn) *fwdStream {
+func newFwdStream(f *forwarder, serverID string, p *peer) *fwdStream {
 	ctx, cancel := context.WithCancel(context.Background())
-	cl := sysv1connect.NewMsgRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
 	return &fwdStream{
 		f:        f,
 		serverID: serverID,
-		baseURL:  c.BaseURL,
+		baseURL:  p.conn.BaseURL,
 		ctx:      ctx,
 		cancel:   cancel,
-		stream:   cl.Forward(ctx),
-		wake:     make(chan struct{}, 1),
+		stream:   p.msg.Forward(ctx),
+		out:      batchq.New(batchq.Config[*sysv1.ForwardRequest]{}),
 		pending:  map[uint64]pendingCall{},
 	}
 }
@@ -249,22 +220,18 @@ func (st *fwdStream) send() {
 	// the stream stayed open on both ends, and the backend's handlers with
 	// it (until their deadline; a notify has none).
 	defer st.stream.CloseRequest()
-	var spare []*sysv1.ForwardRequest
+	var reqs []*sysv1.ForwardRequest
 	batch := &sysv1.ForwardBatch{}
 	for {
 		select {
-		case <-st.wake:
+		case <-st.out.Ready():
 		case <-st.ctx.Done():
 			return
 		}
-		st.mu.Lock()
-		reqs := st.queue
+		reqs, _ = st.out.Take(reqs) // never closed: the stream ends by ctx
 		if len(reqs) == 0 {
-			st.mu.Unlock()
 			continue
 		}
-		st.queue = spare[:0] // never the array being sent: spare is the last batch's
-		st.mu.Unlock()
 		err := inChunks(reqs, requestSize, func(reqs []*sysv1.ForwardRequest) error {
 			batch.Requests = reqs
 			err := st.stream.Send(batch)
@@ -284,7 +251,6 @@ func (st *fwdStream) send() {
 		})
 		batch.Requests = nil
 		clear(reqs)
-		spare = reqs
 		if err != nil {
 			// A write fails with a bare EOF when the backend went away (the
 			// cause would come from Receive): the backend is unavailable.
@@ -476,7 +442,7 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 		ch = make(chan *sysv1.ForwardResponse, 1)
 		st.pending[req.Seq] = pendingCall{ch: ch, deadline: req.DeadlineUnixNano}
 	}
-	st.queue = append(st.queue, req)
+	st.out.Push(req) // under st.mu: queued in seq order
 	start := !st.started
 	st.started = true
 	st.mu.Unlock()
@@ -484,10 +450,6 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 		go st.send()
 		go st.receive()
 		go st.sweep(st.ctx)
-	}
-	select {
-	case st.wake <- struct{}{}:
-	default:
 	}
 	if ch == nil {
 		return nil, nil

@@ -92,7 +92,7 @@ type Node struct {
 	view atomic.Pointer[view]
 
 	mu       sync.Mutex
-	conns    map[string]*runtime.RemoteConn
+	conns    map[string]*peer // by server id
 	routes   map[string]cluster.RouteFunc
 	unsub    func()
 	rpcSrv   *http.Server
@@ -186,7 +186,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		srv:      srv,
 		log:      cfg.Logger,
 		http:     &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret, tls: cfg.ClientTLS != nil}},
-		conns:    map[string]*runtime.RemoteConn{},
+		conns:    map[string]*peer{},
 		routes:   map[string]cluster.RouteFunc{},
 		closeCh:  make(chan struct{}),
 		serveErr: make(chan error, 1),
@@ -398,10 +398,10 @@ func (n *Node) setMembers(servers []cluster.ServerInfo) {
 	v := newView(servers)
 	n.view.Store(v)
 	n.mu.Lock()
-	for id, c := range n.conns {
+	for id, p := range n.conns {
 		// Forget servers that left, and servers that came back under the
 		// same id at another address.
-		if info, ok := v.byID[id]; !ok || c.BaseURL != baseURL(info) {
+		if info, ok := v.byID[id]; !ok || p.conn.BaseURL != baseURL(info) {
 			delete(n.conns, id)
 		}
 	}
@@ -481,14 +481,34 @@ func (n *Node) ServerIDs(serverType string) []string {
 
 // RemoteConn implements runtime.RemoteInvoker.
 func (n *Node) RemoteConn(serverID string) (*runtime.RemoteConn, error) {
+	p, err := n.peer(serverID)
+	if err != nil {
+		return nil, err
+	}
+	return p.conn, nil
+}
+
+// peer is how this node calls one server: the connection generated remote
+// clients use and the typed clients of the server's sys services, made
+// once per server address.
+type peer struct {
+	conn    *runtime.RemoteConn
+	session sysv1connect.SessionRemoteClient
+	channel sysv1connect.ChannelRemoteClient
+	msg     sysv1connect.MsgRemoteClient
+}
+
+// peer returns the peer of a member, made anew when the server came back
+// under its id at another address.
+func (n *Node) peer(serverID string) (*peer, error) {
 	info, ok := n.Member(serverID)
 	if !ok {
 		return nil, runtime.Errorf(runtime.ErrUnavailable, "no server %q in the cluster", serverID)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if c, ok := n.conns[serverID]; ok && c.BaseURL == baseURL(info) {
-		return c, nil
+	if p, ok := n.conns[serverID]; ok && p.conn.BaseURL == baseURL(info) {
+		return p, nil
 	}
 	c := &runtime.RemoteConn{
 		ServerID:   serverID,
@@ -500,8 +520,14 @@ func (n *Node) RemoteConn(serverID string) (*runtime.RemoteConn, error) {
 			connect.WithCompressMinBytes(compressMinBytes),
 		},
 	}
-	n.conns[serverID] = c
-	return c, nil
+	p := &peer{
+		conn:    c,
+		session: sysv1connect.NewSessionRemoteClient(c.HTTPClient, c.BaseURL, c.Options...),
+		channel: sysv1connect.NewChannelRemoteClient(c.HTTPClient, c.BaseURL, c.Options...),
+		msg:     sysv1connect.NewMsgRemoteClient(c.HTTPClient, c.BaseURL, c.Options...),
+	}
+	n.conns[serverID] = p
+	return p, nil
 }
 
 var _ runtime.RemoteInvoker = (*Node)(nil)
@@ -566,8 +592,6 @@ func (n *Node) authenticate(h http.Handler) http.Handler {
 	})
 }
 
-// sysClients returns the typed sys clients for a server.
-func (n *Node) conn(serverID string) (*runtime.RemoteConn, error) { return n.RemoteConn(serverID) }
 
 // callCtx applies the default deadline to ctx.
 func (n *Node) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {

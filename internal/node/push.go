@@ -9,21 +9,19 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
-	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
 // channelPush calls ChannelRemote.PushMessage on a frontend.
 func (n *Node) channelPush(ctx context.Context, frontendID string, req *sysv1.PushMessageRequest) (*sysv1.PushMessageResponse, error) {
-	c, err := n.conn(frontendID)
+	p, err := n.peer(frontendID)
 	if err != nil {
 		return nil, err
 	}
-	cl := sysv1connect.NewChannelRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
 	ctx, cancel := n.callCtx(ctx)
 	defer cancel()
-	res, err := cl.PushMessage(ctx, connect.NewRequest(req))
+	res, err := p.channel.PushMessage(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, asUnavailable(frontendID, err)
 	}
@@ -147,11 +145,10 @@ func (n *Node) Broadcast(ctx context.Context, frontendType, route string, msg pr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := n.conn(f.ID)
+			p, err := n.peer(f.ID)
 			if err == nil {
-				cl := sysv1connect.NewChannelRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
 				cctx, cancel := n.callCtx(ctx)
-				_, err = cl.Broadcast(cctx, connect.NewRequest(req))
+				_, err = p.channel.Broadcast(cctx, connect.NewRequest(req))
 				cancel()
 			}
 			errs[i] = asUnavailable(f.ID, err)

@@ -24,11 +24,11 @@ func (o *origin) local(frontendID string) (*session.Service, bool) {
 }
 
 func (o *origin) sessionClient(frontendID string) (sysv1connect.SessionRemoteClient, error) {
-	c, err := o.n.conn(frontendID)
+	p, err := o.n.peer(frontendID)
 	if err != nil {
 		return nil, err
 	}
-	return sysv1connect.NewSessionRemoteClient(c.HTTPClient, c.BaseURL, c.Options...), nil
+	return p.session, nil
 }
 
 func (o *origin) Bind(ctx context.Context, frontendID string, sid uint64, uid string) error {

@@ -15,6 +15,7 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/internal/workpool"
+	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
@@ -375,76 +376,45 @@ var handlerPool = workpool.New(context.Background())
 // everything queued as one stream message, so responses that finish while
 // a write is under way share the next one.
 type responseQueue struct {
-	mu     sync.Mutex
-	queue  []*sysv1.ForwardResponse
-	closed bool
-	wake   chan struct{}
+	q *batchq.Queue[*sysv1.ForwardResponse]
 }
 
 func newResponseQueue() *responseQueue {
-	return &responseQueue{wake: make(chan struct{}, 1)}
+	return &responseQueue{q: batchq.New(batchq.Config[*sysv1.ForwardResponse]{})}
 }
 
-func (q *responseQueue) push(r *sysv1.ForwardResponse) {
-	q.mu.Lock()
-	q.queue = append(q.queue, r)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
+func (q *responseQueue) push(r *sysv1.ForwardResponse) { q.q.Push(r) }
 
 // close makes run return once everything queued is written.
-func (q *responseQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
+func (q *responseQueue) close() { q.q.Close() }
 
 func (q *responseQueue) run(ctx context.Context, st *connect.BidiStream[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]) error {
-	var spare []*sysv1.ForwardResponse
+	var rs []*sysv1.ForwardResponse
 	batch := &sysv1.ForwardResponseBatch{}
 	for {
 		select {
-		case <-q.wake:
+		case <-q.q.Ready():
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		for {
-			q.mu.Lock()
-			rs, closed := q.queue, q.closed
-			if len(rs) == 0 {
-				q.mu.Unlock()
-				if closed {
-					return nil
-				}
-				break
-			}
-			q.queue = spare[:0] // never the array being sent
-			q.mu.Unlock()
-			err := inChunks(rs, responseSize, func(rs []*sysv1.ForwardResponse) error {
-				batch.Responses = rs
-				err := st.Send(batch)
-				if err != nil {
-					// A response that cannot be encoded fails alone (forward.go).
-					if ok, changed := keepEncodable(rs, repairResponse); changed {
-						batch.Responses = ok
-						err = st.Send(batch)
-					}
-				}
-				return err
-			})
-			batch.Responses = nil
-			clear(rs)
-			spare = rs
+		var closed bool
+		rs, closed = q.q.Take(rs)
+		err := inChunks(rs, responseSize, func(rs []*sysv1.ForwardResponse) error {
+			batch.Responses = rs
+			err := st.Send(batch)
 			if err != nil {
-				return err
+				// A response that cannot be encoded fails alone (forward.go).
+				if ok, changed := keepEncodable(rs, repairResponse); changed {
+					batch.Responses = ok
+					err = st.Send(batch)
+				}
 			}
+			return err
+		})
+		batch.Responses = nil
+		clear(rs)
+		if err != nil || closed {
+			return err
 		}
 	}
 }

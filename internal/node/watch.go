@@ -8,7 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
-	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -88,63 +88,47 @@ func (h *watchHub) rememberLocked(snap session.Snapshot) {
 // returns: nothing writes to a stream whose handler has finished, and a
 // slow watcher never blocks the goroutine that closes a session.
 type watchStream struct {
-	mu       sync.Mutex
-	queue    []*sysv1.SessionEvent
-	closed   bool
-	wake     chan struct{}
-	overflow chan struct{}
+	// q ends (Done) when the stream ends or overflows: serve returns.
+	q *batchq.Queue[*sysv1.SessionEvent]
 }
 
 func newWatchStream() *watchStream {
-	return &watchStream{wake: make(chan struct{}, 1), overflow: make(chan struct{})}
+	return &watchStream{q: batchq.New(batchq.Config[*sysv1.SessionEvent]{Limit: maxWatchQueue})}
 }
 
-// enqueue queues ev; it never blocks.
+// enqueue queues ev; it never blocks. A watcher maxWatchQueue events
+// behind has its stream ended.
 func (ws *watchStream) enqueue(ev *sysv1.SessionEvent) {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	if ws.closed {
-		return
-	}
-	if len(ws.queue) >= maxWatchQueue {
-		ws.closed = true
-		close(ws.overflow)
-		return
-	}
-	ws.queue = append(ws.queue, ev)
-	select {
-	case ws.wake <- struct{}{}:
-	default:
+	if ws.q.Push(ev) == batchq.ErrFull {
+		ws.q.Close()
 	}
 }
 
-func (ws *watchStream) close() {
-	ws.mu.Lock()
-	if !ws.closed {
-		ws.closed = true
-		close(ws.overflow)
-	}
-	ws.mu.Unlock()
-}
+func (ws *watchStream) close() { ws.q.Close() }
 
-// run writes queued events until ctx is done (nil) or a write fails (its
-// error).
+// run writes queued events until ctx is done or the stream ends (nil) or
+// a write fails (its error). What is queued when the stream ends is not
+// written: the watcher resubscribes, and hears of sessions closed meanwhile
+// then.
 func (ws *watchStream) run(ctx context.Context, st *connect.BidiStream[sysv1.WatchSessionsRequest, sysv1.SessionEvent]) error {
+	var evs []*sysv1.SessionEvent
 	for {
 		select {
-		case <-ws.wake:
+		case <-ws.q.Ready():
 		case <-ctx.Done():
 			return nil
 		}
-		ws.mu.Lock()
-		evs := ws.queue
-		ws.queue = nil
-		ws.mu.Unlock()
+		var closed bool
+		evs, closed = ws.q.Take(evs)
+		if closed {
+			return nil
+		}
 		for _, ev := range evs {
 			if err := st.Send(ev); err != nil {
 				return err
 			}
 		}
+		clear(evs)
 	}
 }
 
@@ -204,8 +188,8 @@ func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sy
 			req = r
 		case <-n.closeCh:
 			return nil
-		case <-ws.overflow:
-			return nil
+		case <-ws.q.Done():
+			return nil // overflowed
 		case <-ctx.Done():
 			return nil
 		}
@@ -284,11 +268,10 @@ type watchClient struct {
 	stream  *connect.BidiStreamForClient[sysv1.WatchSessionsRequest, sysv1.SessionEvent]
 	cancel  context.CancelFunc
 
-	mu       sync.RWMutex
-	sids     map[uint64]struct{} // watched; nil once the stream ended
-	gone     [2]map[uint64]struct{}
-	pending  []uint64 // subscriptions not sent yet
-	flushing bool     // a flush goroutine sends pending
+	mu      sync.RWMutex
+	sids    map[uint64]struct{} // watched; nil once the stream ended
+	gone    [2]map[uint64]struct{}
+	pending *batchq.Queue[uint64] // subscriptions not sent yet, pushed under mu
 }
 
 // maxGoneGeneration bounds one generation of a watchClient's reported
@@ -314,39 +297,32 @@ func (wc *watchClient) knownLocked(sid uint64) bool {
 	return ok0 || ok1
 }
 
-// subscribeLocked queues subscriptions to sids and makes sure a flush
-// goroutine sends them: subscriptions made while a Send is under way
-// share the next one.
+// subscribeLocked queues subscriptions to sids for send: subscriptions
+// made while a Send is under way share the next one.
 func (wc *watchClient) subscribeLocked(sids []uint64) {
 	for _, sid := range sids {
 		wc.sids[sid] = struct{}{}
-	}
-	wc.pending = append(wc.pending, sids...)
-	if !wc.flushing {
-		wc.flushing = true
-		go wc.flush()
+		wc.pending.Push(sid)
 	}
 }
 
-// flush sends the pending subscriptions until none is left. A failed Send
-// also ends the stream's receive loop, which resubscribes or reports the
-// sessions: the subscription is not lost.
-func (wc *watchClient) flush() {
+// send sends the pending subscriptions until the stream ends (ctx) or a
+// Send fails. A failed Send also ends the stream's receive loop, which
+// resubscribes or reports the sessions: the subscription is not lost.
+func (wc *watchClient) send(ctx context.Context) {
+	defer wc.pending.Discard()
+	var sids []uint64
 	for {
-		wc.mu.Lock()
-		sids := wc.pending
-		wc.pending = nil
-		if len(sids) == 0 || wc.sids == nil {
-			wc.flushing = false
-			wc.mu.Unlock()
+		select {
+		case <-wc.pending.Ready():
+		case <-ctx.Done():
 			return
 		}
-		wc.mu.Unlock()
+		sids, _ = wc.pending.Take(sids)
+		if len(sids) == 0 {
+			continue
+		}
 		if wc.stream.Send(&sysv1.WatchSessionsRequest{Subscribe: sids}) != nil {
-			wc.mu.Lock()
-			wc.pending = nil
-			wc.flushing = false
-			wc.mu.Unlock()
 			return
 		}
 	}
@@ -356,7 +332,7 @@ func (wc *watchClient) flush() {
 // is none (or its frontend moved); failures counts the streams to that
 // frontend that failed just before it.
 func (h *watchHub) client(n *Node, frontendID string, failures int) (*watchClient, error) {
-	c, err := n.conn(frontendID)
+	p, err := n.peer(frontendID)
 	if err != nil {
 		return nil, err
 	}
@@ -368,14 +344,15 @@ func (h *watchHub) client(n *Node, frontendID string, failures int) (*watchClien
 	default:
 	}
 	wc := h.out[frontendID]
-	if wc == nil || wc.addr != c.BaseURL {
+	if wc == nil || wc.addr != p.conn.BaseURL {
 		if wc != nil {
 			wc.cancel()
 		}
 		sctx, cancel := context.WithCancel(context.Background())
-		cl := sysv1connect.NewSessionRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)
-		wc = &watchClient{addr: c.BaseURL, started: time.Now(), stream: cl.WatchSessions(sctx), sids: map[uint64]struct{}{}, cancel: cancel}
+		wc = &watchClient{addr: p.conn.BaseURL, started: time.Now(), stream: p.session.WatchSessions(sctx), sids: map[uint64]struct{}{}, cancel: cancel,
+			pending: batchq.New(batchq.Config[uint64]{})}
 		h.out[frontendID] = wc
+		go wc.send(sctx)
 		go h.receive(n, frontendID, wc, failures)
 	}
 	return wc, nil

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/runtime"
 )
 
@@ -129,14 +130,12 @@ func BatchScheduler(flushInterval time.Duration, maxBatch int, opts ...BatchOpti
 		interval: flushInterval,
 		maxBatch: maxBatch,
 		timeout:  DefaultBatchTimeout,
-		arrived:  make(chan struct{}, 1),
-		full:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(b)
 	}
+	b.q = batchq.New(batchq.Config[batchJob]{FullAt: maxBatch})
 	if b.maxPending <= 0 {
 		b.maxPending = max(1024, 4*maxBatch)
 	}
@@ -161,15 +160,12 @@ type batchScheduler struct {
 	timeout    time.Duration
 	onFailure  func(DeliveryFailure)
 
-	slots   chan struct{} // one token per push queued or in delivery
-	arrived chan struct{} // a push arrived in an empty queue
-	full    chan struct{} // maxBatch pushes are waiting
-	stop    chan struct{} // closed by Close
-	done    chan struct{} // closed when run returns
+	slots chan struct{} // one token per push queued or in delivery
+	done  chan struct{} // closed when run returns
 
-	mu      sync.Mutex
-	pending []batchJob
-	closed  bool
+	// q holds the pushes waiting for a flush: Ready when one arrived in an
+	// empty queue, Full when maxBatch wait, Done once Close was called.
+	q *batchq.Queue[batchJob]
 
 	spare []batchJob // owned by run
 }
@@ -177,20 +173,6 @@ type batchScheduler struct {
 var errSchedulerClosed = runtime.Errorf(runtime.ErrClosed, "push scheduler is closed")
 
 func (b *batchScheduler) queues() {}
-
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-func drain(c chan struct{}) {
-	select {
-	case <-c:
-	default:
-	}
-}
 
 // Schedule implements Scheduler.
 func (b *batchScheduler) Schedule(ctx context.Context, frontendID, route string, msg proto.Message, uids []string, d Delivery) ([]string, error) {
@@ -202,39 +184,23 @@ func (b *batchScheduler) Schedule(ctx context.Context, frontendID, route string,
 	default:
 		select {
 		case b.slots <- struct{}{}:
-		case <-b.stop:
+		case <-b.q.Done():
 			return slices.Clone(uids), errSchedulerClosed
 		case <-ctx.Done():
 			return slices.Clone(uids), fmt.Errorf("push %s to frontend %s: waiting for the batch queue: %w", route, frontendID, ctx.Err())
 		}
 	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if b.q.Push(batchJob{ctx: ctx, frontendID: frontendID, route: route, msg: msg, uids: uids, d: d}) != nil {
 		<-b.slots
 		return slices.Clone(uids), errSchedulerClosed
 	}
-	b.pending = append(b.pending, batchJob{ctx: ctx, frontendID: frontendID, route: route, msg: msg, uids: uids, d: d})
-	n := len(b.pending)
-	if n == 1 {
-		signal(b.arrived)
-	}
-	if b.maxBatch > 0 && n >= b.maxBatch {
-		signal(b.full)
-	}
-	b.mu.Unlock()
 	return nil, nil
 }
 
 // Close implements Scheduler: it delivers everything queued, stops the
 // scheduler's goroutine and waits for it. Closing twice is harmless.
 func (b *batchScheduler) Close() error {
-	b.mu.Lock()
-	if !b.closed {
-		b.closed = true
-		close(b.stop)
-	}
-	b.mu.Unlock()
+	b.q.Close()
 	<-b.done
 	return nil
 }
@@ -244,36 +210,29 @@ func (b *batchScheduler) run() {
 	timer := time.NewTimer(b.interval)
 	timer.Stop()
 	for {
+		<-b.q.Ready() // a push arrived, or Close
 		select {
-		case <-b.arrived:
-		case <-b.stop:
-			b.flush()
+		case <-b.q.Done():
+		default:
+			timer.Reset(b.interval)
+			select {
+			case <-timer.C:
+			case <-b.q.Full():
+				timer.Stop()
+			case <-b.q.Done():
+				timer.Stop()
+			}
+		}
+		if b.flush() {
 			return
 		}
-		timer.Reset(b.interval)
-		select {
-		case <-timer.C:
-		case <-b.full:
-			timer.Stop()
-		case <-b.stop:
-			timer.Stop()
-			b.flush()
-			return
-		}
-		b.flush()
 	}
 }
 
-// flush delivers everything queued. It runs on the run goroutine only.
-func (b *batchScheduler) flush() {
-	b.mu.Lock()
-	jobs := b.pending
-	b.pending = b.spare[:0]
-	// The signals are sent under mu: any pending one is about the jobs
-	// taken now.
-	drain(b.arrived)
-	drain(b.full)
-	b.mu.Unlock()
+// flush delivers everything queued and reports whether the scheduler is
+// closed (nothing more will come). It runs on the run goroutine only.
+func (b *batchScheduler) flush() (closed bool) {
+	jobs, closed := b.q.Take(b.spare)
 	if len(jobs) > 0 {
 		b.deliver(jobs)
 		for range jobs {
@@ -282,6 +241,7 @@ func (b *batchScheduler) flush() {
 	}
 	clear(jobs) // let the messages go
 	b.spare = jobs[:0]
+	return closed
 }
 
 func (b *batchScheduler) deliver(jobs []batchJob) {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/wire"
@@ -41,13 +42,9 @@ type conn struct {
 	lastRecv  atomic.Int64 // unix nanos of the last package received
 	timer     *time.Timer  // handshake, then heartbeat timeout
 
-	// send queue, drained by writeLoop
-	mu       sync.Mutex
-	queue    [][]byte
-	spare    [][]byte
-	queued   int
-	closing  bool // no more Sends; flush then close
-	wake     chan struct{}
+	// send queue, drained by writeLoop; closed: no more Sends, flush then
+	// close
+	out      *batchq.Queue[[]byte]
 	done     chan struct{} // closed when the connection is finished
 	doneOnce sync.Once
 
@@ -83,7 +80,7 @@ func newConn(c *Connector, t transport) *conn {
 	cn := &conn{
 		c:          c,
 		transport:  t,
-		wake:       make(chan struct{}, 1),
+		out:        batchq.New(batchq.Config[[]byte]{Limit: c.cfg.SendQueueBytes, Weight: func(p []byte) int { return len(p) }}),
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 		room:       make(chan struct{}, 1),
@@ -114,46 +111,26 @@ func (cn *conn) Send(pkgs []byte) error {
 		}
 		return errNotReady
 	}
-	cn.mu.Lock()
-	if cn.closing {
-		cn.mu.Unlock()
-		return runtime.Errorf(runtime.ErrClosed, "connection closed")
-	}
-	if cn.queued+len(pkgs) > cn.c.cfg.SendQueueBytes {
-		cn.mu.Unlock()
-		// Kick outside the lock: the close hooks may push to other sessions.
+	switch cn.out.Push(pkgs) {
+	case nil:
+		return nil
+	case batchq.ErrFull:
+		// Kick on another goroutine: the close hooks may push to other
+		// sessions.
 		go cn.c.sessions.CloseSession(cn.sess, KickReasonSlowConsumer, true)
 		return errSlowConsumer
 	}
-	cn.queue = append(cn.queue, pkgs)
-	cn.queued += len(pkgs)
-	cn.mu.Unlock()
-	cn.signal()
-	return nil
-}
-
-func (cn *conn) signal() {
-	select {
-	case cn.wake <- struct{}{}:
-	default:
-	}
+	return runtime.Errorf(runtime.ErrClosed, "connection closed")
 }
 
 // sendControl queues a control package even when the queue is over its
 // limit (heartbeats, handshake replies, the final kick).
 func (cn *conn) sendControl(pkg []byte, thenClose bool) {
-	cn.mu.Lock()
-	if cn.closing {
-		cn.mu.Unlock()
-		return
-	}
-	cn.queue = append(cn.queue, pkg)
-	cn.queued += len(pkg)
 	if thenClose {
-		cn.closing = true
+		cn.out.PushAndClose(pkg)
+	} else {
+		cn.out.PushUnbounded(pkg)
 	}
-	cn.mu.Unlock()
-	cn.signal()
 }
 
 // Kick implements session.Conn: stop reading, answer every accepted
@@ -238,10 +215,7 @@ func (cn *conn) closeAfterAnswers(kick bool, reason string) {
 		pkg, _ := wire.AppendPackage(nil, wire.TypeKick, wire.KickBody(reason))
 		cn.sendControl(pkg, true)
 	} else {
-		cn.mu.Lock()
-		cn.closing = true
-		cn.mu.Unlock()
-		cn.signal()
+		cn.out.Close()
 	}
 	cn.setState(stateClosed)
 }
@@ -267,10 +241,7 @@ func (cn *conn) finish() {
 	cn.doneOnce.Do(func() {
 		cn.timer.Stop()
 		cn.inCancel()
-		cn.mu.Lock()
-		cn.closing = true
-		cn.queue, cn.spare = nil, nil
-		cn.mu.Unlock()
+		cn.out.Discard()
 		close(cn.done)
 		cn.transport.closeNow()
 		cn.c.removeConn(cn)
@@ -312,46 +283,23 @@ func (cn *conn) onTimer() {
 
 func (cn *conn) writeLoop() {
 	var buf []byte
+	var batch [][]byte
 	for {
 		select {
-		case <-cn.wake:
+		case <-cn.out.Ready():
 		case <-cn.done:
 			return
 		}
-		for {
-			cn.mu.Lock()
-			batch := cn.queue
-			cn.queue, cn.spare = cn.spare[:0], nil
-			cn.queued = 0
-			closing := cn.closing
-			cn.mu.Unlock()
-			if len(batch) == 0 {
-				if closing {
-					// Everything is flushed: close gracefully, letting the
-					// reader see the client's side end (so that unread input
-					// does not reset the connection and lose the KICK).
-					cn.transport.close()
-					select {
-					case <-cn.readerDone:
-					case <-time.After(cn.c.cfg.closeGrace):
-					}
-					cn.finish()
-					return
-				}
-				break
-			}
+		var closing bool
+		batch, closing = cn.out.Take(batch)
+		if len(batch) > 0 {
 			// Coalesce every queued package into one frame.
 			buf = buf[:0]
-			for i, p := range batch {
+			for _, p := range batch {
 				buf = append(buf, p...)
-				batch[i] = nil
 			}
+			clear(batch) // the packages are copied: let them go now
 			err := cn.transport.write(buf, cn.c.cfg.WriteTimeout)
-			cn.mu.Lock()
-			if cn.spare == nil {
-				cn.spare = batch[:0]
-			}
-			cn.mu.Unlock()
 			if err != nil {
 				cn.c.sessions.CloseSession(cn.sess, "", false)
 				cn.finish()
@@ -360,6 +308,18 @@ func (cn *conn) writeLoop() {
 			if cap(buf) > 64<<10 {
 				buf = nil
 			}
+		}
+		if closing {
+			// Everything is flushed: close gracefully, letting the reader
+			// see the client's side end (so that unread input does not
+			// reset the connection and lose the KICK).
+			cn.transport.close()
+			select {
+			case <-cn.readerDone:
+			case <-time.After(cn.c.cfg.closeGrace):
+			}
+			cn.finish()
+			return
 		}
 	}
 }

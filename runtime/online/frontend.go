@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
@@ -27,13 +28,17 @@ type frontend struct {
 	gen     uint64        // counts changes
 	done    uint64        // the changes up to gen done are in Redis
 	doneCh  chan struct{} // closed, and replaced, when done advances
-	wake    chan struct{}
 	stopped bool
 	healthy bool // the last write succeeded: binds wait for theirs
 	stopCh  chan struct{}
 	exited  chan struct{}
 
 	synced map[uint64]string // what Redis holds; owned by run
+
+	// noted has the sessions changed noted, pushed under mu; flush takes
+	// them into dirty (taken is its last batch).
+	noted *batchq.Queue[uint64]
+	taken []uint64
 }
 
 func newFrontend(s *Service, fid string) *frontend {
@@ -44,7 +49,7 @@ func newFrontend(s *Service, fid string) *frontend {
 		want:    map[uint64]string{},
 		dirty:   map[uint64]struct{}{},
 		doneCh:  make(chan struct{}),
-		wake:    make(chan struct{}, 1),
+		noted:   batchq.New(batchq.Config[uint64]{}),
 		stopCh:  make(chan struct{}),
 		exited:  make(chan struct{}),
 		synced:  map[uint64]string{},
@@ -112,15 +117,11 @@ func (f *frontend) changed(ss *session.Session, wait bool) {
 	} else {
 		f.want[sid] = uid
 	}
-	f.dirty[sid] = struct{}{}
+	f.noted.Push(sid)
 	f.gen++
 	gen := f.gen
 	wait = wait && f.healthy
 	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
 	if !wait {
 		return
 	}
@@ -163,7 +164,7 @@ func (f *frontend) run() {
 	backoff := 50 * time.Millisecond
 	for {
 		select {
-		case <-f.wake:
+		case <-f.noted.Ready():
 		case <-retry.C:
 		case <-beat.C:
 			if err := f.heartbeat(s.ctx); err != nil {
@@ -189,6 +190,10 @@ const syncBatch = 256
 func (f *frontend) flush(ctx context.Context) error {
 	f.mu.Lock()
 	gen := f.gen
+	f.taken, _ = f.noted.Take(f.taken)
+	for _, sid := range f.taken {
+		f.dirty[sid] = struct{}{}
+	}
 	if len(f.dirty) == 0 {
 		f.advance(gen)
 		f.mu.Unlock()
