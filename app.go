@@ -32,8 +32,9 @@ import (
 const DefaultShutdownTimeout = 10 * time.Second
 
 // Config describes one server of a cluster: who it is, where it listens,
-// how it finds the others, and how it treats clients. Only ID and Type are
-// required when ClusterFile names a file that lists the server.
+// how it finds the others, and how it treats clients. ID and Type are
+// required, and RPCAddr (or RPCListener); when ClusterFile names a file
+// that lists the server, ID alone is: the file's entry gives the rest.
 type Config struct {
 	// ID is the server id, unique in the cluster ("connector-1").
 	ID string

@@ -7,6 +7,9 @@
 // plugin that turns annotated services into Go is protoc-gen-pomelo; gen/
 // holds the generated code of the protos under proto/.
 //
+// docs/GUIDE.md in the repository takes a project of one's own from
+// `pomelo new` to a cluster; the Example below is the quick start.
+//
 // Naming: package runtime has the standard library's name, so an
 // application does not import it. This package gives the names handlers
 // use under its own: Session, Error, Errorf, DefineError, NewError, the named

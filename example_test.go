@@ -28,7 +28,7 @@ func Example() {
 	  {"id": "connector-1", "type": "connector", "host": "127.0.0.1", "rpcPort": 4101, "frontend": true, "wsPort": 3101},
 	  {"id": "echo-1", "type": "echo", "host": "127.0.0.1", "rpcPort": 4102}]}`))
 	setup := func(app *pomelo.App) error {
-		if app.Type() == "echo" {
+		if app.Type() == testingv1.EchoHandlerServerType { // "echo"
 			return testingv1.RegisterEchoHandlerServer(app, hello{})
 		}
 		return nil

@@ -5,12 +5,17 @@
 //
 // It runs from buf.gen.yaml, next to protoc-gen-go; its REMOTE services are
 // Connect services it generates itself, so protoc-gen-connect-go is not run
-// on annotated protos:
+// on annotated protos. A project made by `pomelo new` declares it as a Go
+// tool in its go.mod (tool github.com/pomelo-go/pomelo/protoc-gen-pomelo)
+// and runs it as one:
 //
 //	plugins:
-//	  - local: ["go", "run", "./protoc-gen-pomelo"]
+//	  - local: ["go", "tool", "protoc-gen-pomelo"]
 //	    out: gen
 //	    opt: paths=source_relative
+//
+// (this repository's own buf.gen.yaml runs it from source, with
+// ["go", "run", "./protoc-gen-pomelo"]).
 //
 // It accepts protoc-gen-go's parameters (paths, module, M...).
 package main

@@ -47,7 +47,7 @@ var (
 	backendStreamFuncs  = []string{"node.(*msgRemote).Forward", "node.(*responseQueue)"}
 )
 
-// Finding 2 of issue 9: each forward stream that broke under traffic left
+// A regression test: each forward stream that broke under traffic left
 // goroutines and HTTP/2 streams behind on both the frontend and the
 // backend, for good. Breaking the stream many times while requests are in
 // flight must leave no more than one live stream's goroutines on either

@@ -67,7 +67,7 @@ func errName(err error) string {
 	return runtime.AsError(err).Name
 }
 
-// Finding 1 of issue 9: a request or notify whose route is invalid UTF-8
+// A regression test: a request or notify whose route is invalid UTF-8
 // broke the shared forward stream, and every request on it, other users'
 // included, failed UNAVAILABLE. Now the hostile request alone is answered
 // BAD_REQUEST, its notifies are dropped, its connection stays open, and the

@@ -3,6 +3,10 @@
 // protocol (handshake, ack, heartbeat, kick), one reader and one coalescing
 // writer per connection, and the per-session inbox that hands messages to
 // the handling chain in arrival order.
+//
+// A frontend's App (github.com/pomelo-go/pomelo) runs the connector; users
+// tune it with Config (heartbeat, limits, TLS, origin policy), given as the
+// App's Config.Connector, and read the kick reasons it sends.
 package connector
 
 import (

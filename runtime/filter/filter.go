@@ -1,7 +1,9 @@
 // Package filter holds the built-in filters of the handling chain: a real
 // timeout, Pomelo's slow-request timer pattern, a per-session rate limit and
-// overload protection. Add them with Server.GlobalFilter (on frontends,
-// before forwarding) or Server.Filter (around the handlers a server runs).
+// overload protection. Add them to an App (github.com/pomelo-go/pomelo)
+// with App.GlobalFilter or Config.GlobalFilters (on frontends, for every
+// client message, before forwarding) or App.Filter or Config.Filters
+// (around the handlers a server runs).
 package filter
 
 import (

@@ -9,8 +9,10 @@
 // online status, runtime/online) expires, and deleted by the online
 // status's reaper.
 //
-//	on := online.New(rdb, online.Config{})
-//	channels := globalchannel.New(on) // before the App attaches on
+// An App (github.com/pomelo-go/pomelo) whose Config.Online is set makes
+// them: App.GlobalChannels returns them, on any server of the cluster:
+//
+//	channels := app.GlobalChannels()
 //	err = channels.Add(ctx, "room-1", uid, session.FrontendID())
 //	failed, err := channels.Push(ctx, "room-1", "onChat", msg)
 package globalchannel

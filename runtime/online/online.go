@@ -11,15 +11,17 @@
 // frontend crashes its liveness key expires: readers ignore its entries at
 // once, and a reaper running on every attached server deletes them.
 //
-// Use one Service per server, given to its App, which attaches it to the
-// server's cluster node before the node starts and closes it after the
-// server drained:
+// Use one Service per server, as the Config.Online of its App
+// (github.com/pomelo-go/pomelo): Serve attaches it before the server joins
+// the cluster and closes it when it returns (the Redis client stays the
+// caller's):
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-//	on := online.New(rdb, online.Config{Policy: session.KickOld})
+//	cfg.Online = online.New(rdb, online.Config{Policy: session.KickOld})
 //
-// Attach and Node take and return the App's internal node: they are for
-// the App (and the framework's tests), not for users.
+// and log users in with Login. Attach and Node take and return the App's
+// internal node: they are for the App (and the framework's tests), not for
+// users.
 //
 // Keys live under Config.Prefix; the package's scripts need a single Redis
 // (standalone, or a primary managed by Sentinel), not Redis Cluster.

@@ -1,6 +1,10 @@
 // Package session holds the frontend session service (the real sessions of
-// the client connections a frontend server holds) and Local, the per-request
-// view of a session that handlers see on frontends and backends alike.
+// the client connections a frontend server holds; App.Sessions of the root
+// package, github.com/pomelo-go/pomelo) and Local, the per-request view of a
+// session that handlers see on frontends and backends alike, as the
+// runtime.Session interface (pomelo.Session). Its Policy values are the
+// single-session policies of the App's Config.SessionPolicy and of
+// runtime/online.
 //
 // The session types, and which is which:
 //

@@ -305,7 +305,9 @@ func (a *App) setup(s *pomelo.App) error {
 		return chatv1.RegisterEntryHandlerServer(s, newEntry(s, a.configs[s.ID()].Online))
 	case TypeChat:
 		rs := newRooms(s)
-		chatv1.RegisterChatRemoteServer(s, rs)
+		if err := chatv1.RegisterChatRemoteServer(s, rs); err != nil {
+			return err
+		}
 		return chatv1.RegisterChatHandlerServer(s, rs)
 	}
 	return fmt.Errorf("unknown server type %q", s.Type())
