@@ -280,7 +280,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.Online != nil {
 		// Made before the online status attaches, so that a frontend
 		// attaching also clears the memberships its earlier run left.
-		a.global = globalchannel.New(cfg.Online)
+		a.global = globalchannel.New(cfg.Online, globalchannel.Config{})
 	}
 	return a, nil
 }
