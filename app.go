@@ -281,7 +281,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.Online != nil {
 		// Made before the online status attaches, so that a frontend
 		// attaching also clears the memberships its earlier run left.
-		a.global = globalchannel.New(cfg.Online)
+		a.global = globalchannel.New(cfg.Online, globalchannel.Config{})
 	}
 	return a, nil
 }
@@ -521,12 +521,12 @@ func (a *App) Broadcast(ctx context.Context, frontendType, route string, msg pro
 // it when it returns. The service hears of every session close the server
 // does (on a frontend its own sessions', on a backend those of the
 // sessions it handled a request of), so channels created with
-// channel.WithLeaveOnClose drop the members whose session closed.
+// channel.ChannelConfig.LeaveOnClose drop the members whose session closed.
 func (a *App) Channels() *channel.Service {
 	a.channelsMu.Lock()
 	defer a.channelsMu.Unlock()
 	if a.channels == nil {
-		chs := channel.NewService(channel.DeliveryFunc(a.node.PushToFrontend))
+		chs := channel.NewService(channel.DeliveryFunc(a.node.PushToFrontend), channel.Config{})
 		a.node.OnSessionClosed(func(ev cluster.SessionEvent) {
 			chs.SessionClosed(ev.Session.FrontendID, ev.Session.ID, ev.Session.UID)
 		})

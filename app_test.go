@@ -40,11 +40,11 @@ func (e *echoServer) Echo(ctx context.Context, s runtime.Session, req *testingv1
 			return nil, err
 		}
 	}
-	room := e.app.Channels().GetOrCreate("room")
+	room := e.app.Channels().GetOrCreate("room", channel.ChannelConfig{})
 	if err := room.Add(req.Text, s.FrontendID()); err != nil {
 		return nil, err
 	}
-	if err := e.app.Channels().GetOrCreate("lobby", channel.WithLeaveOnClose()).AddSession(s); err != nil {
+	if err := e.app.Channels().GetOrCreate("lobby", channel.ChannelConfig{LeaveOnClose: true}).AddSession(s); err != nil {
 		return nil, err
 	}
 	if _, err := testingv1.EchoPushOnEcho.ToGroup(ctx, room, &testingv1.EchoEvent{From: e.app.ID(), Text: req.Text}); err != nil {
@@ -175,7 +175,7 @@ func TestAppPairForwardsRemotesPushesAndDrainsOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	lobby, _ := back.Channels().Get("lobby")
-	local := front.Channels().GetOrCreate("local", channel.WithLeaveOnClose())
+	local := front.Channels().GetOrCreate("local", channel.ChannelConfig{LeaveOnClose: true})
 	if err := local.Add("carol", "connector-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestAppPairForwardsRemotesPushesAndDrainsOnCancel(t *testing.T) {
 	if err := wait(t, backDone); err != nil {
 		t.Fatalf("backend Serve after cancel: %v", err)
 	}
-	if _, err := back.Channels().Create("late"); !errors.Is(err, runtime.ErrClosed) {
+	if _, err := back.Channels().Create("late", channel.ChannelConfig{}); !errors.Is(err, runtime.ErrClosed) {
 		t.Fatalf("channels after Serve returned: %v", err)
 	}
 }

@@ -64,7 +64,7 @@ func (l *lobby) Echo(ctx context.Context, s pomelo.Session, req *testingv1.EchoR
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	room := l.app.Channels().GetOrCreate("lobby", channel.WithLeaveOnClose())
+	room := l.app.Channels().GetOrCreate("lobby", channel.ChannelConfig{LeaveOnClose: true})
 	if room.Len() >= l.capacity {
 		return nil, pomelo.Errorf(ErrRoomFull, "the lobby has %d players", room.Len())
 	}
@@ -159,7 +159,7 @@ func TestGuideLobbyThroughTestkit(t *testing.T) {
 		t.Fatalf("cid's Echo in a full lobby: %v, want ROOM_FULL", err)
 	}
 
-	// bob disconnects: the channel, made WithLeaveOnClose, drops him once
+	// bob disconnects: the channel, made with LeaveOnClose, drops him once
 	// his session's close reaches the echo server.
 	bob.Close()
 	for {

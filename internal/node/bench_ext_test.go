@@ -80,7 +80,7 @@ func BenchmarkForward(b *testing.B) {
 	pools := map[*clustertest.Member][]*client.Client{}
 	clients := func(b *testing.B, m *clustertest.Member, n int) []*client.Client {
 		for len(pools[m]) < n {
-			c, err := client.Dial(context.Background(), m.TCPURL(), client.WithSerializer(pomelo.Protobuf))
+			c, err := client.Config{Serializer: pomelo.Protobuf}.Dial(context.Background(), m.TCPURL())
 			if err != nil {
 				b.Fatal(err)
 			}

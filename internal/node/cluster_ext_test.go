@@ -83,7 +83,7 @@ func startChat(t *testing.T) *chatCluster {
 }
 
 func (cc *chatCluster) setupChat(t *testing.T, m *clustertest.Member) {
-	chs := channel.NewService(channel.DeliveryFunc(m.Node.PushToFrontend))
+	chs := channel.NewService(channel.DeliveryFunc(m.Node.PushToFrontend), channel.Config{})
 	cc.channels.Store(m.Info.ID, chs)
 	m.Node.OnSessionClosed(func(ev cluster.SessionEvent) {
 		cc.mu.Lock()
@@ -109,14 +109,14 @@ func (cc *chatCluster) setupChat(t *testing.T, m *clustertest.Member) {
 		return obj(map[string]any{"code": 200}), nil
 	})
 	handle(t, m.Server, "chat.h.join", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
-		ch := chs.GetOrCreate(in.Fields["channel"].GetStringValue())
+		ch := chs.GetOrCreate(in.Fields["channel"].GetStringValue(), channel.ChannelConfig{})
 		if err := ch.Add(s.UID(), s.FrontendID()); err != nil {
 			return nil, err
 		}
 		return obj(map[string]any{"code": 200, "members": float64(ch.Len())}), nil
 	})
 	handle(t, m.Server, "chat.h.joinLeaving", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
-		ch := chs.GetOrCreate(in.Fields["channel"].GetStringValue(), channel.WithLeaveOnClose())
+		ch := chs.GetOrCreate(in.Fields["channel"].GetStringValue(), channel.ChannelConfig{LeaveOnClose: true})
 		if err := ch.AddSession(s); err != nil {
 			return nil, err
 		}

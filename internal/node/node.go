@@ -592,7 +592,6 @@ func (n *Node) authenticate(h http.Handler) http.Handler {
 	})
 }
 
-
 // callCtx applies the default deadline to ctx.
 func (n *Node) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {

@@ -14,8 +14,8 @@ import (
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
-	"github.com/pomelo-go/pomelo/internal/workpool"
 	"github.com/pomelo-go/pomelo/internal/batchq"
+	"github.com/pomelo-go/pomelo/internal/workpool"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )

@@ -22,7 +22,7 @@ type benchGoPool struct {
 
 func (p *benchGoPool) get(b *testing.B, n int) []*client.Client {
 	for len(p.clients) < n {
-		c, err := client.Dial(context.Background(), p.addr, client.WithSerializer(p.ser))
+		c, err := client.Config{Serializer: p.ser}.Dial(context.Background(), p.addr)
 		if err != nil {
 			b.Fatal(err)
 		}

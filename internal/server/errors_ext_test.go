@@ -68,11 +68,11 @@ func startFailing(t *testing.T, expose bool) (*server.Server, *testkit.LogBuffer
 	return s, logs
 }
 
-func dialFailing(t *testing.T, s *server.Server, opts ...client.Option) *client.Client {
+func dialFailing(t *testing.T, s *server.Server, cfg client.Config) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, "ws://"+s.WSAddr().String()+"/", opts...)
+	c, err := cfg.Dial(ctx, "ws://"+s.WSAddr().String()+"/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func recordWith(t *testing.T, logs *testkit.LogBuffer, route, s string) map[stri
 
 func TestInternalErrorsReachClientsGenericAndAreLoggedOnce(t *testing.T) {
 	s, logs := startFailing(t, false)
-	c := dialFailing(t, s)
+	c := dialFailing(t, s, client.Config{})
 	for _, tc := range []struct{ route, name, secret, message string }{
 		{"fail.h.secret", pomelo.ErrInternal.Name, "hunter2", "internal error"},
 		{"fail.h.wrapped", pomelo.ErrInternal.Name, "hunter2", "internal error"},
@@ -137,7 +137,7 @@ func TestInternalErrorsReachClientsGenericAndAreLoggedOnce(t *testing.T) {
 
 func TestApplicationErrorsKeepTheirMessagesAndAreNotLogged(t *testing.T) {
 	s, logs := startFailing(t, false)
-	c := dialFailing(t, s)
+	c := dialFailing(t, s, client.Config{})
 	if e := requestError(t, c, "fail.h.app"); e.Code != 1001 || e.Name != "" || e.Message != "not enough gold" {
 		t.Errorf("application error answered %+v", e)
 	}
@@ -151,7 +151,7 @@ func TestApplicationErrorsKeepTheirMessagesAndAreNotLogged(t *testing.T) {
 
 func TestPanickingHandlerIsLoggedOnceWithItsStack(t *testing.T) {
 	s, logs := startFailing(t, false)
-	c := dialFailing(t, s)
+	c := dialFailing(t, s, client.Config{})
 	if e := requestError(t, c, "fail.h.panic"); e.Name != pomelo.ErrInternal.Name || strings.Contains(e.Message, "hunter2") {
 		t.Errorf("panic answered %+v", e)
 	}
@@ -163,7 +163,7 @@ func TestPanickingHandlerIsLoggedOnceWithItsStack(t *testing.T) {
 
 func TestExposeErrorDetailsShowsTheDetailToClients(t *testing.T) {
 	s, logs := startFailing(t, true)
-	c := dialFailing(t, s)
+	c := dialFailing(t, s, client.Config{})
 	if e := requestError(t, c, "fail.h.secret"); e.Name != pomelo.ErrInternal.Name || e.Message != secretText {
 		t.Errorf("in development mode answered %+v, want the handler's text", e)
 	}
@@ -175,7 +175,7 @@ func TestExposeErrorDetailsShowsTheDetailToClients(t *testing.T) {
 
 func TestFloodOfFailingRequestsLogsBoundedLines(t *testing.T) {
 	s, logs := startFailing(t, false)
-	c := dialFailing(t, s)
+	c := dialFailing(t, s, client.Config{})
 	const requests = 300
 	start := time.Now()
 	for i := 0; i < requests; i++ {
@@ -273,7 +273,7 @@ func recordWithKey(t *testing.T, logs *testkit.LogBuffer, k, v string) map[strin
 func TestTheGoClientGetsExactlyTheErrorTheHandlerReturned(t *testing.T) {
 	s, _ := startFailing(t, false)
 	for _, ser := range []pomelo.Serializer{pomelo.JSON, pomelo.Protobuf} {
-		c := dialFailing(t, s, client.WithSerializer(ser))
+		c := dialFailing(t, s, client.Config{Serializer: ser})
 		for route, want := range map[string]*pomelo.Error{
 			"fail.h.app":      pomelo.NewError(1001, "not enough gold"),
 			"fail.h.named":    pomelo.Errorf(errRoomFull, "room %q is full", "r1"),

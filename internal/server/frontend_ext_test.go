@@ -525,7 +525,7 @@ func TestSerializersAndDictionary(t *testing.T) {
 	defer cancel()
 	for _, ser := range []pomelo.Serializer{pomelo.JSON, pomelo.Protobuf} {
 		t.Run(ser.Name(), func(t *testing.T) {
-			c, err := client.Dial(ctx, "ws://"+s.WSAddr().String()+"/", client.WithSerializer(ser))
+			c, err := client.Config{Serializer: ser}.Dial(ctx, "ws://"+s.WSAddr().String()+"/")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -558,7 +558,7 @@ func TestSerializersAndDictionary(t *testing.T) {
 		})
 	}
 	// A client that already has the dictionary version is not sent it.
-	c, err := client.Dial(ctx, "ws://"+s.WSAddr().String()+"/", client.WithDictVersion(mustDictVersion(t, s)))
+	c, err := client.Config{DictVersion: mustDictVersion(t, s)}.Dial(ctx, "ws://"+s.WSAddr().String()+"/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,16 +600,16 @@ func TestClientCheckAndHandshakeHook(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	url := "ws://" + s.WSAddr().String() + "/"
-	_, err := client.Dial(ctx, url, client.WithClientInfo("js-websocket", "0.0.1"))
+	_, err := client.Config{ClientType: "js-websocket", ClientVersion: "0.0.1"}.Dial(ctx, url)
 	var he *client.HandshakeError
 	if !errors.As(err, &he) || he.Code != 501 {
 		t.Fatalf("old client: %v, want handshake 501", err)
 	}
-	_, err = client.Dial(ctx, url, client.WithClientInfo("go", "0.0.2"), client.WithHandshakeUser(json.RawMessage(`{"token":"bad"}`)))
+	_, err = client.Config{ClientType: "go", ClientVersion: "0.0.2", HandshakeUser: json.RawMessage(`{"token":"bad"}`)}.Dial(ctx, url)
 	if !errors.As(err, &he) || he.Code != 500 {
 		t.Fatalf("hook error: %v, want handshake 500", err)
 	}
-	c, err := client.Dial(ctx, url, client.WithClientInfo("go", "0.0.2"), client.WithHandshakeUser(json.RawMessage(`{"token":"good"}`)))
+	c, err := client.Config{ClientType: "go", ClientVersion: "0.0.2", HandshakeUser: json.RawMessage(`{"token":"good"}`)}.Dial(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}

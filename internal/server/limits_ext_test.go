@@ -60,7 +60,7 @@ func TestTLSForWebSocketAndTCP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, url := range []string{"wss://" + s.WSAddr().String() + "/", "tls://" + s.TCPAddr().String()} {
-		c, err := client.Dial(ctx, url, client.WithTLSConfig(cliTLS))
+		c, err := client.Config{TLSConfig: cliTLS}.Dial(ctx, url)
 		if err != nil {
 			t.Fatalf("%s: %v", url, err)
 		}
@@ -158,7 +158,7 @@ func TestPanickingHooksAnswerErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	url := "ws://" + s.WSAddr().String() + "/"
-	_, err := client.Dial(ctx, url, client.WithHandshakeUser(json.RawMessage(`{"boom":true}`)))
+	_, err := client.Config{HandshakeUser: json.RawMessage(`{"boom":true}`)}.Dial(ctx, url)
 	var he *client.HandshakeError
 	if !errors.As(err, &he) || he.Code != 500 {
 		t.Fatalf("panicking handshake hook: %v, want handshake 500", err)

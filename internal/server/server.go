@@ -280,17 +280,18 @@ func (s *Server) Start() error {
 		return nil
 	}
 	ccfg := s.cfg.Connector
+	var dict *wire.Dict
 	if !s.cfg.DisableDict {
 		d, err := s.Dict()
 		if err != nil {
 			return err
 		}
-		ccfg.Dict = d
+		dict = d
 	}
 	if ccfg.Logger == nil {
 		ccfg.Logger = s.log
 	}
-	s.conn = connector.New(ccfg, s.sessions, chainHandler{s})
+	s.conn = connector.New(ccfg, dict, s.sessions, chainHandler{s})
 	if s.cfg.WSAddr != "" {
 		l, err := net.Listen("tcp", s.cfg.WSAddr)
 		if err != nil {

@@ -43,7 +43,7 @@ func routeBy(svcs map[string]*session.Service) channel.Delivery {
 }
 
 func benchChannel(b *testing.B, svc *channel.Service, members []channel.Member) *channel.Channel {
-	c := svc.GetOrCreate("room")
+	c := svc.GetOrCreate("room", channel.ChannelConfig{})
 	for _, m := range members {
 		if err := c.Add(m.UID, m.FrontendID); err != nil {
 			b.Fatal(err)
@@ -56,7 +56,7 @@ func benchChannel(b *testing.B, svc *channel.Service, members []channel.Member) 
 // on one frontend.
 func BenchmarkChannelPush1000(b *testing.B) {
 	svcs, members := benchFrontends(b, 1000, "fe-1")
-	svc := channel.NewService(channel.LocalDelivery(svcs["fe-1"]))
+	svc := channel.NewService(channel.LocalDelivery(svcs["fe-1"]), channel.Config{})
 	defer svc.Close()
 	c := benchChannel(b, svc, members)
 	msg := wrapperspb.String("hello, room")
@@ -72,7 +72,7 @@ func BenchmarkChannelPush1000(b *testing.B) {
 // two frontends: two deliveries, run concurrently.
 func BenchmarkChannelPush1000TwoFrontends(b *testing.B) {
 	svcs, members := benchFrontends(b, 1000, "fe-1", "fe-2")
-	svc := channel.NewService(routeBy(svcs))
+	svc := channel.NewService(routeBy(svcs), channel.Config{})
 	defer svc.Close()
 	c := benchChannel(b, svc, members)
 	msg := wrapperspb.String("hello, room")
@@ -87,7 +87,7 @@ func BenchmarkChannelPush1000TwoFrontends(b *testing.B) {
 // BenchmarkChannelPushExcept1000 pushes to all members but one.
 func BenchmarkChannelPushExcept1000(b *testing.B) {
 	svcs, members := benchFrontends(b, 1000, "fe-1")
-	svc := channel.NewService(channel.LocalDelivery(svcs["fe-1"]))
+	svc := channel.NewService(channel.LocalDelivery(svcs["fe-1"]), channel.Config{})
 	defer svc.Close()
 	c := benchChannel(b, svc, members)
 	msg := wrapperspb.String("hello, room")
@@ -120,7 +120,7 @@ func BenchmarkSessionPushToUIDs1000(b *testing.B) {
 // pushMessageByUids), which groups on every call.
 func BenchmarkPushToMembers1000(b *testing.B) {
 	svcs, members := benchFrontends(b, 1000, "fe-1")
-	svc := channel.NewService(channel.LocalDelivery(svcs["fe-1"]))
+	svc := channel.NewService(channel.LocalDelivery(svcs["fe-1"]), channel.Config{})
 	defer svc.Close()
 	msg := wrapperspb.String("hello, room")
 	b.ReportAllocs()
@@ -135,7 +135,7 @@ func BenchmarkPushToMembers1000(b *testing.B) {
 // that every push regroups the 1,000 members.
 func BenchmarkChannelChurn1000(b *testing.B) {
 	svcs, members := benchFrontends(b, 1000, "fe-1")
-	svc := channel.NewService(channel.LocalDelivery(svcs["fe-1"]))
+	svc := channel.NewService(channel.LocalDelivery(svcs["fe-1"]), channel.Config{})
 	defer svc.Close()
 	c := benchChannel(b, svc, members)
 	msg := wrapperspb.String("hello, room")

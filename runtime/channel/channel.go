@@ -29,7 +29,7 @@ type Channel struct {
 	snap      *snapshot           // copy of groups for pushes; nil when stale
 	destroyed bool
 
-	leaveOnClose bool // set at creation (WithLeaveOnClose), never changed
+	leaveOnClose bool // ChannelConfig.LeaveOnClose, never changed
 }
 
 // member is where a uid is: its frontend, its index in groups[frontend],
@@ -40,17 +40,17 @@ type member struct {
 	sid        uint64
 }
 
-// ChannelOption configures a channel when Service.Create or
-// Service.GetOrCreate creates it.
-type ChannelOption func(*Channel)
-
-// WithLeaveOnClose makes the channel drop a member when its session
-// closes, as reported to Service.SessionClosed (the App reports every
-// session close its server hears of). A member added with AddSession
-// leaves when that session closes; one added with Add leaves when any
-// session of its uid on its frontend closes.
-func WithLeaveOnClose() ChannelOption {
-	return func(c *Channel) { c.leaveOnClose = true }
+// ChannelConfig configures a channel when Service.Create or
+// Service.GetOrCreate creates it. Its zero value is the default
+// configuration.
+type ChannelConfig struct {
+	// LeaveOnClose makes the channel drop a member when its session
+	// closes, as reported to Service.SessionClosed (the App reports every
+	// session close its server hears of). A member added with AddSession
+	// leaves when that session closes; one added with Add leaves when any
+	// session of its uid on its frontend closes. Without it members stay
+	// until they leave.
+	LeaveOnClose bool
 }
 
 // snapshot is the members of a channel grouped by frontend. It is never
@@ -62,15 +62,12 @@ type snapshot struct {
 
 var _ runtime.RoutePusher = (*Channel)(nil)
 
-func newChannel(s *Service, name string, opts []ChannelOption) *Channel {
-	c := &Channel{name: name, svc: s, members: make(map[string]member), groups: make(map[string][]string)}
-	for _, o := range opts {
-		o(c)
-	}
-	return c
+func newChannel(s *Service, name string, cfg ChannelConfig) *Channel {
+	return &Channel{name: name, svc: s, members: make(map[string]member), groups: make(map[string][]string), leaveOnClose: cfg.LeaveOnClose}
 }
 
-// LeavesOnClose reports whether the channel was created WithLeaveOnClose.
+// LeavesOnClose reports whether the channel was created with
+// ChannelConfig.LeaveOnClose.
 func (c *Channel) LeavesOnClose() bool { return c.leaveOnClose }
 
 // Name returns the channel's name.
@@ -91,8 +88,8 @@ func (c *Channel) Add(uid, frontendID string) error {
 }
 
 // AddSession adds the user of session s (bound to a uid) through s's
-// frontend, like Add, and records the session: in a channel created
-// WithLeaveOnClose, the member leaves when s closes, and not when another
+// frontend, like Add, and records the session: in a channel created with
+// LeaveOnClose, the member leaves when s closes, and not when another
 // session of the uid does (a relogin's late close of the old session
 // leaves the new membership alone). Adding the uid again with another
 // session replaces the recorded one. A session without a uid is an error

@@ -50,9 +50,9 @@ func TestGroupsBookkeeping(t *testing.T) {
 		mu.Unlock()
 		return nil, nil
 	})
-	svc := NewService(d)
+	svc := NewService(d, Config{})
 	defer svc.Close()
-	c := svc.GetOrCreate("room")
+	c := svc.GetOrCreate("room", ChannelConfig{})
 	model := map[string]string{}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 5000 {

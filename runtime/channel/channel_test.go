@@ -23,9 +23,9 @@ func TestAddLeaveSetSemantics(t *testing.T) {
 	alice := cl.login("fe-1", "alice", nil)
 	bob := cl.login("fe-2", "bob", nil)
 	alice2 := cl.login("fe-2", "alice", nil) // alice is also on fe-2
-	svc := channel.NewService(cl)
+	svc := channel.NewService(cl, channel.Config{})
 	defer svc.Close()
-	c := svc.GetOrCreate("room")
+	c := svc.GetOrCreate("room", channel.ChannelConfig{})
 
 	for range 3 {
 		if err := c.Add("alice", "fe-1"); err != nil {
@@ -125,9 +125,9 @@ func TestPushReachesBothFrontendsOnce(t *testing.T) {
 		"dave":   cl.login("fe-2", "dave", nil),
 	}
 	outsider := cl.login("fe-2", "outsider", nil)
-	svc := channel.NewService(cl)
+	svc := channel.NewService(cl, channel.Config{})
 	defer svc.Close()
-	c, err := svc.Create("room")
+	c, err := svc.Create("room", channel.ChannelConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,9 +176,9 @@ func mapsEqual(a, b map[string]int) bool {
 func TestPushFailedUIDs(t *testing.T) {
 	cl := newCluster(t, "fe-1", "fe-2")
 	alice := cl.login("fe-1", "alice", nil)
-	svc := channel.NewService(cl)
+	svc := channel.NewService(cl, channel.Config{})
 	defer svc.Close()
-	c := svc.GetOrCreate("room")
+	c := svc.GetOrCreate("room", channel.ChannelConfig{})
 	for _, m := range []channel.Member{{"alice", "fe-1"}, {"ghost", "fe-1"}, {"phantom", "fe-2"}} {
 		if err := c.Add(m.UID, m.FrontendID); err != nil {
 			t.Fatal(err)
@@ -250,9 +250,9 @@ func TestEncodeOncePerSerializer(t *testing.T) {
 	b := cl.login("fe-1", "bob", jsonSer)
 	c1 := cl.login("fe-1", "carol", pbSer)
 	c2 := cl.login("fe-1", "dave", pbSer)
-	svc := channel.NewService(cl)
+	svc := channel.NewService(cl, channel.Config{})
 	defer svc.Close()
-	ch := svc.GetOrCreate("room")
+	ch := svc.GetOrCreate("room", channel.ChannelConfig{})
 	for _, uid := range []string{"alice", "bob", "carol", "dave"} {
 		if err := ch.Add(uid, "fe-1"); err != nil {
 			t.Fatal(err)
@@ -284,7 +284,7 @@ func TestEncodeOncePerSerializer(t *testing.T) {
 
 func TestDestroyedChannel(t *testing.T) {
 	cl := newCluster(t, "fe-1")
-	svc := channel.NewService(cl)
+	svc := channel.NewService(cl, channel.Config{})
 	defer svc.Close()
 
 	check := func(t *testing.T, c *channel.Channel) {
@@ -317,7 +317,7 @@ func TestDestroyedChannel(t *testing.T) {
 	}
 
 	t.Run("Channel.Destroy", func(t *testing.T) {
-		c := svc.GetOrCreate("a")
+		c := svc.GetOrCreate("a", channel.ChannelConfig{})
 		_ = c.Add("alice", "fe-1")
 		if err := c.Destroy(); err != nil {
 			t.Fatal(err)
@@ -325,7 +325,7 @@ func TestDestroyedChannel(t *testing.T) {
 		check(t, c)
 	})
 	t.Run("Service.Destroy", func(t *testing.T) {
-		c := svc.GetOrCreate("b")
+		c := svc.GetOrCreate("b", channel.ChannelConfig{})
 		_ = c.Add("alice", "fe-1")
 		if err := svc.Destroy("b"); err != nil {
 			t.Fatal(err)
@@ -335,7 +335,7 @@ func TestDestroyedChannel(t *testing.T) {
 			t.Fatalf("destroying twice: %v, want NOT_FOUND", err)
 		}
 		// The name is free again, for a new channel.
-		c2 := svc.GetOrCreate("b")
+		c2 := svc.GetOrCreate("b", channel.ChannelConfig{})
 		if c2 == c {
 			t.Fatal("GetOrCreate returned the destroyed channel")
 		}
@@ -354,27 +354,27 @@ func TestDestroyedChannel(t *testing.T) {
 
 func TestServiceCreateGetNames(t *testing.T) {
 	cl := newCluster(t, "fe-1")
-	svc := channel.NewService(cl)
+	svc := channel.NewService(cl, channel.Config{})
 	if got := svc.Names(); len(got) != 0 {
 		t.Fatalf("Names = %v", got)
 	}
-	c, err := svc.Create("b")
+	c, err := svc.Create("b", channel.ChannelConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Name() != "b" {
 		t.Fatalf("Name = %q", c.Name())
 	}
-	if _, err := svc.Create("b"); !errors.Is(err, channel.ErrExists) {
+	if _, err := svc.Create("b", channel.ChannelConfig{}); !errors.Is(err, channel.ErrExists) {
 		t.Fatalf("Create existing: %v, want CHANNEL_EXISTS", err)
 	}
-	if _, err := svc.Create(""); !errors.Is(err, runtime.ErrBadRequest) {
+	if _, err := svc.Create("", channel.ChannelConfig{}); !errors.Is(err, runtime.ErrBadRequest) {
 		t.Fatalf("Create empty: %v", err)
 	}
-	if got := svc.GetOrCreate("b"); got != c {
+	if got := svc.GetOrCreate("b", channel.ChannelConfig{}); got != c {
 		t.Fatal("GetOrCreate did not return the existing channel")
 	}
-	a := svc.GetOrCreate("a")
+	a := svc.GetOrCreate("a", channel.ChannelConfig{})
 	if got, ok := svc.Get("a"); !ok || got != a {
 		t.Fatal("Get(a)")
 	}
@@ -397,10 +397,10 @@ func TestServiceCreateGetNames(t *testing.T) {
 	if err := a.Add("alice", "fe-1"); !errors.Is(err, runtime.ErrClosed) {
 		t.Fatalf("channel of a closed service: %v", err)
 	}
-	if _, err := svc.Create("c"); !errors.Is(err, runtime.ErrClosed) {
+	if _, err := svc.Create("c", channel.ChannelConfig{}); !errors.Is(err, runtime.ErrClosed) {
 		t.Fatalf("Create after Close: %v", err)
 	}
-	if err := svc.GetOrCreate("c").Add("alice", "fe-1"); !errors.Is(err, runtime.ErrClosed) {
+	if err := svc.GetOrCreate("c", channel.ChannelConfig{}).Add("alice", "fe-1"); !errors.Is(err, runtime.ErrClosed) {
 		t.Fatalf("GetOrCreate after Close: %v", err)
 	}
 	if _, err := svc.PushToMembers(ctx, "onChat", wrapperspb.String("x"), []channel.Member{{"alice", "fe-1"}}); !errors.Is(err, runtime.ErrClosed) {
@@ -416,7 +416,7 @@ func TestPushToMembersGrouping(t *testing.T) {
 	alice := cl.login("fe-1", "alice", nil)
 	bob := cl.login("fe-1", "bob", nil)
 	carol := cl.login("fe-2", "carol", nil)
-	svc := channel.NewService(cl)
+	svc := channel.NewService(cl, channel.Config{})
 	defer svc.Close()
 
 	members := []channel.Member{
@@ -459,9 +459,9 @@ func TestPushMessageExcept(t *testing.T) {
 	alice := cl.login("fe-1", "alice", nil)
 	bob := cl.login("fe-1", "bob", nil)
 	carol := cl.login("fe-2", "carol", nil)
-	svc := channel.NewService(cl)
+	svc := channel.NewService(cl, channel.Config{})
 	defer svc.Close()
-	c := svc.GetOrCreate("room")
+	c := svc.GetOrCreate("room", channel.ChannelConfig{})
 	for _, m := range []channel.Member{{"alice", "fe-1"}, {"bob", "fe-1"}, {"carol", "fe-2"}} {
 		_ = c.Add(m.UID, m.FrontendID)
 	}
@@ -504,10 +504,12 @@ func TestPushMessageExcept(t *testing.T) {
 func TestConcurrency(t *testing.T) {
 	for _, sched := range []struct {
 		name string
-		opt  func() channel.Option
+		cfg  func() channel.Config
 	}{
-		{"direct", func() channel.Option { return channel.WithScheduler(channel.DirectScheduler()) }},
-		{"batch", func() channel.Option { return channel.WithScheduler(channel.BatchScheduler(0, 16)) }},
+		{"direct", func() channel.Config { return channel.Config{Scheduler: channel.DirectScheduler()} }},
+		{"batch", func() channel.Config {
+			return channel.Config{Scheduler: channel.BatchScheduler(channel.BatchConfig{MaxBatch: 16})}
+		}},
 	} {
 		t.Run(sched.name, func(t *testing.T) {
 			cl := newCluster(t, "fe-1", "fe-2")
@@ -517,8 +519,8 @@ func TestConcurrency(t *testing.T) {
 				fe := fmt.Sprintf("fe-%d", i%2+1)
 				conns[i] = cl.login(fe, fmt.Sprintf("u%d", i), nil)
 			}
-			svc := channel.NewService(cl, sched.opt())
-			room := svc.GetOrCreate("room")
+			svc := channel.NewService(cl, sched.cfg())
+			room := svc.GetOrCreate("room", channel.ChannelConfig{})
 			var wg sync.WaitGroup
 			for g := range 8 {
 				wg.Go(func() {
@@ -543,7 +545,7 @@ func TestConcurrency(t *testing.T) {
 							_, _ = room.Member(uid)
 						case 7:
 							name := fmt.Sprintf("tmp-%d-%d", g, i%4)
-							c := svc.GetOrCreate(name)
+							c := svc.GetOrCreate(name, channel.ChannelConfig{})
 							_ = c.Add(uid, "fe-1")
 							_, _ = c.PushMessage(ctx, "onTmp", wrapperspb.String("t"))
 							if i%3 == 0 {

@@ -16,7 +16,7 @@
 // once (the default), BatchScheduler queues deliveries and flushes them
 // together on a timer, like Pomelo's "buffer" push scheduler.
 //
-// A channel created WithLeaveOnClose drops a member when its session
+// A channel created with ChannelConfig.LeaveOnClose drops a member when its session
 // closes, once the service is told of the close (Service.SessionClosed; the
 // App tells it of every close its server hears of). Other channels keep
 // their members until they leave.

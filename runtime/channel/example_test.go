@@ -43,10 +43,10 @@ func ExampleService() {
 
 	// On a frontend, LocalDelivery reaches its own sessions; the cluster
 	// layer supplies a Delivery that reaches every frontend.
-	channels := channel.NewService(channel.LocalDelivery(sessions))
+	channels := channel.NewService(channel.LocalDelivery(sessions), channel.Config{})
 	defer channels.Close()
 
-	room := channels.GetOrCreate("room-1")
+	room := channels.GetOrCreate("room-1", channel.ChannelConfig{})
 	_ = room.Add("alice", "connector-1")
 	_ = room.Add("bob", "connector-1")
 	_ = room.Add("carol", "connector-1") // not connected

@@ -13,10 +13,10 @@ func sessionOf(fe string, sid uint64, uid string) *session.Local {
 }
 
 func TestLeaveOnCloseDropsTheClosedSessionsMemberOnly(t *testing.T) {
-	svc := channel.NewService(newCluster(t, "fe-1", "fe-2"))
+	svc := channel.NewService(newCluster(t, "fe-1", "fe-2"), channel.Config{})
 	defer svc.Close()
-	leaving := svc.GetOrCreate("room", channel.WithLeaveOnClose())
-	keeping := svc.GetOrCreate("keep")
+	leaving := svc.GetOrCreate("room", channel.ChannelConfig{LeaveOnClose: true})
+	keeping := svc.GetOrCreate("keep", channel.ChannelConfig{})
 	if !leaving.LeavesOnClose() || keeping.LeavesOnClose() {
 		t.Fatalf("LeavesOnClose = %v, %v; want true, false", leaving.LeavesOnClose(), keeping.LeavesOnClose())
 	}
@@ -45,9 +45,9 @@ func TestLeaveOnCloseDropsTheClosedSessionsMemberOnly(t *testing.T) {
 }
 
 func TestLeaveOnCloseSparesARelogin(t *testing.T) {
-	svc := channel.NewService(newCluster(t, "fe-1"))
+	svc := channel.NewService(newCluster(t, "fe-1"), channel.Config{})
 	defer svc.Close()
-	c, err := svc.Create("room", channel.WithLeaveOnClose())
+	c, err := svc.Create("room", channel.ChannelConfig{LeaveOnClose: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,16 +68,16 @@ func TestLeaveOnCloseSparesARelogin(t *testing.T) {
 }
 
 func TestSessionClosedIgnoresDestroyedChannels(t *testing.T) {
-	svc := channel.NewService(newCluster(t, "fe-1"))
+	svc := channel.NewService(newCluster(t, "fe-1"), channel.Config{})
 	defer svc.Close()
-	c := svc.GetOrCreate("room", channel.WithLeaveOnClose())
+	c := svc.GetOrCreate("room", channel.ChannelConfig{LeaveOnClose: true})
 	if err := c.AddSession(sessionOf("fe-1", 1, "alice")); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Destroy(); err != nil {
 		t.Fatal(err)
 	}
-	again := svc.GetOrCreate("room") // a new channel of the same name, without the option
+	again := svc.GetOrCreate("room", channel.ChannelConfig{}) // a new channel of the same name, without the option
 	if err := again.AddSession(sessionOf("fe-1", 1, "alice")); err != nil {
 		t.Fatal(err)
 	}

@@ -51,16 +51,17 @@ func (directScheduler) Schedule(ctx context.Context, frontendID, route string, m
 
 func (directScheduler) Close() error { return nil }
 
-// DefaultFlushInterval is the flush interval of a BatchScheduler created
-// with a non-positive one: Pomelo's buffer scheduler flushes every 20ms.
+// DefaultFlushInterval is the flush interval of a BatchScheduler whose
+// BatchConfig.FlushInterval is not positive: Pomelo's buffer scheduler
+// flushes every 20ms.
 const DefaultFlushInterval = 20 * time.Millisecond
 
 // DefaultBatchTimeout is the time limit of each delivery a BatchScheduler
-// makes, unless BatchTimeout says otherwise.
+// makes, unless BatchConfig.Timeout says otherwise.
 const DefaultBatchTimeout = 5 * time.Second
 
 // DeliveryFailure describes a queued push that did not reach all of its
-// receivers, as reported by BatchScheduler to the BatchOnFailure callback.
+// receivers, as reported by BatchScheduler to BatchConfig.OnFailure.
 type DeliveryFailure struct {
 	// FrontendID is the frontend the push was for.
 	FrontendID string
@@ -75,39 +76,41 @@ type DeliveryFailure struct {
 	Err error
 }
 
-// BatchOption configures a BatchScheduler.
-type BatchOption func(*batchScheduler)
+// BatchConfig configures a BatchScheduler. Its zero value is the default
+// configuration: Pomelo's buffer scheduler.
+type BatchConfig struct {
+	// FlushInterval is how long after the first push arrives in an empty
+	// queue the queue is flushed (not positive: DefaultFlushInterval).
+	FlushInterval time.Duration
 
-// BatchOnFailure registers fn to learn about queued pushes that failed in
-// part or in full, since Schedule has returned long before. fn runs on the
-// scheduler's goroutines, possibly concurrently for different frontends; it
-// must not block for long and must not call Close.
-func BatchOnFailure(fn func(DeliveryFailure)) BatchOption {
-	return func(b *batchScheduler) { b.onFailure = fn }
-}
+	// MaxBatch, when positive, flushes the queue as soon as that many
+	// pushes are waiting (not positive: only FlushInterval flushes).
+	MaxBatch int
 
-// BatchTimeout sets the time limit of each Delivery call (or PushBatch
-// call) the scheduler makes; zero or less means none. The default is
-// DefaultBatchTimeout. Deliveries do not use the pusher's context, which may
-// well be cancelled by then: they use a context with its values but without
-// its cancellation, plus this limit.
-func BatchTimeout(d time.Duration) BatchOption {
-	return func(b *batchScheduler) { b.timeout = d }
-}
+	// OnFailure, when set, learns about queued pushes that failed in part
+	// or in full, since Schedule has returned long before. It runs on the
+	// scheduler's goroutines, possibly concurrently for different
+	// frontends; it must not block for long and must not call Close.
+	OnFailure func(DeliveryFailure)
 
-// BatchMaxPending bounds the number of pushes queued or being delivered
-// (per frontend part). When the bound is reached, Schedule waits for room
-// until its context is done. The default is 1024, or 4*maxBatch when that
-// is larger.
-func BatchMaxPending(n int) BatchOption {
-	return func(b *batchScheduler) { b.maxPending = n }
+	// Timeout is the time limit of each Delivery call (or PushBatch call)
+	// the scheduler makes (0: DefaultBatchTimeout; negative: none).
+	// Deliveries do not use the pusher's context, which may well be
+	// cancelled by then: they use a context with its values but without its
+	// cancellation, plus this limit.
+	Timeout time.Duration
+
+	// MaxPending bounds the number of pushes queued or being delivered (per
+	// frontend part). When the bound is reached, Schedule waits for room
+	// until its context is done. Not positive: 1024, or 4*MaxBatch when
+	// that is larger.
+	MaxPending int
 }
 
 // BatchScheduler returns a scheduler that queues pushes and delivers them
-// together (Pomelo's "buffer" scheduler): every flushInterval after the
-// first push arrives in an empty queue (DefaultFlushInterval when
-// flushInterval is not positive), or as soon as maxBatch pushes are waiting
-// (never when maxBatch is not positive).
+// together (Pomelo's "buffer" scheduler), configured by cfg: every
+// cfg.FlushInterval after the first push arrives in an empty queue, or as
+// soon as cfg.MaxBatch pushes are waiting.
 //
 // A flush delivers the queued pushes grouped by frontend, in the order they
 // were scheduled for each frontend, one goroutine per frontend. Each push
@@ -118,11 +121,12 @@ func BatchMaxPending(n int) BatchOption {
 // single PushBatch call per flush.
 //
 // Schedule returns nil, nil once the push is queued: failures are reported
-// only through the BatchOnFailure callback. The message and uids are kept
+// only through cfg.OnFailure. The message and uids are kept
 // until the flush and must not be modified. Close delivers everything still
 // queued, then stops the scheduler's goroutine; call it (Service.Close does)
 // or the goroutine stays.
-func BatchScheduler(flushInterval time.Duration, maxBatch int, opts ...BatchOption) Scheduler {
+func BatchScheduler(cfg BatchConfig) Scheduler {
+	flushInterval, maxBatch := cfg.FlushInterval, cfg.MaxBatch
 	if flushInterval <= 0 {
 		flushInterval = DefaultFlushInterval
 	}
@@ -132,8 +136,12 @@ func BatchScheduler(flushInterval time.Duration, maxBatch int, opts ...BatchOpti
 		timeout:  DefaultBatchTimeout,
 		done:     make(chan struct{}),
 	}
-	for _, o := range opts {
-		o(b)
+	b.onFailure, b.maxPending = cfg.OnFailure, cfg.MaxPending
+	switch {
+	case cfg.Timeout > 0:
+		b.timeout = cfg.Timeout
+	case cfg.Timeout < 0:
+		b.timeout = 0 // none
 	}
 	b.q = batchq.New(batchq.Config[batchJob]{FullAt: maxBatch})
 	if b.maxPending <= 0 {

@@ -58,9 +58,9 @@ func TestBatchSchedulerFlushesOnInterval(t *testing.T) {
 	cl := newCluster(t, "fe-1", "fe-2")
 	alice := cl.login("fe-1", "alice", nil)
 	bob := cl.login("fe-2", "bob", nil)
-	svc := channel.NewService(cl, channel.WithScheduler(channel.BatchScheduler(30*time.Millisecond, 0)))
+	svc := channel.NewService(cl, channel.Config{Scheduler: channel.BatchScheduler(channel.BatchConfig{FlushInterval: 30 * time.Millisecond})})
 	defer svc.Close()
-	c := svc.GetOrCreate("room")
+	c := svc.GetOrCreate("room", channel.ChannelConfig{})
 	_ = c.Add("alice", "fe-1")
 	_ = c.Add("bob", "fe-2")
 
@@ -97,7 +97,7 @@ func TestBatchSchedulerFlushesOnMaxBatch(t *testing.T) {
 	noLeak(t)
 	cl := newCluster(t, "fe-1")
 	alice := cl.login("fe-1", "alice", nil)
-	s := channel.BatchScheduler(time.Hour, 3)
+	s := channel.BatchScheduler(channel.BatchConfig{FlushInterval: time.Hour, MaxBatch: 3})
 	defer s.Close()
 	for i := range 2 {
 		if _, err := s.Schedule(ctx, "fe-1", "onChat", wrapperspb.String(fmt.Sprint(i)), []string{"alice"}, cl); err != nil {
@@ -119,8 +119,8 @@ func TestBatchSchedulerCloseFlushes(t *testing.T) {
 	cl := newCluster(t, "fe-1", "fe-2")
 	alice := cl.login("fe-1", "alice", nil)
 	bob := cl.login("fe-2", "bob", nil)
-	svc := channel.NewService(cl, channel.WithScheduler(channel.BatchScheduler(time.Hour, 0)))
-	c := svc.GetOrCreate("room")
+	svc := channel.NewService(cl, channel.Config{Scheduler: channel.BatchScheduler(channel.BatchConfig{FlushInterval: time.Hour})})
+	c := svc.GetOrCreate("room", channel.ChannelConfig{})
 	_ = c.Add("alice", "fe-1")
 	_ = c.Add("bob", "fe-2")
 	for i := range 5 {
@@ -142,7 +142,7 @@ func TestBatchSchedulerCloseFlushes(t *testing.T) {
 func TestBatchSchedulerScheduleAfterClose(t *testing.T) {
 	noLeak(t)
 	cl := newCluster(t, "fe-1")
-	s := channel.BatchScheduler(time.Millisecond, 0)
+	s := channel.BatchScheduler(channel.BatchConfig{FlushInterval: time.Millisecond})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -162,11 +162,11 @@ func TestBatchSchedulerOnFailure(t *testing.T) {
 	cl.login("fe-1", "alice", nil)
 	var mu sync.Mutex
 	var reports []channel.DeliveryFailure
-	s := channel.BatchScheduler(time.Millisecond, 0, channel.BatchOnFailure(func(f channel.DeliveryFailure) {
+	s := channel.BatchScheduler(channel.BatchConfig{FlushInterval: time.Millisecond, OnFailure: func(f channel.DeliveryFailure) {
 		mu.Lock()
 		reports = append(reports, f)
 		mu.Unlock()
-	}))
+	}})
 	// The pusher's context is cancelled once Schedule returns: the delivery
 	// must not use it.
 	pctx, cancel := context.WithCancel(ctx)
@@ -197,7 +197,7 @@ func TestBatchSchedulerOnFailure(t *testing.T) {
 func TestBatchSchedulerRecoversPanics(t *testing.T) {
 	noLeak(t)
 	var got channel.DeliveryFailure
-	s := channel.BatchScheduler(time.Millisecond, 0, channel.BatchOnFailure(func(f channel.DeliveryFailure) { got = f }))
+	s := channel.BatchScheduler(channel.BatchConfig{FlushInterval: time.Millisecond, OnFailure: func(f channel.DeliveryFailure) { got = f }})
 	boom := channel.DeliveryFunc(func(context.Context, string, string, proto.Message, []string) ([]string, error) {
 		panic("boom")
 	})
@@ -219,7 +219,7 @@ func TestBatchSchedulerMaxPending(t *testing.T) {
 		delivered.Add(1)
 		return nil, nil
 	})
-	s := channel.BatchScheduler(time.Millisecond, 0, channel.BatchMaxPending(2))
+	s := channel.BatchScheduler(channel.BatchConfig{FlushInterval: time.Millisecond, MaxPending: 2})
 	for range 2 {
 		if _, err := s.Schedule(ctx, "fe-1", "onChat", wrapperspb.String("x"), []string{"a"}, slow); err != nil {
 			t.Fatal(err)
@@ -275,14 +275,14 @@ func TestBatchSchedulerUsesBatchDelivery(t *testing.T) {
 	bob := cl.login("fe-2", "bob", nil)
 	bd := &batchCluster{cluster: cl, batches: make(map[string][][]channel.Push)}
 	var failures atomic.Int64
-	sched := channel.BatchScheduler(time.Hour, 0, channel.BatchOnFailure(func(f channel.DeliveryFailure) {
+	sched := channel.BatchScheduler(channel.BatchConfig{FlushInterval: time.Hour, OnFailure: func(f channel.DeliveryFailure) {
 		if !slices.Equal(f.Failed, []string{"ghost"}) || f.Err != nil {
 			t.Errorf("failure %+v", f)
 		}
 		failures.Add(1)
-	}))
-	svc := channel.NewService(bd, channel.WithScheduler(sched))
-	c := svc.GetOrCreate("room")
+	}})
+	svc := channel.NewService(bd, channel.Config{Scheduler: sched})
+	c := svc.GetOrCreate("room", channel.ChannelConfig{})
 	_ = c.Add("alice", "fe-1")
 	_ = c.Add("ghost", "fe-1")
 	_ = c.Add("bob", "fe-2")
@@ -324,7 +324,7 @@ func TestBatchSchedulerNoGoroutineLeak(t *testing.T) {
 	cl := newCluster(t, "fe-1", "fe-2", "fe-3")
 	cl.login("fe-1", "alice", nil)
 	for range 10 {
-		svc := channel.NewService(cl, channel.WithScheduler(channel.BatchScheduler(time.Millisecond, 4)))
+		svc := channel.NewService(cl, channel.Config{Scheduler: channel.BatchScheduler(channel.BatchConfig{FlushInterval: time.Millisecond, MaxBatch: 4})})
 		members := []channel.Member{{"alice", "fe-1"}, {"bob", "fe-2"}, {"carol", "fe-3"}}
 		for range 20 {
 			if _, err := svc.PushToMembers(ctx, "onChat", wrapperspb.String("x"), members); err != nil {

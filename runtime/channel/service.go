@@ -17,17 +17,13 @@ import (
 // exists. Its name on the wire is CHANNEL_EXISTS.
 var ErrExists = runtime.DefineError(runtime.CodeFrameworkError, "CHANNEL_EXISTS")
 
-// Option configures a Service.
-type Option func(*Service)
-
-// WithScheduler sets the push scheduler; the default is DirectScheduler.
-// The Service owns it from then on and closes it in Close.
-func WithScheduler(s Scheduler) Option {
-	return func(svc *Service) {
-		if s != nil {
-			svc.sched = s
-		}
-	}
+// Config configures a Service. Its zero value is the default
+// configuration.
+type Config struct {
+	// Scheduler decides when pushes are delivered (nil: DirectScheduler).
+	// The Service owns it from then on and closes it in Close, so one
+	// Scheduler serves one Service.
+	Scheduler Scheduler
 }
 
 // Member is a receiver of a push: a uid and the id of the frontend server
@@ -48,19 +44,19 @@ type Service struct {
 
 	mu       sync.RWMutex
 	channels map[string]*Channel
-	leaving  map[*Channel]struct{} // the channels created WithLeaveOnClose
+	leaving  map[*Channel]struct{} // the channels created with LeaveOnClose
 	closed   bool
 }
 
 // NewService returns a channel service whose pushes go through d, which
-// must not be nil.
-func NewService(d Delivery, opts ...Option) *Service {
+// must not be nil, configured by cfg.
+func NewService(d Delivery, cfg Config) *Service {
 	if d == nil {
 		panic("channel: NewService with a nil Delivery")
 	}
-	s := &Service{delivery: d, sched: DirectScheduler(), channels: make(map[string]*Channel), leaving: make(map[*Channel]struct{})}
-	for _, o := range opts {
-		o(s)
+	s := &Service{delivery: d, sched: cfg.Scheduler, channels: make(map[string]*Channel), leaving: make(map[*Channel]struct{})}
+	if s.sched == nil {
+		s.sched = DirectScheduler()
 	}
 	_, s.async = s.sched.(queueing)
 	return s
@@ -70,12 +66,12 @@ func closedError(format string, args ...any) error {
 	return runtime.Errorf(runtime.ErrClosed, format, args...)
 }
 
-// Create creates the channel name. It returns an error wrapping
+// Create creates the channel name, configured by cfg. It returns an error wrapping
 // runtime.ErrBadRequest for an empty name, one matching ErrExists when the
 // channel exists (Pomelo's createChannel
 // returns the existing channel instead: see GetOrCreate), and one wrapping
 // runtime.ErrClosed once the service is closed.
-func (s *Service) Create(name string, opts ...ChannelOption) (*Channel, error) {
+func (s *Service) Create(name string, cfg ChannelConfig) (*Channel, error) {
 	if name == "" {
 		return nil, runtime.Errorf(runtime.ErrBadRequest, "channel: empty name")
 	}
@@ -87,16 +83,16 @@ func (s *Service) Create(name string, opts ...ChannelOption) (*Channel, error) {
 	if _, ok := s.channels[name]; ok {
 		return nil, runtime.Errorf(ErrExists, "channel %q exists", name)
 	}
-	c := newChannel(s, name, opts)
+	c := newChannel(s, name, cfg)
 	s.addLocked(c)
 	return c, nil
 }
 
-// GetOrCreate returns the channel name, creating it with opts when it does
-// not exist (Pomelo's createChannel); an existing channel keeps the options
-// it was created with. Once the service is closed it returns a destroyed
+// GetOrCreate returns the channel name, creating it configured by cfg when
+// it does not exist (Pomelo's createChannel); an existing channel keeps the
+// configuration it was created with. Once the service is closed it returns a destroyed
 // channel, whose operations fail with runtime.ErrClosed.
-func (s *Service) GetOrCreate(name string, opts ...ChannelOption) *Channel {
+func (s *Service) GetOrCreate(name string, cfg ChannelConfig) *Channel {
 	s.mu.RLock()
 	c, ok := s.channels[name]
 	s.mu.RUnlock()
@@ -108,7 +104,7 @@ func (s *Service) GetOrCreate(name string, opts ...ChannelOption) *Channel {
 	if c, ok := s.channels[name]; ok {
 		return c
 	}
-	c = newChannel(s, name, opts)
+	c = newChannel(s, name, cfg)
 	if s.closed {
 		c.destroyed = true
 		return c
@@ -155,8 +151,8 @@ func (s *Service) Destroy(name string) error {
 }
 
 // SessionClosed tells the service that session sid of user uid on frontend
-// frontendID closed: every channel created WithLeaveOnClose drops the
-// member it was for (see WithLeaveOnClose). uid may be "" when it is not
+// frontendID closed: every channel created with LeaveOnClose drops the
+// member it was for (see ChannelConfig.LeaveOnClose). uid may be "" when it is not
 // known (the frontend was gone); then only members added with that session
 // (AddSession) leave. Other channels are left alone. The App calls it for
 // every session close its server hears of: on a frontend, its own

@@ -2,9 +2,10 @@
 // WebSocket or raw TCP. Tests, bots and load tools use it to talk to a frontend server as a
 // game client would.
 //
-// Dial connects and does the handshake; the Client then sends requests and notifies, pairs
-// responses with requests by id, delivers pushes to subscribers and keeps the connection alive
-// with heartbeats as the JS client does. A Client is safe for concurrent use: many goroutines
+// Dial connects and does the handshake (Config.Dial does it with a Config, whose zero value is
+// what Dial uses); the Client then sends requests and notifies, pairs responses with requests
+// by id, delivers pushes to subscribers and keeps the connection alive with heartbeats as the
+// JS client does. A Client is safe for concurrent use: many goroutines
 // may send requests at once. It implements the runtime.ClientConn interface that generated
 // typed clients call.
 //
@@ -80,18 +81,14 @@ type result struct {
 	err   error
 }
 
-// Dial connects to addr and does the handshake. addr is "ws://host:port/path",
-// "wss://host:port/path", "tcp://host:port" or "tls://host:port" (raw TCP over TLS). It sends
-// the handshake, waits for the reply, sends the HANDSHAKE_ACK and returns once the connection
-// is WORKING; it does not wait for the server's first heartbeat. A refused handshake yields a
-// *HandshakeError with the reply's code. ctx bounds the dial and the handshake only.
-func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
-	o := defaultOptions()
-	for _, f := range opts {
-		if f != nil {
-			f(&o)
-		}
-	}
+// Dial connects to addr with the configuration cfg and does the handshake. addr is
+// "ws://host:port/path", "wss://host:port/path", "tcp://host:port" or "tls://host:port" (raw
+// TCP over TLS). It sends the handshake, waits for the reply, sends the HANDSHAKE_ACK and
+// returns once the connection is WORKING; it does not wait for the server's first heartbeat. A
+// refused handshake yields a *HandshakeError with the reply's code. ctx bounds the dial and the
+// handshake only.
+func (cfg Config) Dial(ctx context.Context, addr string) (*Client, error) {
+	o := cfg.options()
 	hsBody, err := handshakeBody(&o)
 	if err != nil {
 		return nil, err

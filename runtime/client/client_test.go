@@ -25,19 +25,19 @@ var transports = []string{"ws", "tcp"}
 var serializers = []runtime.Serializer{runtime.JSON, runtime.Protobuf}
 
 // setup starts a fake server and dials it.
-func setup(t *testing.T, transport string, cfg fakeConfig, opts ...client.Option) (*fakeServer, *client.Client) {
+func setup(t *testing.T, transport string, cfg fakeConfig, ccfg client.Config) (*fakeServer, *client.Client) {
 	t.Helper()
 	srv := startFakeServer(transport, cfg)
 	t.Cleanup(srv.Close)
-	c := dial(t, srv, opts...)
+	c := dial(t, srv, ccfg)
 	return srv, c
 }
 
-func dial(t *testing.T, srv *fakeServer, opts ...client.Option) *client.Client {
+func dial(t *testing.T, srv *fakeServer, cfg client.Config) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, srv.addr, opts...)
+	c, err := cfg.Dial(ctx, srv.addr)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -65,7 +65,7 @@ func forEach(t *testing.T, f func(t *testing.T, transport string, ser runtime.Se
 
 func TestRequestResponse(t *testing.T) {
 	forEach(t, func(t *testing.T, tr string, ser runtime.Serializer) {
-		_, c := setup(t, tr, fakeConfig{}, client.WithSerializer(ser))
+		_, c := setup(t, tr, fakeConfig{}, client.Config{Serializer: ser})
 		ctx := testCtx(t)
 		var resp wrapperspb.StringValue
 		if err := c.Request(ctx, "test.h.echo", wrapperspb.String("hello"), &resp); err != nil {
@@ -86,7 +86,7 @@ func TestRequestResponse(t *testing.T) {
 }
 
 func TestRequestIDsAndWireFormat(t *testing.T) {
-	srv, c := setup(t, "ws", fakeConfig{})
+	srv, c := setup(t, "ws", fakeConfig{}, client.Config{})
 	ctx := testCtx(t)
 	for i := 1; i <= 3; i++ {
 		if err := c.Request(ctx, "test.h.echo", wrapperspb.String("x"), nil); err != nil {
@@ -101,7 +101,7 @@ func TestRequestIDsAndWireFormat(t *testing.T) {
 
 func TestErrorResponse(t *testing.T) {
 	forEach(t, func(t *testing.T, tr string, ser runtime.Serializer) {
-		_, c := setup(t, tr, fakeConfig{}, client.WithSerializer(ser))
+		_, c := setup(t, tr, fakeConfig{}, client.Config{Serializer: ser})
 		ctx := testCtx(t)
 		var resp wrapperspb.StringValue
 		err := c.Request(ctx, "test.h.fail", wrapperspb.String("x"), &resp)
@@ -130,7 +130,7 @@ func TestRequestRaw(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
-			_, c := setup(t, tr, fakeConfig{})
+			_, c := setup(t, tr, fakeConfig{}, client.Config{})
 			ctx := testCtx(t)
 			body, isErr, err := c.RequestRaw(ctx, "test.h.echo", []byte("not json \x00\xff"))
 			if err != nil || isErr || string(body) != "not json \x00\xff" {
@@ -157,7 +157,7 @@ func TestRequestRaw(t *testing.T) {
 
 func TestCompressedRoutes(t *testing.T) {
 	forEach(t, func(t *testing.T, tr string, ser runtime.Serializer) {
-		srv, c := setup(t, tr, fakeConfig{}, client.WithSerializer(ser))
+		srv, c := setup(t, tr, fakeConfig{}, client.Config{Serializer: ser})
 		ctx := testCtx(t)
 		if got := c.Dict()["test.h.route"]; got == 0 {
 			t.Fatalf("dictionary lacks test.h.route: %v", c.Dict())
@@ -196,7 +196,7 @@ func TestCachedDictionary(t *testing.T) {
 	ctx := testCtx(t)
 
 	// The same version without the dictionary: the server leaves it out, routes go plain.
-	c := dial(t, srv, client.WithDictVersion(srv.dict.Version()))
+	c := dial(t, srv, client.Config{DictVersion: srv.dict.Version()})
 	if c.Handshake().Sys.Dict != nil || c.Dict() != nil {
 		t.Fatalf("dictionary sent although the version matched")
 	}
@@ -206,7 +206,7 @@ func TestCachedDictionary(t *testing.T) {
 	}
 
 	// With the cached dictionary the routes are compressed again, and so is a push.
-	c = dial(t, srv, client.WithDict(srv.dict.Version(), srv.dict.Map()))
+	c = dial(t, srv, client.Config{DictVersion: srv.dict.Version(), Dict: srv.dict.Map()})
 	if err := c.Request(ctx, "test.h.route", nil, &resp); err != nil || resp.GetValue() != "test.h.route compressed=true" {
 		t.Fatalf("got %v %q", err, resp.GetValue())
 	}
@@ -221,7 +221,7 @@ func TestCachedDictionary(t *testing.T) {
 
 func TestNotify(t *testing.T) {
 	forEach(t, func(t *testing.T, tr string, ser runtime.Serializer) {
-		srv, c := setup(t, tr, fakeConfig{}, client.WithSerializer(ser))
+		srv, c := setup(t, tr, fakeConfig{}, client.Config{Serializer: ser})
 		ctx := testCtx(t)
 		if err := c.Notify(ctx, "chat.h.send", wrapperspb.String("hi")); err != nil {
 			t.Fatal(err)
@@ -246,7 +246,7 @@ func TestNotify(t *testing.T) {
 
 func TestPushes(t *testing.T) {
 	forEach(t, func(t *testing.T, tr string, ser runtime.Serializer) {
-		_, c := setup(t, tr, fakeConfig{}, client.WithSerializer(ser))
+		_, c := setup(t, tr, fakeConfig{}, client.Config{Serializer: ser})
 		ctx := testCtx(t)
 
 		raw := make(chan []byte, 10)
@@ -294,7 +294,7 @@ func TestPushOrder(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
-			_, c := setup(t, tr, fakeConfig{})
+			_, c := setup(t, tr, fakeConfig{}, client.Config{})
 			ctx := testCtx(t)
 			var (
 				mu  sync.Mutex
@@ -333,7 +333,7 @@ func TestKick(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
-			srv, c := setup(t, tr, fakeConfig{})
+			srv, c := setup(t, tr, fakeConfig{}, client.Config{})
 			ctx := testCtx(t)
 			pending := make(chan error, 1)
 			go func() { pending <- c.Request(ctx, "test.h.silent", nil, nil) }()
@@ -365,7 +365,7 @@ func TestDropFailsPending(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
-			srv, c := setup(t, tr, fakeConfig{})
+			srv, c := setup(t, tr, fakeConfig{}, client.Config{})
 			ctx := testCtx(t)
 			const n = 10
 			errs := make(chan error, n)
@@ -406,7 +406,7 @@ func TestClose(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
-			srv, c := setup(t, tr, fakeConfig{})
+			srv, c := setup(t, tr, fakeConfig{}, client.Config{})
 			ctx := testCtx(t)
 			pending := make(chan error, 1)
 			go func() { pending <- c.Request(ctx, "test.h.silent", nil, nil) }()
@@ -443,7 +443,7 @@ func TestContextCancel(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
-			_, c := setup(t, tr, fakeConfig{})
+			_, c := setup(t, tr, fakeConfig{}, client.Config{})
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			defer cancel()
 			var resp wrapperspb.StringValue
@@ -470,7 +470,7 @@ func TestContextCancel(t *testing.T) {
 
 func TestConcurrentRequests(t *testing.T) {
 	forEach(t, func(t *testing.T, tr string, ser runtime.Serializer) {
-		_, c := setup(t, tr, fakeConfig{}, client.WithSerializer(ser))
+		_, c := setup(t, tr, fakeConfig{}, client.Config{Serializer: ser})
 		ctx := testCtx(t)
 		var wg sync.WaitGroup
 		errs := make(chan error, 1000)
@@ -512,10 +512,13 @@ func TestHandshake(t *testing.T) {
 	t.Parallel()
 	user := json.RawMessage(`{"uid":"ann","level":3}`)
 	srv, c := setup(t, "tcp", fakeConfig{user: user},
-		client.WithSerializer(runtime.Protobuf),
-		client.WithClientInfo("bot", "1.2.3"),
-		client.WithHandshakeUser(json.RawMessage(`{"token":"abc"}`)),
-		client.WithDictVersion("old"))
+		client.Config{
+			Serializer:    runtime.Protobuf,
+			ClientType:    "bot",
+			ClientVersion: "1.2.3",
+			HandshakeUser: json.RawMessage(`{"token":"abc"}`),
+			DictVersion:   "old",
+		})
 	req := <-srv.handshakes
 	if req.Sys.Type != "bot" || req.Sys.Version != "1.2.3" || req.Sys.Serializer != "protobuf" || req.Sys.DictVersion != "old" {
 		t.Fatalf("sys = %+v", req.Sys)
@@ -532,7 +535,7 @@ func TestHandshake(t *testing.T) {
 	}
 
 	// Defaults, as the JS client sends them.
-	c2 := dial(t, srv)
+	c2 := dial(t, srv, client.Config{})
 	req = <-srv.handshakes
 	if req.Sys.Type != client.DefaultClientType || req.Sys.Version != client.DefaultClientVersion ||
 		req.Sys.Serializer != "json" || string(req.Sys.RSA) != "{}" || string(req.Sys.ProtoVersion) != "0" || string(req.User) != "{}" {
@@ -585,7 +588,7 @@ func TestDialErrors(t *testing.T) {
 	srv := startFakeServer("ws", fakeConfig{serializer: "json"})
 	t.Cleanup(srv.Close)
 	ctx := testCtx(t)
-	if _, err := client.Dial(ctx, srv.addr, client.WithSerializer(runtime.Protobuf)); err == nil || !strings.Contains(err.Error(), "serializer") {
+	if _, err := (client.Config{Serializer: runtime.Protobuf}).Dial(ctx, srv.addr); err == nil || !strings.Contains(err.Error(), "serializer") {
 		t.Fatalf("serializer mismatch: %v", err)
 	}
 	for _, addr := range []string{"http://x", "tcp://", "::"} {
@@ -593,7 +596,7 @@ func TestDialErrors(t *testing.T) {
 			t.Errorf("Dial(%q) succeeded", addr)
 		}
 	}
-	if _, err := client.Dial(ctx, srv.addr, client.WithHandshakeUser(json.RawMessage("{"))); err == nil {
+	if _, err := (client.Config{HandshakeUser: json.RawMessage("{")}).Dial(ctx, srv.addr); err == nil {
 		t.Error("bad user JSON accepted")
 	}
 	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
@@ -608,7 +611,7 @@ func TestSendRaw(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
-			srv, c := setup(t, tr, fakeConfig{})
+			srv, c := setup(t, tr, fakeConfig{}, client.Config{})
 			// Two packages in one frame.
 			frame := dataPkg(wire.Message{Type: wire.Notify, Route: "a.b.one", Body: []byte("1")})
 			frame = append(frame, dataPkg(wire.Message{Type: wire.Notify, Route: "a.b.two", Body: []byte("2")})...)
@@ -640,7 +643,7 @@ func TestHeartbeatCadence(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
-			srv, c := setup(t, tr, fakeConfig{heartbeat: 1})
+			srv, c := setup(t, tr, fakeConfig{heartbeat: 1}, client.Config{})
 			start := time.Now()
 			prev := start
 			for i := range 3 {
@@ -663,7 +666,7 @@ func TestHeartbeatCadence(t *testing.T) {
 
 func TestHeartbeatTimeout(t *testing.T) {
 	t.Parallel()
-	srv, c := setup(t, "ws", fakeConfig{heartbeat: 1, noHeartbeatReply: true})
+	srv, c := setup(t, "ws", fakeConfig{heartbeat: 1, noHeartbeatReply: true}, client.Config{})
 	start := time.Now()
 	select {
 	case <-c.Done():
@@ -684,7 +687,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 
 func TestHeartbeatDisabled(t *testing.T) {
 	t.Parallel()
-	srv, c := setup(t, "ws", fakeConfig{heartbeat: 1, noHeartbeatReply: true}, client.WithHeartbeat(false))
+	srv, c := setup(t, "ws", fakeConfig{heartbeat: 1, noHeartbeatReply: true}, client.Config{NoHeartbeat: true})
 	select {
 	case <-srv.heartbeats:
 		t.Fatal("heartbeat sent")

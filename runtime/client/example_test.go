@@ -62,3 +62,29 @@ func ExampleSubscribe() {
 	fmt.Println(<-got)
 	// Output: news
 }
+
+func ExampleConfig_Dial() {
+	srv := startFakeServer("tcp", fakeConfig{serializer: "protobuf"})
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Fields left out keep their defaults: heartbeats on, DefaultMaxPackageSize, ...
+	cfg := client.Config{
+		Serializer:    runtime.Protobuf,
+		ClientType:    "bot",
+		ClientVersion: "1.0.0",
+	}
+	c, err := cfg.Dial(ctx, srv.addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	var resp wrapperspb.StringValue
+	if err := c.Request(ctx, "test.h.echo", wrapperspb.String("hello"), &resp); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(resp.GetValue())
+	// Output: hello
+}

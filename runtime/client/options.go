@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"log/slog"
@@ -10,7 +11,7 @@ import (
 	"github.com/pomelo-go/pomelo/runtime"
 )
 
-// Defaults of the options.
+// Defaults of the Config fields.
 const (
 	// DefaultClientType is the sys.type sent in the handshake.
 	DefaultClientType = "go-client"
@@ -22,9 +23,64 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 )
 
-// Option configures a Client in Dial.
-type Option func(*options)
+// Config configures a Client. Its zero value is the default configuration, the one Dial uses;
+// each field documents what its zero value means. A Config may be used for many dials and is
+// not modified by them.
+type Config struct {
+	// Serializer is the body serializer (nil: runtime.JSON). Its name is sent in the handshake
+	// as sys.serializer ("json" or "protobuf"); Dial fails if the server's reply names a
+	// different one.
+	Serializer runtime.Serializer
 
+	// HandshakeUser is the "user" object of the handshake, handed to the server's application
+	// handshake hook (nil: {}).
+	HandshakeUser json.RawMessage
+
+	// ClientType and ClientVersion are sys.type and sys.version of the handshake, which the
+	// server's client check reads ("": DefaultClientType and DefaultClientVersion).
+	ClientType    string
+	ClientVersion string
+
+	// DictVersion is sys.dictVersion of the handshake: the version of the route dictionary the
+	// client claims to hold. A server that has the same version leaves the dictionary out of
+	// its reply; the client then uses Dict, or, when Dict is nil, sends routes uncompressed and
+	// cannot decode compressed pushes.
+	DictVersion string
+
+	// Dict is a cached route dictionary, the one of DictVersion. It is used when the server's
+	// reply leaves the dictionary out; a dictionary in the reply always wins.
+	Dict map[string]uint16
+
+	// NoHeartbeat turns heartbeats off. By default the client behaves as the JS client: it
+	// answers each server HEARTBEAT with one of its own after the handshake's heartbeat
+	// interval, and closes the connection with ErrHeartbeatTimeout when nothing arrives from
+	// the server for twice that interval. With NoHeartbeat it never sends a heartbeat and
+	// never times out, so that tests can watch the server's heartbeat timeout.
+	NoHeartbeat bool
+
+	// MaxPackageSize is the largest package body accepted from the server (0:
+	// DefaultMaxPackageSize). A larger package closes the connection.
+	MaxPackageSize int
+
+	// TLSConfig is the TLS configuration for "wss://" and "tls://" addresses (nil: the
+	// crypto/tls defaults).
+	TLSConfig *tls.Config
+
+	// WriteTimeout bounds each write to the connection (0: DefaultWriteTimeout). A write that
+	// times out closes the connection, since part of a package may have been sent.
+	WriteTimeout time.Duration
+
+	// Logger receives what the client drops: pushes it cannot decode or route, responses
+	// nobody waits for any more (nil: discard).
+	Logger *slog.Logger
+}
+
+// Dial connects to addr with the default configuration: it is Config{}.Dial.
+func Dial(ctx context.Context, addr string) (*Client, error) {
+	return Config{}.Dial(ctx, addr)
+}
+
+// options is a Config with its defaults filled in.
 type options struct {
 	serializer    runtime.Serializer
 	user          json.RawMessage
@@ -39,96 +95,39 @@ type options struct {
 	logger        *slog.Logger
 }
 
-func defaultOptions() options {
-	return options{
-		serializer:    runtime.JSON,
-		clientType:    DefaultClientType,
-		clientVersion: DefaultClientVersion,
-		heartbeat:     true,
-		maxPackage:    DefaultMaxPackageSize,
-		writeTimeout:  DefaultWriteTimeout,
-		logger:        slog.New(slog.DiscardHandler),
+// options returns cfg with its defaults filled in, holding its own copies of the slices and
+// maps so that the caller may change cfg afterwards.
+func (cfg Config) options() options {
+	o := options{
+		serializer:    cfg.Serializer,
+		user:          append(json.RawMessage(nil), cfg.HandshakeUser...),
+		clientType:    cfg.ClientType,
+		clientVersion: cfg.ClientVersion,
+		dictVersion:   cfg.DictVersion,
+		dict:          maps.Clone(cfg.Dict),
+		heartbeat:     !cfg.NoHeartbeat,
+		maxPackage:    cfg.MaxPackageSize,
+		tlsConfig:     cfg.TLSConfig,
+		writeTimeout:  cfg.WriteTimeout,
+		logger:        cfg.Logger,
 	}
-}
-
-// WithSerializer sets the body serializer (default runtime.JSON). Its name is sent in the
-// handshake as sys.serializer ("json" or "protobuf"); Dial fails if the server's reply names a
-// different one.
-func WithSerializer(s runtime.Serializer) Option {
-	return func(o *options) {
-		if s != nil {
-			o.serializer = s
-		}
+	if o.serializer == nil {
+		o.serializer = runtime.JSON
 	}
-}
-
-// WithHandshakeUser sets the "user" object of the handshake, handed to the server's
-// application handshake hook (default {}).
-func WithHandshakeUser(user json.RawMessage) Option {
-	return func(o *options) { o.user = append(json.RawMessage(nil), user...) }
-}
-
-// WithClientInfo sets sys.type and sys.version of the handshake, which the server's client
-// check reads (default "go-client" and "0.1.0").
-func WithClientInfo(typ, version string) Option {
-	return func(o *options) { o.clientType, o.clientVersion = typ, version }
-}
-
-// WithDictVersion sets sys.dictVersion of the handshake: the version of the route dictionary
-// the client claims to hold. A server that has the same version leaves the dictionary out of
-// its reply; without WithDict the client then sends routes uncompressed and cannot decode
-// compressed pushes.
-func WithDictVersion(version string) Option {
-	return func(o *options) { o.dictVersion = version }
-}
-
-// WithDict gives the client a cached route dictionary and its version. The version is sent as
-// sys.dictVersion; when the server's reply leaves the dictionary out, this one is used. A
-// dictionary in the reply always wins.
-func WithDict(version string, dict map[string]uint16) Option {
-	return func(o *options) { o.dictVersion, o.dict = version, maps.Clone(dict) }
-}
-
-// WithHeartbeat turns heartbeats on or off (default on). When on, the client behaves as the
-// JS client: it answers each server HEARTBEAT with one of its own after the handshake's
-// heartbeat interval, and closes the connection with ErrHeartbeatTimeout when nothing arrives
-// from the server for twice that interval. When off it never sends a heartbeat and never
-// times out, so that tests can watch the server's heartbeat timeout.
-func WithHeartbeat(on bool) Option {
-	return func(o *options) { o.heartbeat = on }
-}
-
-// WithMaxPackageSize sets the largest package body accepted from the server (default
-// DefaultMaxPackageSize). A larger package closes the connection.
-func WithMaxPackageSize(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.maxPackage = n
-		}
+	if o.clientType == "" {
+		o.clientType = DefaultClientType
 	}
-}
-
-// WithTLSConfig sets the TLS configuration for "wss://" and "tls://" addresses.
-func WithTLSConfig(cfg *tls.Config) Option {
-	return func(o *options) { o.tlsConfig = cfg }
-}
-
-// WithWriteTimeout bounds each write to the connection (default DefaultWriteTimeout). A write
-// that times out closes the connection, since part of a package may have been sent.
-func WithWriteTimeout(d time.Duration) Option {
-	return func(o *options) {
-		if d > 0 {
-			o.writeTimeout = d
-		}
+	if o.clientVersion == "" {
+		o.clientVersion = DefaultClientVersion
 	}
-}
-
-// WithLogger sets a logger for what the client drops: pushes it cannot decode or route,
-// responses nobody waits for any more (default: discard).
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) {
-		if l != nil {
-			o.logger = l
-		}
+	if o.maxPackage <= 0 {
+		o.maxPackage = DefaultMaxPackageSize
 	}
+	if o.writeTimeout <= 0 {
+		o.writeTimeout = DefaultWriteTimeout
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	return o
 }

@@ -410,7 +410,7 @@ func (cn *conn) onHandshake(body []byte) error {
 	resp := wire.HandshakeResponse{Code: wire.CodeOK, Sys: &wire.HandshakeResponseSys{
 		Heartbeat: max(1, int(cn.c.cfg.Heartbeat/time.Second)),
 	}, User: user}
-	if d := cn.c.cfg.Dict; d != nil && d.Len() > 0 {
+	if d := cn.c.dict; d != nil && d.Len() > 0 {
 		resp.Sys.UseDict = true
 		resp.Sys.DictVersion = d.Version()
 		if req.Sys.DictVersion != d.Version() {
@@ -447,7 +447,7 @@ func (cn *conn) onData(body []byte) error {
 		return fmt.Errorf("%w: client sent a %s message", errProtocol, m.Type)
 	}
 	if m.Compressed {
-		route, ok := cn.c.cfg.Dict.Route(m.RouteCode)
+		route, ok := cn.c.dict.Route(m.RouteCode)
 		if !ok {
 			if m.Type == wire.Request && cn.accepting() {
 				cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrUnknownRoute, "unknown route code %d", m.RouteCode))

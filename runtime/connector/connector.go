@@ -97,8 +97,6 @@ type Config struct {
 	SendQueueBytes int
 	// WriteTimeout bounds one write to a client (default 10s).
 	WriteTimeout time.Duration
-	// Dict is the route dictionary offered to clients (nil for none).
-	Dict *wire.Dict
 	// OriginPatterns lists host patterns (path.Match syntax, as in
 	// github.com/coder/websocket) allowed as the Origin of browser
 	// WebSocket connections besides the server's own host. Nil allows any
@@ -161,7 +159,8 @@ type Connector struct {
 	cfg      Config
 	sessions *session.Service
 	h        Handler
-	hsOK     []byte // cached success reply when the client has the dict
+	dict     *wire.Dict // offered to clients; nil for none
+	hsOK     []byte     // cached success reply when the client has the dict
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -175,13 +174,16 @@ type Connector struct {
 	wg        sync.WaitGroup
 }
 
-// New returns a connector that creates sessions in sessions and hands
-// messages to h.
-func New(cfg Config, sessions *session.Service, h Handler) *Connector {
+// New returns a connector configured by cfg that creates sessions in
+// sessions and hands messages to h. dict is the route dictionary offered to
+// clients in the handshake and used for the pushes to sessions (nil for
+// none); the server builds it from the registered routes.
+func New(cfg Config, dict *wire.Dict, sessions *session.Service, h Handler) *Connector {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Connector{
 		cfg:       cfg,
+		dict:      dict,
 		sessions:  sessions,
 		h:         h,
 		ctx:       ctx,
@@ -190,7 +192,7 @@ func New(cfg Config, sessions *session.Service, h Handler) *Connector {
 		conns:     make(map[*conn]struct{}),
 	}
 	c.workers = workpool.New(ctx)
-	sessions.SetDict(cfg.Dict)
+	sessions.SetDict(dict)
 	return c
 }
 

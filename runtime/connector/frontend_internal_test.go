@@ -197,7 +197,7 @@ func upgrade(t *testing.T, addr net.Addr) (*bufio.Reader, *http.Response) {
 func TestCloseOfPeerThatNeverAnswersCloseFrameEndsAfterGrace(t *testing.T) {
 	svc := session.NewService("f-1", session.AllowMany)
 	const grace = 100 * time.Millisecond
-	c := New(Config{HandshakeTimeout: 50 * time.Millisecond, closeGrace: grace}, svc, newRecordHandler())
+	c := New(Config{HandshakeTimeout: 50 * time.Millisecond, closeGrace: grace}, nil, svc, newRecordHandler())
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestCloseOfPeerThatNeverAnswersCloseFrameEndsAfterGrace(t *testing.T) {
 
 func TestZeroConfigCapsConnectionsAtDefault(t *testing.T) {
 	svc := session.NewService("f-1", session.AllowMany)
-	c := New(Config{}, svc, newRecordHandler())
+	c := New(Config{}, nil, svc, newRecordHandler())
 	defer c.cancel()
 	if got := c.Config().MaxConnections; got != DefaultMaxConnections {
 		t.Fatalf("MaxConnections %d, want %d", got, DefaultMaxConnections)
@@ -236,7 +236,7 @@ func TestZeroConfigCapsConnectionsAtDefault(t *testing.T) {
 		t.Fatalf("connection %d admitted over the default cap", DefaultMaxConnections+1)
 	}
 
-	unlimited := New(Config{MaxConnections: NoConnectionLimit}, svc, newRecordHandler())
+	unlimited := New(Config{MaxConnections: NoConnectionLimit}, nil, svc, newRecordHandler())
 	defer unlimited.cancel()
 	for i := range DefaultMaxConnections + 1 {
 		if !unlimited.admit() {
@@ -247,7 +247,7 @@ func TestZeroConfigCapsConnectionsAtDefault(t *testing.T) {
 
 func TestConnectionsBeyondCapAreRefused(t *testing.T) {
 	svc := session.NewService("f-1", session.AllowMany)
-	c := New(Config{MaxConnections: 1, closeGrace: 100 * time.Millisecond}, svc, newRecordHandler())
+	c := New(Config{MaxConnections: 1, closeGrace: 100 * time.Millisecond}, nil, svc, newRecordHandler())
 	wl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func (t nopTransport) remoteAddr() net.Addr              { return stringAddr("te
 func TestReviewInboxGrowsWhileNeverEmpty(t *testing.T) {
 	h := &reviewHandler{started: make(chan *wire.Message), release: make(chan struct{})}
 	svc := session.NewService("f-1", session.AllowMany)
-	c := New(Config{}, svc, h)
+	c := New(Config{}, nil, svc, h)
 	defer c.cancel()
 	cn := newConn(c, nopTransport{done: make(chan struct{})})
 	cn.start()
@@ -125,7 +125,7 @@ const rawHandshake = `{"sys":{"type":"js-websocket","version":"0.0.1","rsa":{},"
 func startTCP(t *testing.T, cfg Config, h Handler) (*Connector, *session.Service, net.Addr) {
 	t.Helper()
 	svc := session.NewService("f-1", session.AllowMany)
-	c := New(cfg, svc, h)
+	c := New(cfg, nil, svc, h)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

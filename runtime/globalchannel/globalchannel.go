@@ -52,22 +52,20 @@ type Service struct {
 	delivery channel.Delivery
 }
 
-// Option configures a Service.
-type Option func(*Service)
-
-// WithDelivery makes pushes go through d instead of the attached node's
-// PushToFrontend.
-func WithDelivery(d channel.Delivery) Option { return func(g *Service) { g.delivery = d } }
+// Config configures a Service. Its zero value is the default
+// configuration.
+type Config struct {
+	// Delivery, when set, carries the pushes to the frontends instead of
+	// the attached node's PushToFrontend.
+	Delivery channel.Delivery
+}
 
 // New returns the global channels stored next to on's online status (same
-// Redis, same prefix). Create it before on is attached (before the App
-// serves), so that a frontend
-// attaching also clears the channel memberships an earlier run of it left.
-func New(on *online.Service, opts ...Option) *Service {
-	g := &Service{on: on, rdb: on.Client(), p: on.Prefix()}
-	for _, o := range opts {
-		o(g)
-	}
+// Redis, same prefix), configured by cfg. Create it before on is attached
+// (before the App serves), so that a frontend attaching also clears the
+// channel memberships an earlier run of it left.
+func New(on *online.Service, cfg Config) *Service {
+	g := &Service{on: on, rdb: on.Client(), p: on.Prefix(), delivery: cfg.Delivery}
 	on.OnReap(g.reap)
 	return g
 }

@@ -78,17 +78,17 @@ func start(t testing.TB, ttl time.Duration) *env {
 		Servers: []clustertest.Spec{{Type: "connector", Count: 2, Frontend: true}, {Type: "chat", Count: 2}},
 		Setup: func(m *clustertest.Member) error {
 			on := online.New(e.rdb, online.Config{Prefix: e.prefix, TTL: ttl, Logger: log})
-			var opts []globalchannel.Option
+			var cfg globalchannel.Config
 			if m.Info.ID == "chat-1" {
-				opts = append(opts, globalchannel.WithDelivery(channel.DeliveryFunc(
+				cfg.Delivery = channel.DeliveryFunc(
 					func(ctx context.Context, fid, route string, msg proto.Message, uids []string) ([]string, error) {
 						e.calls.mu.Lock()
 						e.calls.by[fid] = append(e.calls.by[fid], slices.Sorted(slices.Values(uids)))
 						e.calls.mu.Unlock()
 						return m.Node.PushToFrontend(ctx, fid, route, msg, uids)
-					})))
+					})
 			}
-			gc := globalchannel.New(on, opts...)
+			gc := globalchannel.New(on, cfg)
 			e.mu.Lock()
 			e.on[m.Info.ID], e.gc[m.Info.ID] = on, gc
 			e.mu.Unlock()

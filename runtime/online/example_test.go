@@ -17,7 +17,7 @@ import (
 func Example() {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	on := online.New(rdb, online.Config{Prefix: "chat-app:", Policy: session.KickOld})
-	channels := globalchannel.New(on) // before the App attaches on
+	channels := globalchannel.New(on, globalchannel.Config{}) // before the App attaches on
 
 	// In a handler: log the user in (kicking an earlier session anywhere),
 	// put them in a room, and push to the room.

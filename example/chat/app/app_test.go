@@ -88,9 +88,9 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func dial(t *testing.T, url string, opts ...client.Option) *client.Client {
+func dial(t *testing.T, url string) *client.Client {
 	t.Helper()
-	c, err := client.Dial(testCtx(t), url, opts...)
+	c, err := client.Dial(testCtx(t), url)
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
 	}
@@ -414,7 +414,7 @@ func TestMinClientVersion(t *testing.T) {
 		{"1.0", true},
 	} {
 		for _, id := range []string{"gate-1", "connector-1"} {
-			c, err := client.Dial(testCtx(t), wsURL(a.Server(id).Info()), client.WithClientInfo("js-websocket", tc.version))
+			c, err := client.Config{ClientType: "js-websocket", ClientVersion: tc.version}.Dial(testCtx(t), wsURL(a.Server(id).Info()))
 			var he *client.HandshakeError
 			switch {
 			case tc.ok && err != nil:

@@ -92,7 +92,7 @@ func (rs *rooms) lockRoom(rid string, create bool) *room {
 				rs.mu.Unlock()
 				return nil
 			}
-			r = &room{rid: rid, ch: rs.channels.GetOrCreate(rid, channel.WithLeaveOnClose()), members: map[string]*chatv1.Member{}}
+			r = &room{rid: rid, ch: rs.channels.GetOrCreate(rid, channel.ChannelConfig{LeaveOnClose: true}), members: map[string]*chatv1.Member{}}
 			rs.byRID[rid] = r
 			rs.log.Info("room opened", "rid", rid)
 		}
