@@ -116,6 +116,9 @@ export interface CloseEvent {
   kicked: string | null;
 }
 
+/** The names on() takes for connection events; every other name is a push route. */
+export type ConnectionEvent = 'kick' | 'close' | 'error';
+
 /** A connection to a Pomelo frontend server. */
 export declare class PomeloClient {
   constructor(options?: PomeloClientOptions);
@@ -147,8 +150,11 @@ export declare class PomeloClient {
   on(name: 'close', fn: (ev: CloseEvent) => void): () => void;
   /** Registers fn for the "error" event (protocol errors, heartbeat timeout). Returns a function that unregisters it. */
   on(name: 'error', fn: (err: Error) => void): () => void;
-  /** Registers fn for the pushes of a route (such as "onChat"). Returns a function that unregisters it. */
-  on<T = any>(route: string, fn: (body: T, route: string) => void): () => void;
+  /**
+   * Registers fn for the pushes of a route (such as "onChat"; not one of
+   * the event names). Returns a function that unregisters it.
+   */
+  on<T = any, R extends string = string>(route: R & (R extends ConnectionEvent ? never : unknown), fn: (body: T, route: string) => void): () => void;
   /** Unregisters fn. */
   off(name: string, fn: (...args: any[]) => void): void;
   /** Closes the connection. Pending requests reject with CLOSED; "close" follows. */
