@@ -141,14 +141,14 @@ func startServer(t *testing.T) *server {
 	return srv
 }
 
-// runClient runs `node client.mjs url scenario` in the test package and
+// runClient runs `node script url args...` in the test package and
 // returns the checks it passed; it fails the test unless the script ends
 // with "done".
-func runClient(t *testing.T, node, url, scenario string) []string {
+func runClient(t *testing.T, node, script, url string, args ...string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.mjs", url, scenario)
+	cmd := exec.CommandContext(ctx, node, append([]string{script, url}, args...)...)
 	cmd.Dir = testDir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -166,14 +166,16 @@ func runClient(t *testing.T, node, url, scenario string) []string {
 		}
 	}
 	if err != nil || last.Event != "done" {
-		t.Fatalf("client.mjs %s: %v, last event %+v\nstdout:\n%s\nstderr:\n%s", scenario, err, last, out, stderr.String())
+		t.Fatalf("%s %q: %v, last event %+v\nstdout:\n%s\nstderr:\n%s", script, args, err, last, out, stderr.String())
 	}
 	return checks
 }
 
 // TestInstalledPackageUnderNode installs nothing itself: it runs the
-// package as installed in clients/js/test/node_modules, imported by name,
-// under node (20 has no global WebSocket, so the client imports ws):
+// package as installed in clients/js/test/node_modules, a default
+// (CommonJS) node package, imported by name from an .mjs script and from
+// CommonJS, under node (20 has no global WebSocket, so the client imports
+// ws):
 // handshake, requests on the frontend and forwarded, error bodies with
 // their stable names, pushes from a request and from a notify, the kick,
 // and the client's own errors (TIMEOUT, CLOSED, OLD_CLIENT, ...).
@@ -189,7 +191,7 @@ func TestInstalledPackageUnderNode(t *testing.T) {
 		{"refused", []string{"old client refused: OLD_CLIENT 501", "no server: CONNECT_FAILED"}},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
-			checks := runClient(t, node, srv.url, tc.scenario)
+			checks := runClient(t, node, "client.mjs", srv.url, tc.scenario)
 			for _, w := range tc.want {
 				found := false
 				for _, c := range checks {
@@ -201,6 +203,11 @@ func TestInstalledPackageUnderNode(t *testing.T) {
 			}
 		})
 	}
+	t.Run("commonjs", func(t *testing.T) {
+		if checks := runClient(t, node, "commonjs.cjs", srv.url); len(checks) != 1 {
+			t.Errorf("commonjs.cjs checks %q", checks)
+		}
+	})
 	// What the server saw of the clients.
 	if types := srv.clientTypes(); !strings.Contains(strings.Join(types, ","), "pomelo-go-js-test") || !strings.Contains(strings.Join(types, ","), "pomelo-go-js") {
 		t.Errorf("handshake client types %q: want the session's pomelo-go-js-test and the default pomelo-go-js", types)
@@ -213,7 +220,7 @@ func TestInstalledPackageUnderNode(t *testing.T) {
 }
 
 // TestTypeDeclarationsAcceptTheAPIAndRejectMisuse type-checks
-// test/types.ts with tsc against the installed package's index.d.ts: every
+// test/types.mts with tsc against the installed package's index.d.ts: every
 // documented use compiles, and each use marked @ts-expect-error is an error.
 func TestTypeDeclarationsAcceptTheAPIAndRejectMisuse(t *testing.T) {
 	node := installedClient(t)
