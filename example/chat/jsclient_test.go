@@ -13,8 +13,9 @@ import (
 	"github.com/pomelo-go/pomelo/example/chat/app"
 )
 
-// TestJSClientModule runs web/pomelo-client.js, the project's ES module
-// client, under node against the example: its codec, the gate flow, enter,
+// TestJSClientModule runs the project's JavaScript client, the package in
+// clients/js (the module the page is served), under node against the
+// example: its codec, the gate flow, enter,
 // echo, an error response, notify and pushes, the kick of a relogin, the
 // close, and a handshake refused for an old client version.
 func TestJSClientModule(t *testing.T) {

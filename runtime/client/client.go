@@ -12,6 +12,17 @@
 // Error responses (flag 0x20) are returned as *runtime.Error. When the connection ends, every
 // pending and later call fails with the reason, also reported by Err: ErrClosed, a *KickError,
 // ErrHeartbeatTimeout, or an error wrapping ErrConnectionLost or ErrProtocol.
+//
+// In short (the package Example runs it against a real server):
+//
+//	c, err := client.Dial(ctx, "ws://127.0.0.1:3010/") // or "tcp://127.0.0.1:3011"
+//	if err != nil { ... }
+//	defer c.Close()
+//	client.Subscribe(c, chatv1.ChatPushOnChat, func(m *chatv1.ChatMessage) { ... }) // a push route
+//	err = c.Request(ctx, "chat.chatHandler.send", req, &resp)                   // or a generated typed client
+//	err = c.Notify(ctx, "chat.chatHandler.send", req)
+//
+// For browsers and node, the project's JavaScript client is the package in clients/js.
 package client
 
 import (

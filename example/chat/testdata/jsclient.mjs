@@ -1,5 +1,6 @@
-// Drives the chat example with the project's own ES module client,
-// web/pomelo-client.js, under node, with the ws package as the WebSocket:
+// Drives the chat example with the project's own ES module client, the
+// package pomelo-go-client (clients/js/pomelo-client.js, imported by path),
+// under node, with the ws package given as its WebSocket option:
 //
 //   node jsclient.mjs <node_modules dir> <gate-ws-url> <scenario>
 //
@@ -8,7 +9,7 @@
 import { createRequire } from 'node:module';
 import {
   PomeloClient, PomeloError, encodeMessage, decodeMessage, encodePackage, decodePackages, MessageType, PackageType,
-} from '../web/pomelo-client.js';
+} from '../../../clients/js/pomelo-client.js';
 
 const [modules, gateURL, scenario] = process.argv.slice(2);
 const require = createRequire(modules.replace(/\/?$/, '/'));

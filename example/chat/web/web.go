@@ -1,19 +1,22 @@
 // Package web serves the chat example's page: a small chat UI (index.html,
 // app.js, style.css) built on pomelo-client.js, the project's JavaScript
-// client for the Pomelo protocol, which users' own pages can import as an
-// ES module.
+// client for the Pomelo protocol (the package in clients/js, served from
+// there), which the page imports as an ES module.
 package web
 
 import (
 	"embed"
 	"encoding/json"
 	"net/http"
+
+	jsclient "github.com/pomelo-go/pomelo/clients/js"
 )
 
-//go:embed index.html app.js style.css pomelo-client.js
+//go:embed index.html app.js style.css
 var files embed.FS
 
-// Files returns the page's files.
+// Files returns the page's own files; the client module is served from
+// package js (clients/js) at /pomelo-client.js.
 func Files() embed.FS { return files }
 
 // GateFunc returns where clients reach a gate server, and false when no
@@ -44,10 +47,13 @@ func Handler(gate GateFunc) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		json.NewEncoder(w).Encode(c)
 	})
-	fs := http.FileServerFS(files)
-	mux.Handle("GET /", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-cache")
-		fs.ServeHTTP(w, r)
-	}))
+	noCache := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "no-cache")
+			h.ServeHTTP(w, r)
+		})
+	}
+	mux.Handle("GET /", noCache(http.FileServerFS(files)))
+	mux.Handle("GET /"+jsclient.ModuleFile, noCache(http.FileServerFS(jsclient.FS())))
 	return mux
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -22,7 +23,9 @@ func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
 	return res, string(b)
 }
 
-func TestHandler(t *testing.T) {
+// TestHandlerServesThePageConfigAndClientModule checks every path the page
+// loads, and that the client module is the one of clients/js.
+func TestHandlerServesThePageConfigAndClientModule(t *testing.T) {
 	up := true
 	h := web.Handler(func() (string, int, bool) { return "127.0.0.1", 3014, up })
 
@@ -45,6 +48,14 @@ func TestHandler(t *testing.T) {
 		if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), want.typ) || !strings.Contains(body, want.text) {
 			t.Errorf("GET %s = %d %s, want %s holding %q", path, res.StatusCode, res.Header.Get("Content-Type"), want.typ, want.text)
 		}
+	}
+	// The client module is the package's own file, not a copy.
+	src, err := os.ReadFile("../../../clients/js/pomelo-client.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, h, "/pomelo-client.js"); body != string(src) {
+		t.Errorf("GET /pomelo-client.js is not clients/js/pomelo-client.js")
 	}
 	if res, _ := get(t, h, "/nope.js"); res.StatusCode != 404 {
 		t.Errorf("GET /nope.js = %d", res.StatusCode)

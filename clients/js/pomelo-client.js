@@ -1,8 +1,9 @@
-// pomelo-client.js: a client for the Pomelo wire protocol, as an ES module
-// for browsers (and any runtime with a WebSocket, such as node 22+ or Deno).
-// It speaks to pomelo-go servers and to NetEase Pomelo servers alike.
+// pomelo-go-client: a client for the Pomelo wire protocol, as an ES module,
+// for browsers and node. It speaks to pomelo-go servers and to NetEase
+// Pomelo servers alike. README.md beside this file documents it and
+// index.d.ts declares its types.
 //
-//   import { PomeloClient } from './pomelo-client.js';
+//   import { PomeloClient } from 'pomelo-go-client';
 //
 //   const client = new PomeloClient();
 //   await client.connect('ws://127.0.0.1:3014/');          // handshake + ack
@@ -12,6 +13,10 @@
 //   client.on('close', ({ kicked, code }) => console.log('closed'));
 //   client.notify('chat.chatHandler.send', { content: 'hi', target: '*' });
 //   client.disconnect();
+//
+// The WebSocket is the `WebSocket` option, else the runtime's global one
+// (browsers, node 22+, Deno, Bun), else, in node 20, the `ws` package,
+// imported when the first connection is made.
 //
 // What it does, following the protocol (docs/PROTOCOL.md in the pomelo-go
 // repository):
@@ -29,8 +34,9 @@
 //
 // request() resolves with the response body. A response flagged as an error
 // (pomelo-go answers every failed request with {code, error, message} and
-// the 0x20 flag) rejects with a PomeloError; so do a closed connection
-// (name "CLOSED") and a request timeout (name "TIMEOUT"). Bodies are JSON.
+// the 0x20 flag) rejects with a PomeloError named by the body's "error";
+// this client's own failures are PomeloErrors too, named by ClientError.
+// Bodies are JSON.
 
 /** Package types. */
 export const PackageType = Object.freeze({ HANDSHAKE: 1, HANDSHAKE_ACK: 2, HEARTBEAT: 3, DATA: 4, KICK: 5 });
@@ -43,6 +49,27 @@ const FLAG_GZIP = 0x10;
 const FLAG_ERROR = 0x20;
 const MAX_PACKAGE = (1 << 24) - 1;
 const MAX_ID = 2 ** 31 - 1;
+
+/**
+ * The names of the errors this client makes itself (code 0, except the
+ * refused handshakes, which carry the server's code).
+ */
+export const ClientError = Object.freeze({
+  /** The connection closed (or was never open) before the answer came. */
+  CLOSED: 'CLOSED',
+  /** No response within the request timeout. */
+  TIMEOUT: 'TIMEOUT',
+  /** The WebSocket failed to connect. */
+  CONNECT_FAILED: 'CONNECT_FAILED',
+  /** connect() on a client that is connected or connecting. */
+  ALREADY_CONNECTED: 'ALREADY_CONNECTED',
+  /** No WebSocket: no option, no global one, and no `ws` package. */
+  NO_WEBSOCKET: 'NO_WEBSOCKET',
+  /** The server refused the client's version (handshake code 501). */
+  OLD_CLIENT: 'OLD_CLIENT',
+  /** The server refused the handshake with another code. */
+  HANDSHAKE_REFUSED: 'HANDSHAKE_REFUSED',
+});
 
 /** Connection events; every other name given to on() is a push route. */
 const EVENTS = new Set(['kick', 'close', 'error']);
@@ -69,6 +96,19 @@ const decoder = new TextDecoder();
 // gate and the connectors of one cluster hand out the same one.
 const dictionaries = new Map();
 let latestDictVersion = '';
+
+// The WebSocket class of the `ws` package, for runtimes without a global
+// one (node 20): a promise, made on first use, of the class or null. The
+// specifier is a variable so that bundlers for browsers leave it alone.
+let wsPackage = null;
+function importWs() {
+  if (!wsPackage) {
+    const specifier = 'ws';
+    wsPackage = import(/* webpackIgnore: true */ /* @vite-ignore */ specifier)
+      .then((m) => m.WebSocket || m.default || null, () => null);
+  }
+  return wsPackage;
+}
 
 /** Encodes one package. */
 export function encodePackage(type, body = new Uint8Array(0)) {
@@ -182,12 +222,12 @@ export class PomeloClient {
    *                  '0.1.0');
    *   user           the handshake's "user" object (default {});
    *   timeout        request timeout in ms (default 10000; 0 for none);
-   *   WebSocket      the WebSocket class (default globalThis.WebSocket).
+   *   WebSocket      the WebSocket class (default globalThis.WebSocket, or
+   *                  the `ws` package's where there is no global one).
    */
   constructor(options = {}) {
     this.options = {
-      type: 'pomelo-go-js', version: '0.1.0', user: {}, timeout: 10000,
-      WebSocket: globalThis.WebSocket, ...options,
+      type: 'pomelo-go-js', version: '0.1.0', user: {}, timeout: 10000, ...options,
     };
     this._listeners = new Map();
     this._reset();
@@ -204,6 +244,7 @@ export class PomeloClient {
     this._deadTimer = null;
     this._kickReason = null;
     this._open = false;
+    this._connecting = false; // waiting for the ws package
   }
 
   /** True once the handshake is done and until the connection closes. */
@@ -220,9 +261,24 @@ export class PomeloClient {
    * connection fails.
    */
   connect(url, user = this.options.user) {
-    if (this._ws) return Promise.reject(new Error('already connected: disconnect() first'));
-    const WS = this.options.WebSocket;
-    if (!WS) return Promise.reject(new Error('no WebSocket implementation'));
+    if (this._ws || this._connecting) {
+      return Promise.reject(new PomeloError(0, ClientError.ALREADY_CONNECTED, 'already connected: disconnect() first'));
+    }
+    const WS = this.options.WebSocket || globalThis.WebSocket;
+    if (WS) return this._dial(url, user, WS);
+    this._connecting = true;
+    return importWs().then((found) => {
+      if (!this._connecting) throw new PomeloError(0, ClientError.CLOSED, 'disconnected while connecting');
+      this._connecting = false;
+      if (!found) {
+        throw new PomeloError(0, ClientError.NO_WEBSOCKET,
+          'no WebSocket: pass the WebSocket option, or install the ws package');
+      }
+      return this._dial(url, user, found);
+    });
+  }
+
+  _dial(url, user, WS) {
     return new Promise((resolve, reject) => {
       let settled = false;
       const settle = (fn, v) => { if (!settled) { settled = true; fn(v); } };
@@ -231,7 +287,7 @@ export class PomeloClient {
       ws.binaryType = 'arraybuffer';
       this._onHandshake = (reply) => {
         if (reply.code !== 200) {
-          settle(reject, new PomeloError(reply.code, reply.code === 501 ? 'OLD_CLIENT' : 'HANDSHAKE_REFUSED',
+          settle(reject, new PomeloError(reply.code, reply.code === 501 ? ClientError.OLD_CLIENT : ClientError.HANDSHAKE_REFUSED,
             `handshake refused with code ${reply.code}`, reply));
           this._closeSocket();
           return;
@@ -261,11 +317,11 @@ export class PomeloClient {
       };
       ws.onmessage = (ev) => this._receive(ev.data);
       ws.onerror = () => {
-        settle(reject, new PomeloError(0, 'CONNECT_FAILED', `cannot connect to ${url}`));
+        settle(reject, new PomeloError(0, ClientError.CONNECT_FAILED, `cannot connect to ${url}`));
         this._emit('error', new Error(`WebSocket error on ${url}`));
       };
       ws.onclose = (ev) => {
-        settle(reject, new PomeloError(0, 'CLOSED', `connection to ${url} closed during the handshake`));
+        settle(reject, new PomeloError(0, ClientError.CLOSED, `connection to ${url} closed during the handshake`));
         this._closed(ev);
       };
     });
@@ -276,7 +332,7 @@ export class PomeloClient {
    * PomeloError for an error response, a timeout or a closed connection.
    */
   request(route, body = {}) {
-    if (!this._open) return Promise.reject(new PomeloError(0, 'CLOSED', 'not connected'));
+    if (!this._open) return Promise.reject(new PomeloError(0, ClientError.CLOSED, 'not connected'));
     this._nextId = this._nextId >= MAX_ID ? 1 : this._nextId + 1;
     const id = this._nextId;
     return new Promise((resolve, reject) => {
@@ -284,7 +340,7 @@ export class PomeloClient {
       if (this.options.timeout > 0) {
         p.timer = setTimeout(() => {
           this._pending.delete(id);
-          reject(new PomeloError(0, 'TIMEOUT', `no response to ${route} within ${this.options.timeout} ms`));
+          reject(new PomeloError(0, ClientError.TIMEOUT, `no response to ${route} within ${this.options.timeout} ms`));
         }, this.options.timeout);
       }
       this._pending.set(id, p);
@@ -300,7 +356,7 @@ export class PomeloClient {
 
   /** Sends a notify: the server runs the route and answers nothing. */
   notify(route, body = {}) {
-    if (!this._open) throw new PomeloError(0, 'CLOSED', 'not connected');
+    if (!this._open) throw new PomeloError(0, ClientError.CLOSED, 'not connected');
     this._sendMessage(MessageType.NOTIFY, 0, route, body);
   }
 
@@ -324,6 +380,7 @@ export class PomeloClient {
 
   /** Closes the connection. Pending requests reject with CLOSED. */
   disconnect() {
+    this._connecting = false;
     this._closeSocket();
   }
 
@@ -460,7 +517,7 @@ export class PomeloClient {
     this._reset();
     for (const p of pending.values()) {
       clearTimeout(p.timer);
-      p.reject(new PomeloError(0, 'CLOSED', kicked !== null ? `kicked: ${kicked}` : 'connection closed'));
+      p.reject(new PomeloError(0, ClientError.CLOSED, kicked !== null ? `kicked: ${kicked}` : 'connection closed'));
     }
     if (wasOpen || kicked !== null) {
       this._emit('close', { code: ev && ev.code, reason: ev && ev.reason, kicked });

@@ -1,0 +1,234 @@
+package js_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/pomelo-go/pomelo"
+	"github.com/pomelo-go/pomelo/internal/testenv"
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/session"
+	"github.com/pomelo-go/pomelo/runtime/testkit"
+)
+
+// testDir is the node package that installs pomelo-go-client as a user's
+// project does (a packed copy, see its .npmrc) and drives it.
+const testDir = "test"
+
+var errNotAllowed = pomelo.DefineError(403, "NOT_ALLOWED")
+
+func init() {
+	// Push routes in the route dictionary travel compressed.
+	runtime.RegisterRoutes(
+		runtime.RouteInfo{Route: "onPush", Kind: runtime.RoutePush, Response: "google.protobuf.Struct"},
+		runtime.RouteInfo{Route: "onNotify", Kind: runtime.RoutePush, Response: "google.protobuf.Struct"},
+	)
+}
+
+// installedClient returns node, or skips (fails under POMELO_TEST_REQUIRE)
+// when node or the test package's node_modules are missing. An installed
+// copy that differs from the source fails the test: it would test old code.
+func installedClient(t *testing.T) string {
+	t.Helper()
+	node := testenv.LookPath(t, "node", "node")
+	install := "run `npm install --no-package-lock --prefix clients/js/test` from the repository root"
+	for _, f := range []string{"ws/package.json", "typescript/bin/tsc", "pomelo-go-client/package.json"} {
+		if _, err := os.Stat(filepath.Join(testDir, "node_modules", f)); err != nil {
+			testenv.Missing(t, "node", "clients/js/test/node_modules/"+f+" is missing: "+install)
+		}
+	}
+	for _, f := range []string{"package.json", "pomelo-client.js", "index.d.ts"} {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(testDir, "node_modules", "pomelo-go-client", f))
+		if err != nil || !bytes.Equal(got, src) {
+			// npm keeps a copy it installed from a path: remove it first.
+			t.Fatalf("clients/js/test/node_modules/pomelo-go-client/%s is not the current %s: run `rm -r clients/js/test/node_modules/pomelo-go-client && npm install --no-package-lock --prefix clients/js/test` from the repository root", f, f)
+		}
+	}
+	return node
+}
+
+// server is a connector and a room server; the room's routes are forwarded.
+type server struct {
+	url       string
+	mu        sync.Mutex
+	types     []string // the handshakes' sys.type values
+	notes     []string // texts of the notifies run
+	unblocked chan struct{}
+}
+
+func (s *server) clientTypes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.types...)
+}
+
+func startServer(t *testing.T) *server {
+	srv := &server{unblocked: make(chan struct{})}
+	c := testkit.Start(t, testkit.Options{
+		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "room"}},
+		Configure: func(cfg *pomelo.Config) {
+			cfg.CheckClient = func(clientType, version string) bool {
+				srv.mu.Lock()
+				srv.types = append(srv.types, clientType)
+				srv.mu.Unlock()
+				return version != "0.0.1"
+			}
+			cfg.HandshakeHook = func(ctx context.Context, s *session.Session, user json.RawMessage) (json.RawMessage, error) {
+				return user, nil
+			}
+		},
+		Setup: func(m *testkit.Member) error {
+			handle := func(route string, fn testkit.StructHandler) { testkit.HandleStruct(t, m.App, route, fn) }
+			switch m.Info.Type {
+			case "connector":
+				handle("connector.entry.login", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					uid := in.Fields["uid"].GetStringValue()
+					if err := s.Bind(ctx, uid); err != nil {
+						return nil, err
+					}
+					return testkit.Struct(map[string]any{"uid": uid}), nil
+				})
+				handle("connector.entry.note", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					srv.mu.Lock()
+					srv.notes = append(srv.notes, in.Fields["text"].GetStringValue())
+					srv.mu.Unlock()
+					return nil, s.Send(ctx, "onNotify", in)
+				})
+				handle("connector.entry.kickMe", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					return nil, s.Kick(ctx, in.Fields["reason"].GetStringValue())
+				})
+			case "room":
+				handle("room.h.echo", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					return in, nil
+				})
+				handle("room.h.fail", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					return nil, pomelo.Errorf(errNotAllowed, "not for %s", s.UID())
+				})
+				handle("room.h.push", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					if err := s.Send(ctx, "onPush", in); err != nil {
+						return nil, err
+					}
+					return testkit.Struct(map[string]any{"pushed": true}), nil
+				})
+				handle("room.h.hang", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					select {
+					case <-ctx.Done():
+					case <-srv.unblocked:
+					}
+					return nil, nil
+				})
+			}
+			return nil
+		},
+	})
+	t.Cleanup(func() { close(srv.unblocked) }) // before the cluster stops
+	srv.url = c.Members("connector")[0].WSURL()
+	return srv
+}
+
+// runClient runs `node script url args...` in the test package and
+// returns the checks it passed; it fails the test unless the script ends
+// with "done".
+func runClient(t *testing.T, node, script, url string, args ...string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, append([]string{script, url}, args...)...)
+	cmd.Dir = testDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var checks []string
+	var last struct {
+		Event   string `json:"event"`
+		What    string `json:"what"`
+		Message string `json:"message"`
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if json.Unmarshal(sc.Bytes(), &last) == nil && last.Event == "ok" {
+			checks = append(checks, last.What)
+		}
+	}
+	if err != nil || last.Event != "done" {
+		t.Fatalf("%s %q: %v, last event %+v\nstdout:\n%s\nstderr:\n%s", script, args, err, last, out, stderr.String())
+	}
+	return checks
+}
+
+// TestInstalledPackageUnderNode installs nothing itself: it runs the
+// package as installed in clients/js/test/node_modules, a default
+// (CommonJS) node package, imported by name from an .mjs script and from
+// CommonJS, under node (20 has no global WebSocket, so the client imports
+// ws):
+// handshake, requests on the frontend and forwarded, error bodies with
+// their stable names, pushes from a request and from a notify, the kick,
+// and the client's own errors (TIMEOUT, CLOSED, OLD_CLIENT, ...).
+func TestInstalledPackageUnderNode(t *testing.T) {
+	node := installedClient(t)
+	srv := startServer(t)
+	for _, tc := range []struct {
+		scenario string
+		want     []string // checks that must have passed, among others
+	}{
+		{"session", []string{"handshake", "forwarded echo", "named error: code, stable name, message", "push body and route", "notify runs its handler, which pushes", "kick event with the reason", "close event after the kick"}},
+		{"option", []string{"connected through the WebSocket option", "no answer rejects TIMEOUT", "pending request rejects CLOSED on disconnect"}},
+		{"refused", []string{"old client refused: OLD_CLIENT 501", "no server: CONNECT_FAILED"}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			checks := runClient(t, node, "client.mjs", srv.url, tc.scenario)
+			for _, w := range tc.want {
+				found := false
+				for _, c := range checks {
+					found = found || c == w
+				}
+				if !found {
+					t.Errorf("check %q did not run; ran %q", w, checks)
+				}
+			}
+		})
+	}
+	t.Run("commonjs", func(t *testing.T) {
+		if checks := runClient(t, node, "commonjs.cjs", srv.url); len(checks) != 1 {
+			t.Errorf("commonjs.cjs checks %q", checks)
+		}
+	})
+	// What the server saw of the clients.
+	if types := srv.clientTypes(); !strings.Contains(strings.Join(types, ","), "pomelo-go-js-test") || !strings.Contains(strings.Join(types, ","), "pomelo-go-js") {
+		t.Errorf("handshake client types %q: want the session's pomelo-go-js-test and the default pomelo-go-js", types)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.notes) != 1 || srv.notes[0] != "via notify" {
+		t.Errorf("notifies run: %q", srv.notes)
+	}
+}
+
+// TestTypeDeclarationsAcceptTheAPIAndRejectMisuse type-checks
+// test/types.mts with tsc against the installed package's index.d.ts: every
+// documented use compiles, and each use marked @ts-expect-error is an error.
+func TestTypeDeclarationsAcceptTheAPIAndRejectMisuse(t *testing.T) {
+	node := installedClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join("node_modules", "typescript", "bin", "tsc"), "-p", ".")
+	cmd.Dir = testDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tsc -p clients/js/test: %v\n%s", err, out)
+	}
+}
