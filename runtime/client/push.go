@@ -32,7 +32,7 @@ type pushes struct {
 	signal chan struct{} // capacity 1: the queue may have grown
 	subs   map[string][]*subscriber
 	all    []*subscriber // OnAnyPush: every route, after the route's own
-	exited bool // the dispatch goroutine has finished; channels are closed
+	exited bool          // the dispatch goroutine has finished; channels are closed
 }
 
 func newPushes() *pushes {
