@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -69,7 +70,7 @@ func (t Target) Resolve(ctx context.Context) ([]cluster.ServerInfo, string, erro
 			secret = f.Secret
 		}
 	case len(t.Etcd) > 0:
-		m, err := etcdmember.New(ctx, etcdmember.Config{Endpoints: t.Etcd, Prefix: t.Prefix, ResyncInterval: -1})
+		m, err := etcdmember.New(ctx, etcdmember.Config{Endpoints: t.Etcd, Prefix: t.Prefix, ResyncInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return nil, "", fmt.Errorf("etcd: %w", err)
 		}
