@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	chatv1 "github.com/pomelo-go/pomelo/example/chat/gen/chat/v1"
 
 	"github.com/pomelo-go/pomelo/example/chat/app"
+	"github.com/pomelo-go/pomelo/internal/admincli"
 	"github.com/pomelo-go/pomelo/internal/testenv"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
@@ -120,6 +122,16 @@ func TestServersListsTheRunningChatExampleAndKickEndsASession(t *testing.T) {
 	if !strings.Contains(out.String(), `kicked 1 session(s) of uid "ann*r1" on 3 frontend(s)`) {
 		t.Errorf("kick printed:\n%s", out.String())
 	}
+	// The README's REPL example: ask the gate for a connector, input piped.
+	var repl bytes.Buffer
+	gate := "ws://" + a.Server("gate-1").WSAddr().String() + "/"
+	if err := admincli.REPL(context.Background(), gate, strings.NewReader(`request gate.gateHandler.queryEntry {"uid":"ann"}`+"\n"), &repl, 10*time.Second); err != nil {
+		t.Fatalf("client: %v\n%s", err, repl.String())
+	}
+	if !regexp.MustCompile(`response gate.gateHandler.queryEntry \{"code":200,"host":"127.0.0.1","port":\d+\}\n$`).MatchString(repl.String()) {
+		t.Errorf("the REPL printed:\n%s", repl.String())
+	}
+
 	<-ann.Done()
 	var kick *client.KickError
 	if !errors.As(ann.Err(), &kick) {

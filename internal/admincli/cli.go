@@ -121,7 +121,8 @@ func parse(fl *flag.FlagSet, args []string) ([]string, error) {
 
 // PrintServers writes the table of `pomelo servers` and a summary line.
 func PrintServers(w io.Writer, list []ServerStatus) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTYPE\tFRONTEND\tRPC\tWS\tTCP\tSTATE\tSESSIONS\tBOUND\tNOTE")
 	var up, down, unreachable, sessions, bound, fronts int64
 	for _, s := range list {
@@ -151,6 +152,11 @@ func PrintServers(w io.Writer, list []ServerStatus) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.ID, i.Type, fe, port(i.Host, i.RPCPort), port(i.Host, i.WSPort), port(i.Host, i.TCPPort), s.State, sess, b, note)
 	}
 	tw.Flush()
+	for _, line := range strings.SplitAfter(table.String(), "\n") {
+		if line != "" {
+			fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+		}
+	}
 	fmt.Fprintf(w, "%d server(s): %d up, %d down, %d unreachable; %d session(s), %d bound, on %d frontend(s)\n", len(list), up, down, unreachable, sessions, bound, fronts)
 }
 
