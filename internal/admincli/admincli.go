@@ -12,6 +12,7 @@
 package admincli
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -80,15 +81,7 @@ func (t Target) Resolve(ctx context.Context) ([]cluster.ServerInfo, string, erro
 		return nil, "", errors.New("no cluster: give --cluster FILE or --etcd URL")
 	}
 	servers = slices.Clone(servers)
-	slices.SortFunc(servers, func(a, b cluster.ServerInfo) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(servers, func(a, b cluster.ServerInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return servers, secret, nil
 }
 

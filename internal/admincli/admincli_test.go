@@ -392,3 +392,32 @@ func TestClientREPLQuits(t *testing.T) {
 		t.Errorf("help printed:\n%s", out)
 	}
 }
+
+func TestKickFailsWhenAFrontendRefusesTheSecret(t *testing.T) {
+	tc := startCluster(t)
+	out, err := run(t, nil, "kick", "alice", "--cluster", tc.file, "--secret", "wrong")
+	if err == nil || !strings.Contains(out, "connector-1: unreachable: the cluster secret was refused") {
+		t.Errorf("kick with a wrong secret: %v\n%s", err, out)
+	}
+}
+
+func TestJSONPayloadCarriesTheTextAndTheMessage(t *testing.T) {
+	for text, typ := range map[string]string{
+		`{ "a" : 1 }`: "google.protobuf.Struct",
+		`[1, "x"]`:    "google.protobuf.Value",
+		`"hi"`:        "google.protobuf.Value",
+	} {
+		p, err := admincli.JSONPayload([]byte(text))
+		if err != nil {
+			t.Fatalf("%s: %v", text, err)
+		}
+		var compact bytes.Buffer
+		json.Compact(&compact, []byte(text))
+		if p.Type != typ || string(p.Json) != compact.String() || len(p.Proto) == 0 {
+			t.Errorf("%s: payload %v", text, p)
+		}
+	}
+	if _, err := admincli.JSONPayload([]byte(`{"a":`)); err == nil {
+		t.Error("a text that is not JSON made a payload")
+	}
+}

@@ -65,8 +65,13 @@ func Run(ctx context.Context, name string, args []string, env Env) error {
 	fl.StringVar(&t.Prefix, "prefix", "", "the etcd key prefix of the cluster (default "+`"/pomelo/servers/"`+")")
 	fl.StringVar(&t.Secret, "secret", "", "the cluster secret (default $"+SecretEnv+", then the cluster file's)")
 	fl.DurationVar(&t.Timeout, "timeout", DefaultTimeout, "bound of each call to a server")
-	reason := fl.String("reason", "kick", "kick: the reason the clients see")
-	boundOnly := fl.Bool("bound-only", false, "broadcast: only to sessions bound to a uid")
+	reason, boundOnly := new(string), new(bool)
+	switch name {
+	case "kick":
+		fl.StringVar(reason, "reason", "kick", "the reason the clients see in their KICK")
+	case "broadcast":
+		fl.BoolVar(boundOnly, "bound-only", false, "push only to sessions bound to a uid")
+	}
 	pos, err := parse(fl, args)
 	if err != nil {
 		return err
