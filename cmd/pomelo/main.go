@@ -2,6 +2,10 @@
 //
 //	pomelo new DIR --module PATH [--replace LOCALPATH] [--tidy=false]
 //	pomelo bench echo|fanout|idle (--url URL | --gate URL) [flags]
+//	pomelo servers (--cluster FILE | --etcd URL [--prefix P]) [--secret S]
+//	pomelo kick UID [--reason R] (--cluster FILE | --etcd URL) [--secret S]
+//	pomelo broadcast ROUTE JSON (--cluster FILE | --etcd URL) [--secret S]
+//	pomelo client URL
 //
 // new creates a working project in DIR (which must not exist or be empty):
 // a go.mod with protoc-gen-go and protoc-gen-pomelo as Go tools, buf pinned
@@ -20,10 +24,22 @@
 // with a latency histogram, errors, and the CPU time and RSS of the server
 // processes given with --pids; see internal/bench and docs/BENCHMARKS.md.
 // `pomelo bench echo -h` lists its flags.
+//
+// servers, kick and broadcast are the admin commands of a running cluster
+// (internal/admincli): they reach every server of the cluster file, or of
+// etcd, over the cluster's own Connect transport with the cluster secret
+// (--secret, else $POMELO_SECRET, else the file's). servers lists each
+// server's id, type, addresses, state (up, down, unreachable) and a
+// frontend's session counts; kick closes every session of a uid on every
+// frontend; broadcast pushes a JSON body under a route to every session.
+// client is a REPL of the client protocol: request ROUTE JSON, notify
+// ROUTE JSON, quit; pushes are printed as they arrive; it reads piped
+// input too and exits at its end.
 package main
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"flag"
@@ -37,6 +53,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/pomelo-go/pomelo/internal/admincli"
 	pomelov1proto "github.com/pomelo-go/pomelo/proto/pomelo/v1"
 )
 
@@ -50,9 +67,12 @@ func main() {
 	}
 }
 
-const usage = "usage: pomelo new DIR --module PATH [--replace LOCALPATH] [--tidy=false]\n       pomelo bench echo|fanout|idle (--url URL | --gate URL) [flags]"
+const usage = "usage: pomelo new DIR --module PATH [--replace LOCALPATH] [--tidy=false]\n       pomelo bench echo|fanout|idle (--url URL | --gate URL) [flags]\n" + admincli.Usage
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && admincli.IsCommand(args[0]) {
+		return admincli.Run(context.Background(), args[0], args[1:], admincli.Env{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv})
+	}
 	if len(args) > 0 && args[0] == "bench" {
 		return runBench(args[1:], stdout, stderr)
 	}

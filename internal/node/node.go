@@ -231,6 +231,9 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 	if err := mount(sysv1connect.NewMsgRemoteHandler(&msgRemote{n: n}, opts...)); err != nil {
 		return nil, err
 	}
+	if err := mount(sysv1connect.NewAdminRemoteHandler(&adminRemote{n: n}, opts...)); err != nil {
+		return nil, err
+	}
 	srv.SetForwarder(n.fwd)
 	srv.SetOrigin(&origin{n: n})
 	return n, nil

@@ -18,8 +18,9 @@ type pushItem struct {
 
 // subscriber receives the pushes of one route, through fn or, for Pushes, a channel.
 type subscriber struct {
-	fn func(body []byte)
-	ch chan []byte
+	fn  func(body []byte)
+	any func(route string, body []byte) // OnAnyPush
+	ch  chan []byte
 }
 
 // pushes queues the pushes received by the read goroutine for the dispatch goroutine, which
@@ -30,7 +31,8 @@ type pushes struct {
 	queue  []pushItem
 	signal chan struct{} // capacity 1: the queue may have grown
 	subs   map[string][]*subscriber
-	exited bool // the dispatch goroutine has finished; channels are closed
+	all    []*subscriber // OnAnyPush: every route, after the route's own
+	exited bool          // the dispatch goroutine has finished; channels are closed
 }
 
 func newPushes() *pushes {
@@ -65,7 +67,8 @@ func (p *pushes) next() (pushItem, []*subscriber, bool) {
 	if len(p.queue) == 0 {
 		p.queue = nil // let the backing array go
 	}
-	return it, slices.Clone(p.subs[it.route]), true
+	subs := slices.Clone(p.subs[it.route])
+	return it, append(subs, p.all...), true
 }
 
 // add registers s for route and returns a function that removes it. It reports false if the
@@ -114,6 +117,10 @@ func (c *Client) dispatch() {
 			if i > 0 {
 				body = slices.Clone(body) // each subscriber owns its body
 			}
+			if s.any != nil {
+				s.any(it.route, body)
+				continue
+			}
 			if s.ch == nil {
 				s.fn(body)
 				continue
@@ -140,7 +147,7 @@ func (c *Client) finishPushes() {
 			}
 		}
 	}
-	p.subs = nil
+	p.subs, p.all = nil, nil
 	p.mu.Unlock()
 	for _, ch := range chans {
 		close(ch)
@@ -160,6 +167,31 @@ func (c *Client) OnPush(route string, fn func(body []byte)) (unsubscribe func())
 	}
 	cancel, _ := c.pushes.add(route, &subscriber{fn: fn})
 	return cancel
+}
+
+// OnAnyPush registers fn for the pushes of every route, after the route's own
+// subscribers, for tools that show whatever arrives (the `pomelo client`
+// REPL), and returns a function that unregisters it. The delivery guarantees
+// are OnPush's; fn owns body.
+func (c *Client) OnAnyPush(fn func(route string, body []byte)) (unsubscribe func()) {
+	if fn == nil {
+		panic("pomelo client: OnAnyPush with a nil function")
+	}
+	p := c.pushes
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return func() {}
+	}
+	s := &subscriber{any: fn}
+	p.all = append(p.all, s)
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if i := slices.Index(p.all, s); i >= 0 {
+			p.all = slices.Delete(slices.Clone(p.all), i, i+1)
+		}
+	}
 }
 
 // Pushes returns a channel that receives the raw body of every push of route, for tests. The
