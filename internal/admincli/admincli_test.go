@@ -250,7 +250,7 @@ func TestBroadcastReachesProtobufClientsAsAStruct(t *testing.T) {
 	tc := startCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, "ws://"+tc.c.App("connector-2").WSAddr().String()+"/", client.WithSerializer(runtime.Protobuf))
+	cl, err := client.Config{Serializer: runtime.Protobuf}.Dial(ctx, "ws://"+tc.c.App("connector-2").WSAddr().String()+"/")
 	if err != nil {
 		t.Fatal(err)
 	}

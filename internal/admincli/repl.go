@@ -49,7 +49,7 @@ func runClient(ctx context.Context, args []string, env Env) error {
 func REPL(ctx context.Context, url string, in io.Reader, out io.Writer, timeout time.Duration) error {
 	w := &syncWriter{w: out}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
-	c, err := client.Dial(dctx, url, client.WithSerializer(runtime.JSON), client.WithClientInfo("pomelo-cli", "1"))
+	c, err := client.Config{Serializer: runtime.JSON, ClientType: "pomelo-cli", ClientVersion: "1"}.Dial(dctx, url)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", url, err)

@@ -11,7 +11,7 @@ import (
 
 func TestOnAnyPushSeesThePushesOfEveryRouteAfterTheRoutesOwnSubscribers(t *testing.T) {
 	forEach(t, func(t *testing.T, tr string, ser runtime.Serializer) {
-		_, c := setup(t, tr, fakeConfig{}, client.WithSerializer(ser))
+		_, c := setup(t, tr, fakeConfig{}, client.Config{Serializer: ser})
 		ctx := testCtx(t)
 		got := make(chan string, 10)
 		c.OnPush("onPush", func([]byte) { got <- "own onPush" })
