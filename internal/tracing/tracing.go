@@ -16,6 +16,8 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/otelconnect"
@@ -125,11 +127,21 @@ func (t *Tracer) StartRequest(ctx context.Context, route string, sid uint64, uid
 		return ctx, nil
 	}
 	return t.tracer.Start(ctx, SpanRequest, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
-		KeyRoute.String(route),
+		KeyRoute.String(validUTF8(route)),
 		KeySession.Int64(int64(sid)),
-		KeyUID.String(uid),
+		KeyUID.String(validUTF8(uid)),
 		KeyServer.String(t.serverID),
 	))
+}
+
+// validUTF8 returns s with runs of invalid UTF-8 replaced: routes and uids
+// can come from clients, and an exporter encoding spans as protobuf fails
+// on a string that is not UTF-8 (and with it the whole batch).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // StartForward starts the client span of forwarding route to the backend
@@ -140,7 +152,7 @@ func (t *Tracer) StartForward(ctx context.Context, route, target string) (contex
 		return ctx, nil, nil
 	}
 	ctx, span := t.tracer.Start(ctx, SpanForward, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
-		KeyRoute.String(route),
+		KeyRoute.String(validUTF8(route)),
 		KeyServer.String(t.serverID),
 		KeyTarget.String(target),
 	))
@@ -159,9 +171,9 @@ func (t *Tracer) StartHandle(ctx context.Context, carried map[string]string, rou
 		ctx = t.prop.Extract(ctx, propagation.MapCarrier(carried))
 	}
 	return t.tracer.Start(ctx, SpanHandle, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
-		KeyRoute.String(route),
+		KeyRoute.String(validUTF8(route)),
 		KeySession.Int64(int64(sid)),
-		KeyUID.String(uid),
+		KeyUID.String(validUTF8(uid)),
 		KeyFrontend.String(frontendID),
 		KeyServer.String(t.serverID),
 	))
@@ -174,7 +186,7 @@ func (t *Tracer) StartPush(ctx context.Context, route, frontendID string, uids i
 		return ctx, nil
 	}
 	return t.tracer.Start(ctx, SpanPush, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-		KeyRoute.String(route),
+		KeyRoute.String(validUTF8(route)),
 		KeyServer.String(t.serverID),
 		KeyTarget.String(frontendID),
 		KeyUIDs.Int(uids),

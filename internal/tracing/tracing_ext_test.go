@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pomelo-go/pomelo/internal/tracing"
@@ -59,5 +62,54 @@ func TestErrorNameIsTheStableName(t *testing.T) {
 		if got := tracing.ErrorName(c.err); got != c.want {
 			t.Errorf("ErrorName(%v) = %q, want %q", c.err, got, c.want)
 		}
+	}
+}
+
+func TestClientStringsAreRecordedAsValidUTF8(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tr, err := tracing.New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)), "connector-1")
+	if err != nil || tr == nil {
+		t.Fatalf("New: %v, %v", tr, err)
+	}
+	_, span := tr.StartRequest(context.Background(), "room.h.\xff", 1, "u\xfe")
+	tracing.End(span, nil)
+	ended := rec.Ended()
+	if len(ended) != 1 {
+		t.Fatalf("%d spans", len(ended))
+	}
+	for _, kv := range ended[0].Attributes() {
+		if v := kv.Value.Emit(); !utf8.ValidString(v) {
+			t.Fatalf("%s = %q is not UTF-8", kv.Key, v)
+		}
+	}
+}
+
+func TestForwardedTraceContextContinuesTheTrace(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	front, _ := tracing.New(tp, "connector-1")
+	back, _ := tracing.New(tp, "room-1")
+	_, fwd, carried := front.StartForward(context.Background(), "room.h.x", "room-1")
+	if carried["traceparent"] == "" {
+		t.Fatalf("carried %v: no traceparent", carried)
+	}
+	// The backend gets only the carried map, not the frontend's context.
+	_, handle := back.StartHandle(context.Background(), carried, "room.h.x", 1, "u", "connector-1")
+	tracing.End(handle, nil)
+	tracing.End(fwd, nil)
+	var parent, child sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch s.Name() {
+		case tracing.SpanForward:
+			parent = s
+		case tracing.SpanHandle:
+			child = s
+		}
+	}
+	if parent == nil || child == nil {
+		t.Fatal("missing spans")
+	}
+	if child.Parent().SpanID() != parent.SpanContext().SpanID() || child.SpanContext().TraceID() != parent.SpanContext().TraceID() {
+		t.Fatalf("handler span's parent %v, forward span %v", child.Parent(), parent.SpanContext())
 	}
 }
