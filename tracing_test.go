@@ -53,6 +53,15 @@ func startTraceCluster(t *testing.T, tp trace.TracerProvider) (*testkit.Cluster,
 					}
 					return testkit.Struct(map[string]any{"server": who.ServerId}), nil
 				})
+				testkit.HandleStruct(t, app, "room.h.push", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					if err := s.Bind(ctx, "alice"); err != nil {
+						return nil, err
+					}
+					if _, err := testingv1.EchoPushOnEcho.ToUIDs(ctx, app, []string{"alice"}, &testingv1.EchoEvent{Text: "hi"}); err != nil {
+						return nil, err
+					}
+					return testkit.Struct(nil), nil
+				})
 				testkit.HandleStruct(t, app, "room.h.fail", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					return nil, runtime.Errorf(runtime.ErrNotFound, "no such room (internal detail)")
 				})
@@ -228,5 +237,35 @@ func TestTracingOffRecordsNothingAndRequestsWork(t *testing.T) {
 	c.Close() // every server has finished its requests
 	if n := len(exp.GetSpans()); n != 0 {
 		t.Fatalf("%d spans recorded with tracing off", n)
+	}
+}
+
+func TestPushFromABackendHandlerIsInTheRequestsTrace(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer tp.Shutdown(context.Background())
+	c, cl := startTraceCluster(t, tp)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.Request(ctx, "room.h.push", testkit.Struct(nil), &structpb.Struct{}); err != nil {
+		t.Fatal(err)
+	}
+	spans := waitSpans(t, exp, "pomelo.request", "room.h.push")
+	handle := only(t, spans, "backend handler", func(s tracetest.SpanStub) bool { return s.Name == "pomelo.handle" })
+	push := only(t, spans, "push", func(s tracetest.SpanStub) bool { return s.Name == "pomelo.push" })
+	deliver := only(t, spans, "push delivery", func(s tracetest.SpanStub) bool {
+		return s.Name == "pomelo.sys.v1.ChannelRemote/PushMessage" && s.SpanKind == trace.SpanKindServer
+	})
+	bind := only(t, spans, "bind", func(s tracetest.SpanStub) bool {
+		return s.Name == "pomelo.sys.v1.SessionRemote/Bind" && s.SpanKind == trace.SpanKindClient
+	})
+	if push.Parent.SpanID() != handle.SpanContext.SpanID() || bind.Parent.SpanID() != handle.SpanContext.SpanID() {
+		t.Fatalf("push's parent %v, bind's %v; want the handler's %v", push.Parent.SpanID(), bind.Parent.SpanID(), handle.SpanContext.SpanID())
+	}
+	if deliver.SpanContext.TraceID() != handle.SpanContext.TraceID() {
+		t.Fatal("the frontend's delivery of the push is not in the request's trace")
+	}
+	if attr(push, "pomelo.target.id") != c.Members("connector")[0].Info.ID || attr(push, "pomelo.push.uids") != "1" {
+		t.Fatalf("push attributes %v", push.Attributes)
 	}
 }
