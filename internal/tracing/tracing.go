@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/runtime"
 )
 
@@ -105,7 +106,7 @@ func New(tp trace.TracerProvider, serverID string) (*Tracer, error) {
 }
 
 func isForward(procedure string) bool {
-	return procedure == "/pomelo.sys.v1.MsgRemote/ForwardMessage" || procedure == "/pomelo.sys.v1.MsgRemote/Forward"
+	return procedure == sysv1connect.MsgRemoteForwardMessageProcedure || procedure == sysv1connect.MsgRemoteForwardProcedure
 }
 
 // Interceptors returns the Connect interceptors that trace calls, to be
