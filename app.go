@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/server"
+	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
@@ -149,6 +151,12 @@ type Config struct {
 
 	// Logger receives the logs (default slog.Default()).
 	Logger *slog.Logger
+	// TracerProvider, when set, traces every client request with
+	// OpenTelemetry: the frontend's span, forwarding, the backend's filters
+	// and handler, remote and sys calls, pushes; trace context travels
+	// between servers (W3C Trace Context). Nil (or a no-op provider) is
+	// tracing off, at the cost of a nil check. See the README's Tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // App is one server of a cluster: a frontend that holds client connections
@@ -228,6 +236,10 @@ func New(cfg Config) (*App, error) {
 		self.WSPort, _ = portOf(cfg.WSAddr)
 		self.TCPPort, _ = portOf(cfg.TCPAddr)
 	}
+	tracer, err := tracing.New(cfg.TracerProvider, cfg.ID)
+	if err != nil {
+		return nil, fmt.Errorf("pomelo: tracing: %w", err)
+	}
 	srv, err := server.New(server.Config{
 		ID:            cfg.ID,
 		Type:          cfg.Type,
@@ -240,6 +252,7 @@ func New(cfg Config) (*App, error) {
 		CheckClient:   cfg.CheckClient,
 		HandshakeHook: cfg.HandshakeHook,
 		Logger:        cfg.Logger,
+		Tracer:        tracer,
 
 		ExposeErrorDetails: cfg.ExposeErrorDetails,
 	})

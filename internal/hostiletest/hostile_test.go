@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	gort "runtime"
+	goruntime "runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pomelo-go/pomelo/internal/clustertest"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 	"github.com/pomelo-go/pomelo/runtime/wire"
@@ -32,7 +32,7 @@ func startCluster(t *testing.T) *clustertest.Cluster {
 		Servers: []clustertest.Spec{{Type: "connector", Frontend: true}, {Type: "chat"}},
 		Setup: func(m *clustertest.Member) error {
 			if m.Info.Type == "chat" {
-				testkit.HandleStruct(t, m.Server, echoRoute, func(_ context.Context, _ pomelo.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				testkit.HandleStruct(t, m.Server, echoRoute, func(_ context.Context, _ runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					return in, nil
 				})
 			}
@@ -44,13 +44,13 @@ func startCluster(t *testing.T) *clustertest.Cluster {
 // settle runs the collector until the heap stops shrinking and returns the
 // live heap and the goroutine count.
 func settle() (heap uint64, goroutines int) {
-	var ms gort.MemStats
+	var ms goruntime.MemStats
 	for range 3 {
-		gort.GC()
+		goruntime.GC()
 		debug.FreeOSMemory()
 	}
-	gort.ReadMemStats(&ms)
-	return ms.HeapAlloc, gort.NumGoroutine()
+	goruntime.ReadMemStats(&ms)
+	return ms.HeapAlloc, goruntime.NumGoroutine()
 }
 
 // echoBody is the body every well-behaved client sends.
@@ -122,7 +122,7 @@ func badRoutes(ctx context.Context, t *testing.T, url string, rounds int) {
 			return
 		}
 		name := errName(body)
-		if !isErr || (name != pomelo.ErrBadRequest.Name && name != pomelo.ErrUnknownRoute.Name) {
+		if !isErr || (name != runtime.ErrBadRequest.Name && name != runtime.ErrUnknownRoute.Name) {
 			t.Errorf("hostile request %q: got isErr=%v %q, want BAD_REQUEST or UNKNOWN_ROUTE", r, isErr, body)
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -130,7 +130,7 @@ func badRoutes(ctx context.Context, t *testing.T, url string, rounds int) {
 	// Bodies of the wrong type for the route are this request's problem only.
 	for _, b := range []string{`[1,2]`, `"x"`, `{"a":`, "\xff\xfe"} {
 		body, isErr, err := cl.RequestRaw(ctx, echoRoute, []byte(b))
-		if err != nil || !isErr || errName(body) != pomelo.ErrBadRequest.Name {
+		if err != nil || !isErr || errName(body) != runtime.ErrBadRequest.Name {
 			t.Errorf("hostile body %q: err=%v isErr=%v %q, want BAD_REQUEST", b, err, isErr, body)
 		}
 	}
@@ -299,7 +299,7 @@ func TestHostileClientsDoNotHurtWellBehavedOnes(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			n := gort.Stack(buf, true)
+			n := goruntime.Stack(buf, true)
 			t.Fatalf("not back to baseline: goroutines %d (baseline %d), heap %d KiB (baseline %d KiB)\n%s", g, baseG, heap>>10, baseHeap>>10, buf[:n])
 		}
 		time.Sleep(200 * time.Millisecond)

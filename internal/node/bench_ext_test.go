@@ -2,7 +2,7 @@ package node_test
 
 import (
 	"context"
-	"runtime"
+	goruntime "runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -12,7 +12,7 @@ import (
 	"github.com/pomelo-go/pomelo/internal/clustertest"
 	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/internal/server"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 )
 
@@ -21,7 +21,7 @@ type benchEcho struct {
 	testingv1.UnimplementedEchoHandlerServer
 }
 
-func (benchEcho) Echo(_ context.Context, _ pomelo.Session, r *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
+func (benchEcho) Echo(_ context.Context, _ runtime.Session, r *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
 	return &testingv1.EchoResponse{Code: 200, Text: r.Text}, nil
 }
 
@@ -80,7 +80,7 @@ func BenchmarkForward(b *testing.B) {
 	pools := map[*clustertest.Member][]*client.Client{}
 	clients := func(b *testing.B, m *clustertest.Member, n int) []*client.Client {
 		for len(pools[m]) < n {
-			c, err := client.Config{Serializer: pomelo.Protobuf}.Dial(context.Background(), m.TCPURL())
+			c, err := client.Config{Serializer: runtime.Protobuf}.Dial(context.Background(), m.TCPURL())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -116,7 +116,7 @@ func BenchmarkForward(b *testing.B) {
 			benchReportCPU(b, cpu)
 		})
 		b.Run(v.name+"-p64", func(b *testing.B) {
-			procs := runtime.GOMAXPROCS(0)
+			procs := goruntime.GOMAXPROCS(0)
 			p := max(1, (benchClients+procs-1)/procs)
 			b.SetParallelism(p)
 			cs := clients(b, v.m, p*procs)

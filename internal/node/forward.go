@@ -12,6 +12,7 @@ import (
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/internal/batchq"
+	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -77,14 +78,24 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 	} else if !req.Notify {
 		req.DeadlineUnixNano = time.Now().Add(f.n.cfg.ForwardTimeout).UnixNano()
 	}
+	ctx, span, carried := f.n.tracer.StartForward(ctx, r.Route, target.ID)
+	req.TraceContext = carried
+	body, err := f.send(ctx, target.ID, req)
+	tracing.End(span, err)
+	return body, err
+}
+
+// send forwards req to the backend serverID, in the forward mode.
+func (f *forwarder) send(ctx context.Context, serverID string, req *sysv1.ForwardRequest) ([]byte, error) {
 	f.mu.Lock()
 	mode := f.mode
 	f.mu.Unlock()
 	var res *sysv1.ForwardResponse
+	var err error
 	if mode == ForwardUnary {
-		res, err = f.unary(ctx, target.ID, req)
+		res, err = f.unary(ctx, serverID, req)
 	} else {
-		res, err = f.stream(ctx, target.ID, req)
+		res, err = f.stream(ctx, serverID, req)
 	}
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/internal/server"
+	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
@@ -101,6 +102,7 @@ type Node struct {
 	closeCh  chan struct{}
 	serveErr chan error // the RPC listener stopped on its own
 
+	tracer   *tracing.Tracer // nil: tracing off
 	fwd      *forwarder
 	watchers *watchHub
 	bsess    *BackendSessions
@@ -190,6 +192,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		routes:   map[string]cluster.RouteFunc{},
 		closeCh:  make(chan struct{}),
 		serveErr: make(chan error, 1),
+		tracer:   srv.Tracer(),
 	}
 	for t, fn := range cfg.Routes {
 		n.routes[t] = fn
@@ -208,7 +211,9 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 	opts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(maxStreamMessage),
 		connect.WithCompressMinBytes(compressMinBytes),
-		connect.WithInterceptors(runtime.ErrorInterceptor()),
+		// Tracing (when on) is outermost, so that its spans see the
+		// errors as the caller gets them.
+		connect.WithInterceptors(append(n.tracer.Interceptors(), runtime.ErrorInterceptor())...),
 	}
 	srv.SetRPCHandlerOptions(opts...)
 	opts = srv.RPCHandlerOptions() // with the server's: panic recovery, error logging
@@ -518,7 +523,7 @@ func (n *Node) peer(serverID string) (*peer, error) {
 		HTTPClient: n.http,
 		BaseURL:    baseURL(info),
 		Options: []connect.ClientOption{
-			connect.WithInterceptors(deadlineInterceptor(n.cfg.CallTimeout), runtime.ErrorInterceptor()),
+			connect.WithInterceptors(append(n.tracer.Interceptors(), deadlineInterceptor(n.cfg.CallTimeout), runtime.ErrorInterceptor())...),
 			connect.WithReadMaxBytes(maxStreamMessage),
 			connect.WithCompressMinBytes(compressMinBytes),
 		},

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
@@ -32,7 +33,14 @@ func (n *Node) channelPush(ctx context.Context, frontendID string, req *sysv1.Pu
 // frontend, returning the uids without a session there. It implements
 // channel.Delivery, so channels on any server reach members on every
 // frontend with one call per frontend per push.
-func (n *Node) PushToFrontend(ctx context.Context, frontendID, route string, msg proto.Message, uids []string) ([]string, error) {
+func (n *Node) PushToFrontend(ctx context.Context, frontendID, route string, msg proto.Message, uids []string) (failed []string, err error) {
+	ctx, span := n.tracer.StartPush(ctx, route, frontendID, len(uids))
+	failed, err = n.pushToFrontend(ctx, frontendID, route, msg, uids)
+	tracing.End(span, err)
+	return failed, err
+}
+
+func (n *Node) pushToFrontend(ctx context.Context, frontendID, route string, msg proto.Message, uids []string) ([]string, error) {
 	if frontendID == n.cfg.Self.ID && n.srv.Frontend() {
 		return n.srv.Sessions().PushToUIDs(route, msg, uids)
 	}

@@ -15,6 +15,7 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/internal/batchq"
+	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/internal/workpool"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -437,6 +438,7 @@ func (n *Node) runForwarded(ctx context.Context, req *sysv1.ForwardRequest) *sys
 	if !req.Notify {
 		r.ID = max(req.Seq, 1) // any non-zero id: this is a request
 	}
+	ctx, span := n.tracer.StartHandle(ctx, req.TraceContext, req.Route, req.GetSession().GetId(), req.GetSession().GetUid(), req.GetSession().GetFrontendId())
 	body, err := n.srv.HandleForwarded(ctx, r)
 	if err == nil && len(body) > maxForwardedBody {
 		// More than the frontend would read in one stream message: fail
@@ -444,6 +446,7 @@ func (n *Node) runForwarded(ctx context.Context, req *sysv1.ForwardRequest) *sys
 		n.srv.Logger().Error("pomelo: response too large to forward", "route", req.Route, "session", req.GetSession().GetId(), "bytes", len(body), "max", maxForwardedBody)
 		err = runtime.Errorf(runtime.ErrInternal, "response too large")
 	}
+	tracing.End(span, err)
 	if err != nil {
 		res.Error = runtime.AsError(err).Proto()
 	} else {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
@@ -16,7 +16,7 @@ import (
 type benchGoPool struct {
 	parent  *testing.B
 	addr    string
-	ser     pomelo.Serializer
+	ser     runtime.Serializer
 	clients []*client.Client
 }
 
@@ -37,7 +37,7 @@ func (p *benchGoPool) get(b *testing.B, n int) []*client.Client {
 type benchRawPool struct {
 	parent *testing.B
 	dial   func() (*benchRawConn, error)
-	ser    pomelo.Serializer
+	ser    runtime.Serializer
 	req    *testingv1.EchoRequest
 	conns  []*benchRawConn
 }
@@ -85,7 +85,7 @@ func BenchmarkRequestRoundTrip(b *testing.B) {
 		{"ws", true, "ws://" + s.WSAddr().String() + "/"},
 		{"tcp", false, "tcp://" + s.TCPAddr().String()},
 	} {
-		for _, ser := range []pomelo.Serializer{pomelo.JSON, pomelo.Protobuf} {
+		for _, ser := range []runtime.Serializer{runtime.JSON, runtime.Protobuf} {
 			b.Run(tr.name+"/"+ser.Name(), func(b *testing.B) {
 				gp := &benchGoPool{parent: b, addr: tr.url, ser: ser}
 				addr := s.TCPAddr()
@@ -154,9 +154,9 @@ func BenchmarkRequestRoundTrip(b *testing.B) {
 		b.Fatal(err)
 	}
 	code, _ := dict.Code(testingv1.EchoHandlerEchoRoute)
-	reqBody, _ := pomelo.Protobuf.Marshal(nil, req)
+	reqBody, _ := runtime.Protobuf.Marshal(nil, req)
 	reqPkg, _ := wire.AppendMessagePackage(nil, &wire.Message{Type: wire.Request, ID: 1, Compressed: true, RouteCode: code, Body: reqBody})
-	respBody, _ := pomelo.Protobuf.Marshal(nil, &testingv1.EchoResponse{Code: 200, Text: req.Text})
+	respBody, _ := runtime.Protobuf.Marshal(nil, &testingv1.EchoResponse{Code: 200, Text: req.Text})
 	respPkg, _ := wire.AppendMessagePackage(nil, &wire.Message{Type: wire.Response, ID: 1, Body: respBody})
 	floor := benchStartFloor(b, respPkg)
 	b.Run("tcp/floor", func(b *testing.B) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
@@ -17,7 +17,7 @@ type benchCountingBody struct {
 	n     map[string]int
 }
 
-func (c *benchCountingBody) Encode(ser pomelo.Serializer) ([]byte, error) {
+func (c *benchCountingBody) Encode(ser runtime.Serializer) ([]byte, error) {
 	c.n[ser.Name()]++
 	return c.inner.Encode(ser)
 }
@@ -77,9 +77,9 @@ func BenchmarkPushFanout1000(b *testing.B) {
 		}
 		return out
 	}
-	tcpJSON := dialGroup(false, pomelo.SerializerJSON)
-	tcpProto := dialGroup(false, pomelo.SerializerProtobuf)
-	wsJSON := dialGroup(true, pomelo.SerializerJSON)
+	tcpJSON := dialGroup(false, runtime.SerializerJSON)
+	tcpProto := dialGroup(false, runtime.SerializerProtobuf)
+	wsJSON := dialGroup(true, runtime.SerializerJSON)
 	mixed := append(slices.Clone(tcpJSON[:benchFanout/2]), tcpProto[:benchFanout/2]...)
 	msg := &testingv1.EchoEvent{Text: "a push to everyone in the room"}
 	svc := s.Sessions()

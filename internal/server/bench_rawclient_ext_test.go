@@ -14,7 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
+	goruntime "runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,7 +24,7 @@ import (
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
 	"github.com/pomelo-go/pomelo/internal/server"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/connector"
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
@@ -38,7 +38,7 @@ type benchEcho struct {
 	testingv1.UnimplementedEchoHandlerServer
 }
 
-func (benchEcho) Echo(_ context.Context, _ pomelo.Session, r *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
+func (benchEcho) Echo(_ context.Context, _ runtime.Session, r *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
 	return &testingv1.EchoResponse{Code: 200, Text: r.Text}, nil
 }
 
@@ -85,7 +85,7 @@ func benchReportCPU(b *testing.B, start time.Duration) {
 // benchParallelism sets RunParallel to run about n goroutines and returns
 // how many it will run.
 func benchParallelism(b *testing.B, n int) int {
-	procs := runtime.GOMAXPROCS(0)
+	procs := goruntime.GOMAXPROCS(0)
 	p := max(1, (n+procs-1)/procs)
 	b.SetParallelism(p)
 	return p * procs
@@ -186,7 +186,7 @@ func (c *benchRawConn) frameOf(pkgs []byte) []byte {
 
 // prepare pre-encodes the request the round trips send: route (compressed
 // when the dictionary has it) and msg in the serializer ser.
-func (c *benchRawConn) prepare(tb testing.TB, ser pomelo.Serializer, route string, msg proto.Message) {
+func (c *benchRawConn) prepare(tb testing.TB, ser runtime.Serializer, route string, msg proto.Message) {
 	tb.Helper()
 	body, err := ser.Marshal(nil, msg)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/connector"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -45,6 +46,7 @@ func (h chainHandler) ServeMessage(ctx context.Context, sess *session.Session, m
 	if m.Type == wire.Request {
 		r.ID = m.ID
 	}
+	ctx, span := s.cfg.Tracer.StartRequest(ctx, m.Route, sess.ID(), local.UID())
 	res := s.handleFrontend(runtime.WithSession(ctx, local), r)
 	if res.Err != nil && ctx.Err() != nil {
 		// The connection's context ends when it closes (or a shutdown's
@@ -54,6 +56,7 @@ func (h chainHandler) ServeMessage(ctx context.Context, sess *session.Session, m
 	if !r.Notify() {
 		s.respond(sess, r.Route, ser, r.ID, res)
 	}
+	tracing.End(span, res.Err)
 }
 
 // handleFrontend runs the frontend part of the chain: global filters around

@@ -17,7 +17,7 @@ import (
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
 	"github.com/pomelo-go/pomelo/internal/server"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
@@ -28,22 +28,22 @@ const secretText = "db: connection refused (user=admin password=hunter2)"
 // failing routes of the "fail" frontend, by what their handler returns.
 var failing = map[string]func() error{
 	"fail.h.secret":  func() error { return errors.New(secretText) },
-	"fail.h.wrapped": func() error { return pomelo.Errorf(pomelo.ErrInternal, "query failed: %s", secretText) },
+	"fail.h.wrapped": func() error { return runtime.Errorf(runtime.ErrInternal, "query failed: %s", secretText) },
 	"fail.h.unavailable": func() error {
-		return pomelo.Errorf(pomelo.ErrUnavailable, "chat-1: dial tcp 127.0.0.1:5330: connect: connection refused")
+		return runtime.Errorf(runtime.ErrUnavailable, "chat-1: dial tcp 127.0.0.1:5330: connect: connection refused")
 	},
-	"fail.h.app":      func() error { return pomelo.NewError(1001, "not enough gold") },
-	"fail.h.notbound": func() error { return pomelo.Errorf(pomelo.ErrNotBound, "bind a uid first") },
+	"fail.h.app":      func() error { return runtime.NewError(1001, "not enough gold") },
+	"fail.h.notbound": func() error { return runtime.Errorf(runtime.ErrNotBound, "bind a uid first") },
 	"fail.h.panic":    func() error { panic(secretText) },
-	"fail.h.named":    func() error { return pomelo.Errorf(errRoomFull, "room %q is full", "r1") },
-	"fail.h.newer":    func() error { return pomelo.Errorf(errNewer, "from a newer server") },
+	"fail.h.named":    func() error { return runtime.Errorf(errRoomFull, "room %q is full", "r1") },
+	"fail.h.newer":    func() error { return runtime.Errorf(errNewer, "from a newer server") },
 }
 
 // errRoomFull is an application-defined named error; errNewer one whose
 // name the client has never heard of.
 var (
-	errRoomFull = pomelo.DefineError(1002, "ROOM_FULL")
-	errNewer    = pomelo.DefineError(pomelo.CodeFrameworkError, "SOMETHING_NEW")
+	errRoomFull = runtime.DefineError(1002, "ROOM_FULL")
+	errNewer    = runtime.DefineError(runtime.CodeFrameworkError, "SOMETHING_NEW")
 )
 
 // startFailing starts a frontend serving the failing routes, logging to the
@@ -57,7 +57,7 @@ func startFailing(t *testing.T, expose bool) (*server.Server, *testkit.LogBuffer
 		t.Fatal(err)
 	}
 	for route, fn := range failing {
-		err := s.RegisterHandler(pomelo.HandlerDesc{Route: route, ServerType: "fail", Handle: func(context.Context, pomelo.Session, pomelo.Serializer, []byte) (proto.Message, error) {
+		err := s.RegisterHandler(runtime.HandlerDesc{Route: route, ServerType: "fail", Handle: func(context.Context, runtime.Session, runtime.Serializer, []byte) (proto.Message, error) {
 			return nil, fn()
 		}})
 		if err != nil {
@@ -81,12 +81,12 @@ func dialFailing(t *testing.T, s *server.Server, cfg client.Config) *client.Clie
 }
 
 // requestError sends a request that must fail and returns its error.
-func requestError(t *testing.T, c *client.Client, route string) *pomelo.Error {
+func requestError(t *testing.T, c *client.Client, route string) *runtime.Error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := c.Request(ctx, route, &structpb.Struct{}, &structpb.Struct{})
-	var e *pomelo.Error
+	var e *runtime.Error
 	if !errors.As(err, &e) {
 		t.Fatalf("%s: err = %v, want an error response", route, err)
 	}
@@ -114,9 +114,9 @@ func TestInternalErrorsReachClientsGenericAndAreLoggedOnce(t *testing.T) {
 	s, logs := startFailing(t, false)
 	c := dialFailing(t, s, client.Config{})
 	for _, tc := range []struct{ route, name, secret, message string }{
-		{"fail.h.secret", pomelo.ErrInternal.Name, "hunter2", "internal error"},
-		{"fail.h.wrapped", pomelo.ErrInternal.Name, "hunter2", "internal error"},
-		{"fail.h.unavailable", pomelo.ErrUnavailable.Name, "127.0.0.1:5330", "service unavailable"},
+		{"fail.h.secret", runtime.ErrInternal.Name, "hunter2", "internal error"},
+		{"fail.h.wrapped", runtime.ErrInternal.Name, "hunter2", "internal error"},
+		{"fail.h.unavailable", runtime.ErrUnavailable.Name, "127.0.0.1:5330", "service unavailable"},
 	} {
 		e := requestError(t, c, tc.route)
 		if e.Code != 500 || e.Name != tc.name || e.Message != tc.message {
@@ -141,7 +141,7 @@ func TestApplicationErrorsKeepTheirMessagesAndAreNotLogged(t *testing.T) {
 	if e := requestError(t, c, "fail.h.app"); e.Code != 1001 || e.Name != "" || e.Message != "not enough gold" {
 		t.Errorf("application error answered %+v", e)
 	}
-	if e := requestError(t, c, "fail.h.notbound"); e.Name != pomelo.ErrNotBound.Name || e.Message != "bind a uid first" {
+	if e := requestError(t, c, "fail.h.notbound"); e.Name != runtime.ErrNotBound.Name || e.Message != "bind a uid first" {
 		t.Errorf("NOT_BOUND answered %+v", e)
 	}
 	if n := logs.Count("request failed"); n != 0 {
@@ -152,7 +152,7 @@ func TestApplicationErrorsKeepTheirMessagesAndAreNotLogged(t *testing.T) {
 func TestPanickingHandlerIsLoggedOnceWithItsStack(t *testing.T) {
 	s, logs := startFailing(t, false)
 	c := dialFailing(t, s, client.Config{})
-	if e := requestError(t, c, "fail.h.panic"); e.Name != pomelo.ErrInternal.Name || strings.Contains(e.Message, "hunter2") {
+	if e := requestError(t, c, "fail.h.panic"); e.Name != runtime.ErrInternal.Name || strings.Contains(e.Message, "hunter2") {
 		t.Errorf("panic answered %+v", e)
 	}
 	rec := recordWith(t, logs, "", "hunter2")
@@ -164,7 +164,7 @@ func TestPanickingHandlerIsLoggedOnceWithItsStack(t *testing.T) {
 func TestExposeErrorDetailsShowsTheDetailToClients(t *testing.T) {
 	s, logs := startFailing(t, true)
 	c := dialFailing(t, s, client.Config{})
-	if e := requestError(t, c, "fail.h.secret"); e.Name != pomelo.ErrInternal.Name || e.Message != secretText {
+	if e := requestError(t, c, "fail.h.secret"); e.Name != runtime.ErrInternal.Name || e.Message != secretText {
 		t.Errorf("in development mode answered %+v, want the handler's text", e)
 	}
 	if e := requestError(t, c, "fail.h.unavailable"); !strings.Contains(e.Message, "127.0.0.1:5330") {
@@ -217,7 +217,7 @@ func TestRPCHandlersBuiltWithTheServerOptionsRecoverPanics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetRPCHandlerOptions(connect.WithInterceptors(pomelo.ErrorInterceptor())) // as the cluster does
+	s.SetRPCHandlerOptions(connect.WithInterceptors(runtime.ErrorInterceptor())) // as the cluster does
 	if err := s.MountRPC(sysv1connect.NewSessionRemoteHandler(panickingSessionRemote{}, s.RPCHandlerOptions()...)); err != nil {
 		t.Fatal(err)
 	}
@@ -225,13 +225,13 @@ func TestRPCHandlersBuiltWithTheServerOptionsRecoverPanics(t *testing.T) {
 	hs.EnableHTTP2 = true
 	hs.StartTLS()
 	t.Cleanup(hs.Close)
-	cl := sysv1connect.NewSessionRemoteClient(hs.Client(), hs.URL, connect.WithInterceptors(pomelo.ErrorInterceptor()))
+	cl := sysv1connect.NewSessionRemoteClient(hs.Client(), hs.URL, connect.WithInterceptors(runtime.ErrorInterceptor()))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
 	_, err = cl.Bind(ctx, connect.NewRequest(&sysv1.BindRequest{Sid: 1, Uid: "u"}))
-	var e *pomelo.Error
-	if !errors.As(err, &e) || e.Name != pomelo.ErrInternal.Name || strings.Contains(e.Message, "hunter2") {
+	var e *runtime.Error
+	if !errors.As(err, &e) || e.Name != runtime.ErrInternal.Name || strings.Contains(e.Message, "hunter2") {
 		t.Errorf("panicking unary handler answered %v, want INTERNAL with a generic message", err)
 	}
 
@@ -272,14 +272,14 @@ func recordWithKey(t *testing.T, logs *testkit.LogBuffer, k, v string) map[strin
 
 func TestTheGoClientGetsExactlyTheErrorTheHandlerReturned(t *testing.T) {
 	s, _ := startFailing(t, false)
-	for _, ser := range []pomelo.Serializer{pomelo.JSON, pomelo.Protobuf} {
+	for _, ser := range []runtime.Serializer{runtime.JSON, runtime.Protobuf} {
 		c := dialFailing(t, s, client.Config{Serializer: ser})
-		for route, want := range map[string]*pomelo.Error{
-			"fail.h.app":      pomelo.NewError(1001, "not enough gold"),
-			"fail.h.named":    pomelo.Errorf(errRoomFull, "room %q is full", "r1"),
-			"fail.h.newer":    pomelo.Errorf(errNewer, "from a newer server"),
-			"fail.h.notbound": pomelo.Errorf(pomelo.ErrNotBound, "bind a uid first"),
-			"fail.h.nope":     pomelo.Errorf(pomelo.ErrUnknownRoute, "no handler for fail.h.nope"),
+		for route, want := range map[string]*runtime.Error{
+			"fail.h.app":      runtime.NewError(1001, "not enough gold"),
+			"fail.h.named":    runtime.Errorf(errRoomFull, "room %q is full", "r1"),
+			"fail.h.newer":    runtime.Errorf(errNewer, "from a newer server"),
+			"fail.h.notbound": runtime.Errorf(runtime.ErrNotBound, "bind a uid first"),
+			"fail.h.nope":     runtime.Errorf(runtime.ErrUnknownRoute, "no handler for fail.h.nope"),
 		} {
 			if e := requestError(t, c, route); *e != *want {
 				t.Errorf("%s, %s: the client got %+v, want %+v", ser.Name(), route, e, want)

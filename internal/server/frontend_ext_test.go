@@ -7,7 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
-	"runtime"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +19,7 @@ import (
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
 	"github.com/pomelo-go/pomelo/internal/server"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/connector"
 	"github.com/pomelo-go/pomelo/runtime/filter"
@@ -34,7 +34,7 @@ type echo struct {
 	order  chan int64
 }
 
-func (e *echo) Echo(ctx context.Context, s pomelo.Session, r *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
+func (e *echo) Echo(ctx context.Context, s runtime.Session, r *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
 	switch r.Text {
 	case "panic":
 		panic("boom")
@@ -55,7 +55,7 @@ func (e *echo) Echo(ctx context.Context, s pomelo.Session, r *testingv1.EchoRequ
 	return &testingv1.EchoResponse{Code: 200, Text: strings.Repeat(r.Text, max(1, int(r.Repeat)))}, nil
 }
 
-func (e *echo) Sum(ctx context.Context, s pomelo.Session, r *testingv1.SumRequest) (*testingv1.SumResponse, error) {
+func (e *echo) Sum(ctx context.Context, s runtime.Session, r *testingv1.SumRequest) (*testingv1.SumResponse, error) {
 	var sum int64
 	for _, v := range r.Values {
 		sum += v
@@ -66,12 +66,12 @@ func (e *echo) Sum(ctx context.Context, s pomelo.Session, r *testingv1.SumReques
 	return &testingv1.SumResponse{Code: 200, Sum: sum, Count: uint32(len(r.Values))}, nil
 }
 
-func (e *echo) Log(ctx context.Context, s pomelo.Session, r *testingv1.LogRequest) error {
+func (e *echo) Log(ctx context.Context, s runtime.Session, r *testingv1.LogRequest) error {
 	e.logged.Add(1)
 	return nil
 }
 
-func (e *echo) Mirror(ctx context.Context, s pomelo.Session, r *structpb.Struct) (*structpb.Struct, error) {
+func (e *echo) Mirror(ctx context.Context, s runtime.Session, r *structpb.Struct) (*structpb.Struct, error) {
 	return r, nil
 }
 
@@ -247,13 +247,13 @@ func checkNoLeaks(t *testing.T, s *server.Server, base int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		n := runtime.NumGoroutine()
+		n := goruntime.NumGoroutine()
 		if s.Sessions().Count() == 0 && s.Connector().Count() == 0 && n <= base {
 			return
 		}
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("leak: %d sessions, %d conns, %d goroutines (base %d)\n%s", s.Sessions().Count(), s.Connector().Count(), n, base, buf[:runtime.Stack(buf, true)])
+			t.Fatalf("leak: %d sessions, %d conns, %d goroutines (base %d)\n%s", s.Sessions().Count(), s.Connector().Count(), n, base, buf[:goruntime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -264,7 +264,7 @@ func TestBadInput(t *testing.T) {
 	// Warm up the HTTP server's goroutines before counting.
 	dialRaw(t, s).handshake()
 	time.Sleep(100 * time.Millisecond)
-	base := runtime.NumGoroutine() + 2
+	base := goruntime.NumGoroutine() + 2
 
 	t.Run("garbage bytes close", func(t *testing.T) {
 		r := dialRaw(t, s)
@@ -329,26 +329,26 @@ func TestBadInput(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		r.request(7, "echo.echoHandler.nope", `{}`)
-		expectError(t, r.response(), 7, pomelo.ErrUnknownRoute.Name)
+		expectError(t, r.response(), 7, runtime.ErrUnknownRoute.Name)
 		r.request(8, "nodots", `{}`)
-		expectError(t, r.response(), 8, pomelo.ErrUnknownRoute.Name)
+		expectError(t, r.response(), 8, runtime.ErrUnknownRoute.Name)
 		r.request(9, "other.handler.route", `{}`)
-		expectError(t, r.response(), 9, pomelo.ErrUnavailable.Name)
+		expectError(t, r.response(), 9, runtime.ErrUnavailable.Name)
 	})
 	t.Run("unknown compressed route answers UNKNOWN_ROUTE", func(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		pkg, _ := wire.AppendMessagePackage(nil, &wire.Message{Type: wire.Request, ID: 300, Compressed: true, RouteCode: 60000, Body: []byte(`{}`)})
 		r.send(pkg)
-		expectError(t, r.response(), 300, pomelo.ErrUnknownRoute.Name)
+		expectError(t, r.response(), 300, runtime.ErrUnknownRoute.Name)
 	})
 	t.Run("undecodable body answers BAD_REQUEST", func(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		r.request(3, testingv1.EchoHandlerEchoRoute, `{"text":`)
-		expectError(t, r.response(), 3, pomelo.ErrBadRequest.Name)
+		expectError(t, r.response(), 3, runtime.ErrBadRequest.Name)
 		r.request(4, testingv1.EchoHandlerEchoRoute, `{"text":42}`)
-		expectError(t, r.response(), 4, pomelo.ErrBadRequest.Name)
+		expectError(t, r.response(), 4, runtime.ErrBadRequest.Name)
 		// The connection still works.
 		r.request(5, testingv1.EchoHandlerEchoRoute, `{"text":"ok","extra":"ignored"}`)
 		if m := r.response(); m.Error || !bytes.Contains(m.Body, []byte(`"text":"ok"`)) {
@@ -359,13 +359,13 @@ func TestBadInput(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		r.request(2, testingv1.EchoHandlerLogRoute, `{}`)
-		expectError(t, r.response(), 2, pomelo.ErrBadRequest.Name)
+		expectError(t, r.response(), 2, runtime.ErrBadRequest.Name)
 	})
 	t.Run("panicking handler answers INTERNAL", func(t *testing.T) {
 		r := dialRaw(t, s)
 		r.handshake()
 		r.request(11, testingv1.EchoHandlerEchoRoute, `{"text":"panic"}`)
-		e := expectError(t, r.response(), 11, pomelo.ErrInternal.Name)
+		e := expectError(t, r.response(), 11, runtime.ErrInternal.Name)
 		if strings.Contains(e.Message, "boom") {
 			t.Fatalf("panic value leaked to the client: %q", e.Message)
 		}
@@ -460,7 +460,7 @@ func TestTimeoutFilterAnswersTimeout(t *testing.T) {
 	defer c.Close()
 	start := time.Now()
 	_, err = testingv1.NewEchoHandlerClient(c).Echo(ctx, &testingv1.EchoRequest{Text: "sleep"})
-	if !errors.Is(err, pomelo.ErrTimeout) {
+	if !errors.Is(err, runtime.ErrTimeout) {
 		t.Fatalf("err = %v, want TIMEOUT", err)
 	}
 	if d := time.Since(start); d > time.Second {
@@ -482,7 +482,7 @@ func TestRateLimitAndOverloadFilters(t *testing.T) {
 	var limited int
 	for i := 0; i < 6; i++ {
 		_, err := cl.Echo(ctx, &testingv1.EchoRequest{Text: "x"})
-		if errors.Is(err, pomelo.ErrRateLimited) {
+		if errors.Is(err, runtime.ErrRateLimited) {
 			limited++
 		} else if err != nil {
 			t.Fatal(err)
@@ -511,7 +511,7 @@ func TestRateLimitAndOverloadFilters(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	_, err = testingv1.NewEchoHandlerClient(c3).Echo(ctx, &testingv1.EchoRequest{Text: "x"})
-	if !errors.Is(err, pomelo.ErrOverloaded) {
+	if !errors.Is(err, runtime.ErrOverloaded) {
 		t.Fatalf("second concurrent request: %v, want OVERLOADED", err)
 	}
 	if err := <-done; err != nil {
@@ -523,7 +523,7 @@ func TestSerializersAndDictionary(t *testing.T) {
 	s, h := startEcho(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, ser := range []pomelo.Serializer{pomelo.JSON, pomelo.Protobuf} {
+	for _, ser := range []runtime.Serializer{runtime.JSON, runtime.Protobuf} {
 		t.Run(ser.Name(), func(t *testing.T) {
 			c, err := client.Config{Serializer: ser}.Dial(ctx, "ws://"+s.WSAddr().String()+"/")
 			if err != nil {

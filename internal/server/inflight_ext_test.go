@@ -17,7 +17,7 @@ import (
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
 	"github.com/pomelo-go/pomelo/internal/server"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/wire"
@@ -236,7 +236,7 @@ func TestMaxInFlightPausesReadingInsteadOfRefusing(t *testing.T) {
 // countRuns counts the requests the server ran (the handling chain saw).
 func countRuns(s *server.Server) *atomic.Int64 {
 	var n atomic.Int64
-	s.GlobalFilter(pomelo.FilterFuncs{BeforeFunc: func(ctx context.Context, r *pomelo.Request) (context.Context, error) {
+	s.GlobalFilter(runtime.FilterFuncs{BeforeFunc: func(ctx context.Context, r *runtime.Request) (context.Context, error) {
 		n.Add(1)
 		return ctx, nil
 	}})
@@ -256,7 +256,7 @@ func checkExactlyOnce(t *testing.T, got []rawResponse, ran int64) {
 		switch r.err {
 		case "":
 			ok++
-		case pomelo.ErrClosed.Name:
+		case runtime.ErrClosed.Name:
 			closed++
 		default:
 			t.Fatalf("request %d answered %s %s", r.id, r.err, r.body)
@@ -321,7 +321,7 @@ func exactlyOnceForClient(t *testing.T, stop func(*server.Server)) {
 			case err == nil:
 				ok.Add(1)
 				answered <- struct{}{}
-			case errors.Is(err, pomelo.ErrClosed):
+			case errors.Is(err, runtime.ErrClosed):
 				closed.Add(1)
 			case errors.As(err, &ke):
 				kicked.Add(1)
@@ -372,7 +372,7 @@ func exactlyOnceAcrossClose(t *testing.T, ws bool, stop func(*server.Server)) {
 // session (here: itself) still gets its result, before the KICK.
 func TestHandlerKickingItsOwnSessionGetsItsResultFirst(t *testing.T) {
 	s, _ := startEcho(t, nil)
-	s.GlobalFilter(pomelo.FilterFuncs{AfterFunc: func(ctx context.Context, r *pomelo.Request, res *pomelo.Result) {
+	s.GlobalFilter(runtime.FilterFuncs{AfterFunc: func(ctx context.Context, r *runtime.Request, res *runtime.Result) {
 		if l, ok := r.Session.(*session.Local); ok && r.Route == testingv1.EchoHandlerEchoRoute {
 			s.Sessions().Kick(l.ID(), "done")
 		}

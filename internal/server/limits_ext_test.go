@@ -21,7 +21,7 @@ import (
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
 	"github.com/pomelo-go/pomelo/internal/server"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
@@ -154,7 +154,7 @@ func TestPanickingHooksAnswerErrors(t *testing.T) {
 			return nil, nil
 		}
 	})
-	s.SetErrorHandler(func(ctx context.Context, r *pomelo.Request, err error) error { panic("error handler") })
+	s.SetErrorHandler(func(ctx context.Context, r *runtime.Request, err error) error { panic("error handler") })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	url := "ws://" + s.WSAddr().String() + "/"

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pomelo-go/pomelo/internal/server"
-	pomelo "github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime"
 )
 
 // Shutdown lets the request running when it starts finish and answers it
@@ -58,7 +58,7 @@ func TestShutdownDeadlineAnswersTheCancelledRequestClosed(t *testing.T) {
 	sctx, scancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer scancel()
 	s.Shutdown(sctx, "maintenance")
-	if err := <-errc; !errors.Is(err, pomelo.ErrClosed) {
+	if err := <-errc; !errors.Is(err, runtime.ErrClosed) {
 		t.Fatalf("request cancelled by the shutdown deadline: %v, want CLOSED", err)
 	}
 }
@@ -72,8 +72,8 @@ func startOneRoute(t *testing.T, route string, handle func(context.Context) (pro
 		t.Fatal(err)
 	}
 	started := make(chan struct{}, 1)
-	err = s.RegisterHandler(pomelo.HandlerDesc{Route: route, ServerType: "review",
-		Handle: func(ctx context.Context, _ pomelo.Session, _ pomelo.Serializer, _ []byte) (proto.Message, error) {
+	err = s.RegisterHandler(runtime.HandlerDesc{Route: route, ServerType: "review",
+		Handle: func(ctx context.Context, _ runtime.Session, _ runtime.Serializer, _ []byte) (proto.Message, error) {
 			started <- struct{}{}
 			return handle(ctx)
 		}})

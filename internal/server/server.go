@@ -24,6 +24,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/connector"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -66,6 +67,8 @@ type Config struct {
 	// to the frontends that forward to a backend and to the callers of its
 	// remote handlers. Either way the detail is logged on the server.
 	ExposeErrorDetails bool
+	// Tracer makes the server's spans; nil is tracing off.
+	Tracer *tracing.Tracer
 }
 
 // Forwarder runs a request on another server. The cluster layer implements
@@ -134,6 +137,9 @@ func (s *Server) Frontend() bool { return s.cfg.Frontend }
 
 // Config returns the server's configuration.
 func (s *Server) Config() Config { return s.cfg }
+
+// Tracer returns the server's tracer, nil when tracing is off.
+func (s *Server) Tracer() *tracing.Tracer { return s.cfg.Tracer }
 
 // Logger returns the server's logger.
 func (s *Server) Logger() *slog.Logger { return s.log }

@@ -1134,8 +1134,12 @@ type ForwardRequest struct {
 	Body       []byte     `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
 	// deadline_unix_nano is the client-side deadline; zero for none.
 	DeadlineUnixNano int64 `protobuf:"varint,7,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// trace_context carries the frontend's trace to the backend, per message
+	// (a stream carries many requests): W3C Trace Context keys ("traceparent",
+	// "tracestate"). Empty when tracing is off.
+	TraceContext  map[string]string `protobuf:"bytes,8,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ForwardRequest) Reset() {
@@ -1215,6 +1219,13 @@ func (x *ForwardRequest) GetDeadlineUnixNano() int64 {
 		return x.DeadlineUnixNano
 	}
 	return 0
+}
+
+func (x *ForwardRequest) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
 }
 
 // ForwardResponse is a backend's answer to a forwarded message.
@@ -1354,7 +1365,7 @@ const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
 	"\fForwardBatch\x129\n" +
 	"\brequests\x18\x01 \x03(\v2\x1d.pomelo.sys.v1.ForwardRequestR\brequests\"T\n" +
 	"\x14ForwardResponseBatch\x12<\n" +
-	"\tresponses\x18\x01 \x03(\v2\x1e.pomelo.sys.v1.ForwardResponseR\tresponses\"\xff\x01\n" +
+	"\tresponses\x18\x01 \x03(\v2\x1e.pomelo.sys.v1.ForwardResponseR\tresponses\"\x96\x03\n" +
 	"\x0eForwardRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x120\n" +
 	"\asession\x18\x02 \x01(\v2\x16.pomelo.sys.v1.SessionR\asession\x12\x14\n" +
@@ -1364,7 +1375,11 @@ const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
 	"serializer\x18\x05 \x01(\x0e2\x19.pomelo.sys.v1.SerializerR\n" +
 	"serializer\x12\x12\n" +
 	"\x04body\x18\x06 \x01(\fR\x04body\x12,\n" +
-	"\x12deadline_unix_nano\x18\a \x01(\x03R\x10deadlineUnixNano\"c\n" +
+	"\x12deadline_unix_nano\x18\a \x01(\x03R\x10deadlineUnixNano\x12T\n" +
+	"\rtrace_context\x18\b \x03(\v2/.pomelo.sys.v1.ForwardRequest.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
 	"\x0fForwardResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\x12*\n" +
@@ -1403,7 +1418,7 @@ func file_pomelo_sys_v1_sys_proto_rawDescGZIP() []byte {
 }
 
 var file_pomelo_sys_v1_sys_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pomelo_sys_v1_sys_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_pomelo_sys_v1_sys_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_pomelo_sys_v1_sys_proto_goTypes = []any{
 	(Serializer)(0),              // 0: pomelo.sys.v1.Serializer
 	(SessionEvent_EventType)(0),  // 1: pomelo.sys.v1.SessionEvent.EventType
@@ -1429,7 +1444,8 @@ var file_pomelo_sys_v1_sys_proto_goTypes = []any{
 	(*ForwardResponse)(nil),      // 21: pomelo.sys.v1.ForwardResponse
 	nil,                          // 22: pomelo.sys.v1.Session.SettingsEntry
 	nil,                          // 23: pomelo.sys.v1.PushSettingsRequest.SettingsEntry
-	(*emptypb.Empty)(nil),        // 24: google.protobuf.Empty
+	nil,                          // 24: pomelo.sys.v1.ForwardRequest.TraceContextEntry
+	(*emptypb.Empty)(nil),        // 25: google.protobuf.Empty
 }
 var file_pomelo_sys_v1_sys_proto_depIdxs = []int32{
 	22, // 0: pomelo.sys.v1.Session.settings:type_name -> pomelo.sys.v1.Session.SettingsEntry
@@ -1443,38 +1459,39 @@ var file_pomelo_sys_v1_sys_proto_depIdxs = []int32{
 	21, // 8: pomelo.sys.v1.ForwardResponseBatch.responses:type_name -> pomelo.sys.v1.ForwardResponse
 	2,  // 9: pomelo.sys.v1.ForwardRequest.session:type_name -> pomelo.sys.v1.Session
 	0,  // 10: pomelo.sys.v1.ForwardRequest.serializer:type_name -> pomelo.sys.v1.Serializer
-	3,  // 11: pomelo.sys.v1.ForwardResponse.error:type_name -> pomelo.sys.v1.Error
-	5,  // 12: pomelo.sys.v1.SessionRemote.Bind:input_type -> pomelo.sys.v1.BindRequest
-	5,  // 13: pomelo.sys.v1.SessionRemote.Unbind:input_type -> pomelo.sys.v1.BindRequest
-	6,  // 14: pomelo.sys.v1.SessionRemote.Push:input_type -> pomelo.sys.v1.PushSettingsRequest
-	6,  // 15: pomelo.sys.v1.SessionRemote.PushAll:input_type -> pomelo.sys.v1.PushSettingsRequest
-	7,  // 16: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:input_type -> pomelo.sys.v1.GetBySidRequest
-	8,  // 17: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:input_type -> pomelo.sys.v1.GetByUidRequest
-	10, // 18: pomelo.sys.v1.SessionRemote.KickBySid:input_type -> pomelo.sys.v1.KickBySidRequest
-	11, // 19: pomelo.sys.v1.SessionRemote.KickByUid:input_type -> pomelo.sys.v1.KickByUidRequest
-	13, // 20: pomelo.sys.v1.SessionRemote.WatchSessions:input_type -> pomelo.sys.v1.WatchSessionsRequest
-	15, // 21: pomelo.sys.v1.ChannelRemote.PushMessage:input_type -> pomelo.sys.v1.PushMessageRequest
-	17, // 22: pomelo.sys.v1.ChannelRemote.Broadcast:input_type -> pomelo.sys.v1.BroadcastRequest
-	20, // 23: pomelo.sys.v1.MsgRemote.ForwardMessage:input_type -> pomelo.sys.v1.ForwardRequest
-	18, // 24: pomelo.sys.v1.MsgRemote.Forward:input_type -> pomelo.sys.v1.ForwardBatch
-	24, // 25: pomelo.sys.v1.SessionRemote.Bind:output_type -> google.protobuf.Empty
-	24, // 26: pomelo.sys.v1.SessionRemote.Unbind:output_type -> google.protobuf.Empty
-	24, // 27: pomelo.sys.v1.SessionRemote.Push:output_type -> google.protobuf.Empty
-	24, // 28: pomelo.sys.v1.SessionRemote.PushAll:output_type -> google.protobuf.Empty
-	2,  // 29: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:output_type -> pomelo.sys.v1.Session
-	9,  // 30: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:output_type -> pomelo.sys.v1.SessionList
-	12, // 31: pomelo.sys.v1.SessionRemote.KickBySid:output_type -> pomelo.sys.v1.KickResponse
-	12, // 32: pomelo.sys.v1.SessionRemote.KickByUid:output_type -> pomelo.sys.v1.KickResponse
-	14, // 33: pomelo.sys.v1.SessionRemote.WatchSessions:output_type -> pomelo.sys.v1.SessionEvent
-	16, // 34: pomelo.sys.v1.ChannelRemote.PushMessage:output_type -> pomelo.sys.v1.PushMessageResponse
-	24, // 35: pomelo.sys.v1.ChannelRemote.Broadcast:output_type -> google.protobuf.Empty
-	21, // 36: pomelo.sys.v1.MsgRemote.ForwardMessage:output_type -> pomelo.sys.v1.ForwardResponse
-	19, // 37: pomelo.sys.v1.MsgRemote.Forward:output_type -> pomelo.sys.v1.ForwardResponseBatch
-	25, // [25:38] is the sub-list for method output_type
-	12, // [12:25] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	24, // 11: pomelo.sys.v1.ForwardRequest.trace_context:type_name -> pomelo.sys.v1.ForwardRequest.TraceContextEntry
+	3,  // 12: pomelo.sys.v1.ForwardResponse.error:type_name -> pomelo.sys.v1.Error
+	5,  // 13: pomelo.sys.v1.SessionRemote.Bind:input_type -> pomelo.sys.v1.BindRequest
+	5,  // 14: pomelo.sys.v1.SessionRemote.Unbind:input_type -> pomelo.sys.v1.BindRequest
+	6,  // 15: pomelo.sys.v1.SessionRemote.Push:input_type -> pomelo.sys.v1.PushSettingsRequest
+	6,  // 16: pomelo.sys.v1.SessionRemote.PushAll:input_type -> pomelo.sys.v1.PushSettingsRequest
+	7,  // 17: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:input_type -> pomelo.sys.v1.GetBySidRequest
+	8,  // 18: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:input_type -> pomelo.sys.v1.GetByUidRequest
+	10, // 19: pomelo.sys.v1.SessionRemote.KickBySid:input_type -> pomelo.sys.v1.KickBySidRequest
+	11, // 20: pomelo.sys.v1.SessionRemote.KickByUid:input_type -> pomelo.sys.v1.KickByUidRequest
+	13, // 21: pomelo.sys.v1.SessionRemote.WatchSessions:input_type -> pomelo.sys.v1.WatchSessionsRequest
+	15, // 22: pomelo.sys.v1.ChannelRemote.PushMessage:input_type -> pomelo.sys.v1.PushMessageRequest
+	17, // 23: pomelo.sys.v1.ChannelRemote.Broadcast:input_type -> pomelo.sys.v1.BroadcastRequest
+	20, // 24: pomelo.sys.v1.MsgRemote.ForwardMessage:input_type -> pomelo.sys.v1.ForwardRequest
+	18, // 25: pomelo.sys.v1.MsgRemote.Forward:input_type -> pomelo.sys.v1.ForwardBatch
+	25, // 26: pomelo.sys.v1.SessionRemote.Bind:output_type -> google.protobuf.Empty
+	25, // 27: pomelo.sys.v1.SessionRemote.Unbind:output_type -> google.protobuf.Empty
+	25, // 28: pomelo.sys.v1.SessionRemote.Push:output_type -> google.protobuf.Empty
+	25, // 29: pomelo.sys.v1.SessionRemote.PushAll:output_type -> google.protobuf.Empty
+	2,  // 30: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:output_type -> pomelo.sys.v1.Session
+	9,  // 31: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:output_type -> pomelo.sys.v1.SessionList
+	12, // 32: pomelo.sys.v1.SessionRemote.KickBySid:output_type -> pomelo.sys.v1.KickResponse
+	12, // 33: pomelo.sys.v1.SessionRemote.KickByUid:output_type -> pomelo.sys.v1.KickResponse
+	14, // 34: pomelo.sys.v1.SessionRemote.WatchSessions:output_type -> pomelo.sys.v1.SessionEvent
+	16, // 35: pomelo.sys.v1.ChannelRemote.PushMessage:output_type -> pomelo.sys.v1.PushMessageResponse
+	25, // 36: pomelo.sys.v1.ChannelRemote.Broadcast:output_type -> google.protobuf.Empty
+	21, // 37: pomelo.sys.v1.MsgRemote.ForwardMessage:output_type -> pomelo.sys.v1.ForwardResponse
+	19, // 38: pomelo.sys.v1.MsgRemote.Forward:output_type -> pomelo.sys.v1.ForwardResponseBatch
+	26, // [26:39] is the sub-list for method output_type
+	13, // [13:26] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_pomelo_sys_v1_sys_proto_init() }
@@ -1488,7 +1505,7 @@ func file_pomelo_sys_v1_sys_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pomelo_sys_v1_sys_proto_rawDesc), len(file_pomelo_sys_v1_sys_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
