@@ -87,6 +87,7 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 	f.mu.Lock()
 	mode := f.mode
 	f.mu.Unlock()
+	f.n.metrics.Forwarded()
 	var res *sysv1.ForwardResponse
 	if mode == ForwardUnary {
 		res, err = f.unary(ctx, target.ID, req)
@@ -265,6 +266,7 @@ func (st *fwdStream) send() {
 		}
 		st.queue = spare[:0] // never the array being sent: spare is the last batch's
 		st.mu.Unlock()
+		st.f.n.metrics.ForwardBatch(len(reqs))
 		err := inChunks(reqs, requestSize, func(reqs []*sysv1.ForwardRequest) error {
 			batch.Requests = reqs
 			err := st.stream.Send(batch)

@@ -18,6 +18,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/internal/metrics"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
@@ -85,11 +86,12 @@ type Config struct {
 // Node is a server's membership of the cluster. It implements
 // runtime.RemoteInvoker (typed remote clients) and runtime.Pusher.
 type Node struct {
-	cfg  Config
-	srv  *server.Server
-	log  *slog.Logger
-	http *http.Client
-	view atomic.Pointer[view]
+	cfg     Config
+	srv     *server.Server
+	log     *slog.Logger
+	metrics *metrics.Server // the server's; nil records nothing
+	http    *http.Client
+	view    atomic.Pointer[view]
 
 	mu       sync.Mutex
 	conns    map[string]*runtime.RemoteConn
@@ -185,6 +187,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		cfg:      cfg,
 		srv:      srv,
 		log:      cfg.Logger,
+		metrics:  srv.Config().Metrics,
 		http:     &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret, tls: cfg.ClientTLS != nil}},
 		conns:    map[string]*runtime.RemoteConn{},
 		routes:   map[string]cluster.RouteFunc{},
@@ -208,7 +211,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 	opts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(maxStreamMessage),
 		connect.WithCompressMinBytes(compressMinBytes),
-		connect.WithInterceptors(runtime.ErrorInterceptor()),
+		connect.WithInterceptors(runtime.ErrorInterceptor(), srv.Config().Metrics.RPCInterceptor()),
 	}
 	srv.SetRPCHandlerOptions(opts...)
 	opts = srv.RPCHandlerOptions() // with the server's: panic recovery, error logging

@@ -35,6 +35,7 @@ func (n *Node) channelPush(ctx context.Context, frontendID string, req *sysv1.Pu
 // channel.Delivery, so channels on any server reach members on every
 // frontend with one call per frontend per push.
 func (n *Node) PushToFrontend(ctx context.Context, frontendID, route string, msg proto.Message, uids []string) ([]string, error) {
+	n.metrics.Pushed()
 	if frontendID == n.cfg.Self.ID && n.srv.Frontend() {
 		return n.srv.Sessions().PushToUIDs(route, msg, uids)
 	}
@@ -147,6 +148,7 @@ func (n *Node) Broadcast(ctx context.Context, frontendType, route string, msg pr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			n.metrics.Pushed()
 			c, err := n.conn(f.ID)
 			if err == nil {
 				cl := sysv1connect.NewChannelRemoteClient(c.HTTPClient, c.BaseURL, c.Options...)

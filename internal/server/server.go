@@ -24,6 +24,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/pomelo-go/pomelo/internal/metrics"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/connector"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -66,6 +67,10 @@ type Config struct {
 	// to the frontends that forward to a backend and to the callers of its
 	// remote handlers. Either way the detail is logged on the server.
 	ExposeErrorDetails bool
+
+	// Metrics, when set, receives the request counts and durations of a
+	// frontend.
+	Metrics *metrics.Server
 }
 
 // Forwarder runs a request on another server. The cluster layer implements
