@@ -37,7 +37,7 @@ var envs = map[string]string{
 	"min-client-version": "POMELO_MIN_CLIENT_VERSION", "probe": "POMELO_PROBE",
 	"etcd": "POMELO_ETCD", "etcd-prefix": "POMELO_ETCD_PREFIX",
 	"redis": "POMELO_REDIS", "redis-prefix": "POMELO_REDIS_PREFIX",
-	"secret": "POMELO_SECRET", "v": "POMELO_VERBOSE",
+	"secret": "POMELO_SECRET", "v": "POMELO_VERBOSE", "admin": "POMELO_ADMIN",
 }
 
 // limits are the frontends' client connection limits, as flags.
@@ -82,6 +82,7 @@ func run(args []string) error {
 	clusterPath := fs.String("cluster", "", "cluster file (default: the embedded cluster.json)")
 	servers := fs.String("servers", "", "comma-separated ids of the servers to run (default: every server not marked optional)")
 	webAddr := fs.String("web", "", `web page address, "off" for none (default 127.0.0.1:3001 when a gate runs here)`)
+	adminAddr := fs.String("admin", "", `admin listener (/metrics, /healthz, /readyz) of the first server run here, the next servers at the next ports; "off" for none (default 127.0.0.1:3002 for the whole embedded cluster in one process, otherwise 127.0.0.1:0: ports the system picks)`)
 	opts := app.Options{}
 	fs.DurationVar(&opts.Heartbeat, "heartbeat", app.DefaultHeartbeat, "heartbeat interval")
 	limits := frontendFlags(fs)
@@ -146,6 +147,15 @@ func run(args []string) error {
 			if s.Type == app.TypeGate {
 				opts.WebAddr = "127.0.0.1:3001"
 			}
+		}
+	}
+	switch opts.AdminAddr = *adminAddr; opts.AdminAddr {
+	case "off", "none":
+		opts.AdminAddr = ""
+	case "":
+		opts.AdminAddr = "127.0.0.1:0"
+		if *clusterPath == "" && *servers == "" {
+			opts.AdminAddr = "127.0.0.1:3002"
 		}
 	}
 	limits.apply(&opts)
