@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -277,4 +278,36 @@ func TestPrometheusScrapesTheClusterSeries(t *testing.T) {
 	}
 	waitSeries(t, prom, `pomelo_kicks_total{server="connector-1",reason="relogin"}`, 1)
 	waitSeries(t, prom, `pomelo_sessions_bound{server="connector-1"}`, 0)
+}
+
+// The Grafana dashboard queries only series the servers expose.
+func TestGrafanaDashboardUsesExposedSeries(t *testing.T) {
+	dash, err := os.ReadFile("docs/grafana/pomelo.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parsed map[string]any
+	if err := json.Unmarshal(dash, &parsed); err != nil {
+		t.Fatalf("dashboard is not JSON: %v", err)
+	}
+	c := metricsCluster(t)
+	// A vector shows once it has a child: one remote call makes the RPC's.
+	front := c.Members("connector")[0].App
+	if _, err := testingv1.NewEchoRemoteClient(front).Whoami(runtime.WithRouteKey(context.Background(), "k"), &testingv1.WhoamiRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	var exposed strings.Builder
+	for _, m := range c.Members("") {
+		_, body := httpGet(t, "http://"+m.App.AdminAddr().String()+"/metrics")
+		exposed.WriteString(body)
+	}
+	names := regexp.MustCompile(`pomelo_[a-z_]+`).FindAllString(string(dash), -1)
+	if len(names) == 0 {
+		t.Fatal("the dashboard queries no pomelo series")
+	}
+	for _, n := range names {
+		if !strings.Contains(exposed.String(), "# TYPE "+strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_sum"), "_count")+" ") {
+			t.Errorf("the dashboard queries %s, which no server exposes", n)
+		}
+	}
 }
