@@ -66,6 +66,27 @@ func (l limits) apply(opts *app.Options) {
 	opts.HeartbeatTimeout = *l.heartbeatTimeout
 }
 
+// DefaultAdminAddr is the admin listener of the first server of the
+// one-process run (the embedded cluster file, every server).
+const DefaultAdminAddr = "127.0.0.1:3002"
+
+// adminAddr is the admin address of the -admin flag's value: "off" for
+// none; unset, DefaultAdminAddr for the one-process run (whole), where the
+// ports are known not to be taken by another process of the example, and
+// ports the system picks otherwise.
+func adminAddr(flagValue string, whole bool) string {
+	switch flagValue {
+	case "off", "none":
+		return ""
+	case "":
+		if whole {
+			return DefaultAdminAddr
+		}
+		return "127.0.0.1:0"
+	}
+	return flagValue
+}
+
 // list splits a comma-separated flag.
 func list(s string) []string {
 	var out []string
@@ -82,7 +103,7 @@ func run(args []string) error {
 	clusterPath := fs.String("cluster", "", "cluster file (default: the embedded cluster.json)")
 	servers := fs.String("servers", "", "comma-separated ids of the servers to run (default: every server not marked optional)")
 	webAddr := fs.String("web", "", `web page address, "off" for none (default 127.0.0.1:3001 when a gate runs here)`)
-	adminAddr := fs.String("admin", "", `admin listener (/metrics, /healthz, /readyz) of the first server run here, the next servers at the next ports; "off" for none (default 127.0.0.1:3002 for the whole embedded cluster in one process, otherwise 127.0.0.1:0: ports the system picks)`)
+	adminFlag := fs.String("admin", "", `admin listener (/metrics, /healthz, /readyz) of the first server run here, the next servers at the next ports; "off" for none (default 127.0.0.1:3002 for the whole embedded cluster in one process, otherwise 127.0.0.1:0: ports the system picks)`)
 	opts := app.Options{}
 	fs.DurationVar(&opts.Heartbeat, "heartbeat", app.DefaultHeartbeat, "heartbeat interval")
 	limits := frontendFlags(fs)
@@ -149,15 +170,7 @@ func run(args []string) error {
 			}
 		}
 	}
-	switch opts.AdminAddr = *adminAddr; opts.AdminAddr {
-	case "off", "none":
-		opts.AdminAddr = ""
-	case "":
-		opts.AdminAddr = "127.0.0.1:0"
-		if *clusterPath == "" && *servers == "" {
-			opts.AdminAddr = "127.0.0.1:3002"
-		}
-	}
+	opts.AdminAddr = adminAddr(*adminFlag, *clusterPath == "" && *servers == "")
 	limits.apply(&opts)
 
 	a, err := app.Start(opts)
