@@ -154,10 +154,6 @@ func (m *Server) newRoute(name string) *routeStats {
 // Registry returns the server's registry, the one /metrics serves.
 func (m *Server) Registry() *prometheus.Registry { return m.reg }
 
-// MustRegister registers collectors in the server's registry, with the
-// server label.
-func (m *Server) MustRegister(cs ...prometheus.Collector) { m.wrap.MustRegister(cs...) }
-
 // route returns the stats of a route, OtherRoute's when it is unknown.
 func (m *Server) route(route string) *routeStats {
 	if rs, ok := (*m.routes.Load())[route]; ok {
