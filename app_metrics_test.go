@@ -270,6 +270,7 @@ func TestPrometheusScrapesTheClusterSeries(t *testing.T) {
 	waitSeries(t, prom, `pomelo_pushes_total{server="echo-1"}`, n)
 	waitSeries(t, prom, `pomelo_push_deliveries_total{server="connector-1"}`, n)
 	waitSeries(t, prom, `pomelo_rpc_handled_total{server="echo-1",kind="user",procedure="/pomelo.testing.v1.EchoRemote/Whoami",code="ok"}`, calls)
+	waitSeries(t, prom, `pomelo_rpc_calls_total{server="connector-1",kind="user",procedure="/pomelo.testing.v1.EchoRemote/Whoami",code="ok"}`, calls)
 	waitSeries(t, prom, `sum(pomelo_rpc_handled_total{server="connector-1",kind="sys",procedure="/pomelo.sys.v1.SessionRemote/Bind"})`, 1)
 	waitSeries(t, prom, `pomelo_cluster_members{server="echo-1",type="connector"}`, 1)
 

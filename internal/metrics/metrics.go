@@ -75,8 +75,10 @@ type Server struct {
 	pushes         prometheus.Counter
 	kicks          map[string]prometheus.Counter
 	kickOther      prometheus.Counter
-	rpc            *prometheus.CounterVec
-	rpcOK          sync.Map // procedure -> prometheus.Counter
+	rpc            *prometheus.CounterVec // handled
+	rpcOK          sync.Map               // procedure -> prometheus.Counter
+	calls          *prometheus.CounterVec // made
+	callsOK        sync.Map
 }
 
 // routeStats holds the pre-resolved children of one route label value.
@@ -132,13 +134,17 @@ func New(o Options) *Server {
 		Name: "pomelo_rpc_handled_total",
 		Help: "Server-to-server unary calls a server handled, by kind (sys: the framework's sys services; user: remotes), procedure and code.",
 	}, []string{"kind", "procedure", "code"})
+	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pomelo_rpc_calls_total",
+		Help: "Server-to-server unary calls a server made, by kind (sys, user), procedure and code (UNAVAILABLE when the callee could not be reached).",
+	}, []string{"kind", "procedure", "code"})
 	m.other = m.newRoute(OtherRoute)
 	routes := map[string]*routeStats{}
 	for _, r := range runtime.RegisteredRoutesOf(runtime.RouteHandler) {
 		routes[r] = m.newRoute(r)
 	}
 	m.routes.Store(&routes)
-	m.wrap.MustRegister(m.requests, m.duration, fwd, batch, m.pushes, kicks, m.rpc)
+	m.wrap.MustRegister(m.requests, m.duration, fwd, batch, m.pushes, kicks, m.rpc, m.calls)
 	return m
 }
 
@@ -259,9 +265,10 @@ func (m *Server) Kicked(reason string) {
 const SysPrefix = "/pomelo.sys.v1."
 
 // RPCInterceptor counts the unary calls the server's Connect handlers
-// handle; put it inside the interceptor that turns errors into Connect
-// errors, so that it sees the framework's error names. It is nil-safe:
-// a nil *Server's interceptor passes calls through.
+// handle (pomelo_rpc_handled_total) and those its clients make
+// (pomelo_rpc_calls_total). Put it where it sees the framework's errors:
+// inside the error interceptor on handlers, outside it on clients. It is
+// nil-safe: a nil *Server's interceptor passes calls through.
 func (m *Server) RPCInterceptor() connect.Interceptor {
 	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
 		if m == nil {
@@ -269,19 +276,20 @@ func (m *Server) RPCInterceptor() connect.Interceptor {
 		}
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			res, err := next(ctx, req)
+			vec, oks := m.rpc, &m.rpcOK
 			if req.Spec().IsClient {
-				return res, err
+				vec, oks = m.calls, &m.callsOK
 			}
 			proc := req.Spec().Procedure
 			if err == nil {
-				c, ok := m.rpcOK.Load(proc)
+				c, ok := oks.Load(proc)
 				if !ok {
-					c, _ = m.rpcOK.LoadOrStore(proc, m.rpc.WithLabelValues(kindOf(proc), proc, OKCode))
+					c, _ = oks.LoadOrStore(proc, vec.WithLabelValues(kindOf(proc), proc, OKCode))
 				}
 				c.(prometheus.Counter).Inc()
 				return res, err
 			}
-			m.rpc.WithLabelValues(kindOf(proc), proc, Code(err)).Inc()
+			vec.WithLabelValues(kindOf(proc), proc, Code(err)).Inc()
 			return res, err
 		}
 	})

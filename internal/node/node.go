@@ -498,7 +498,7 @@ func (n *Node) RemoteConn(serverID string) (*runtime.RemoteConn, error) {
 		HTTPClient: n.http,
 		BaseURL:    baseURL(info),
 		Options: []connect.ClientOption{
-			connect.WithInterceptors(deadlineInterceptor(n.cfg.CallTimeout), runtime.ErrorInterceptor()),
+			connect.WithInterceptors(deadlineInterceptor(n.cfg.CallTimeout), n.metrics.RPCInterceptor(), runtime.ErrorInterceptor()),
 			connect.WithReadMaxBytes(maxStreamMessage),
 			connect.WithCompressMinBytes(compressMinBytes),
 		},
