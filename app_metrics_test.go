@@ -96,6 +96,9 @@ func TestReadyzAnswers503WhileDraining(t *testing.T) {
 	if code, _ := httpGet(t, base+"/readyz"); code != http.StatusOK {
 		t.Fatalf("readyz while serving: %d", code)
 	}
+	if code, _ := httpGet(t, base+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("pprof without Config.Pprof: %d, want 404", code)
+	}
 	cancel()
 	// DrainDelay keeps the server, and its admin listener, up for a while
 	// after it left the membership: readyz turns 503, healthz stays 200.
