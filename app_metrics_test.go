@@ -315,3 +315,47 @@ func TestGrafanaDashboardUsesExposedSeries(t *testing.T) {
 		}
 	}
 }
+
+// metricValue returns the value of one sample line of a /metrics page, and
+// false when it is missing.
+func metricValue(page, series string) (float64, bool) {
+	for _, l := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+func TestFailedRemoteCallsAreCountedByCodeOnBothSides(t *testing.T) {
+	c := metricsCluster(t)
+	front, back := c.Members("connector")[0].App, c.Members("echo")[0].App
+	// The tests' echo server leaves Add unimplemented.
+	_, err := testingv1.NewEchoRemoteClient(front).AddTo(context.Background(), "echo-1", &testingv1.AddRequest{})
+	if err == nil {
+		t.Fatal("Add succeeded")
+	}
+	code := runtime.AsError(err).Name // INTERNAL: unimplemented is a failure of the callee
+	proc := testingv1.EchoRemoteAddProcedure
+	_, page := httpGet(t, "http://"+front.AdminAddr().String()+"/metrics")
+	made := fmt.Sprintf(`pomelo_rpc_calls_total{code=%q,kind="user",procedure=%q,server="connector-1"}`, code, proc)
+	if v, ok := metricValue(page, made); !ok || v != 1 {
+		t.Errorf("%s = %v (present %v), want 1", made, v, ok)
+	}
+	_, page = httpGet(t, "http://"+back.AdminAddr().String()+"/metrics")
+	handled := fmt.Sprintf(`pomelo_rpc_handled_total{code=%q,kind="user",procedure=%q,server="echo-1"}`, code, proc)
+	if v, ok := metricValue(page, handled); !ok || v != 1 {
+		t.Errorf("%s = %v (present %v), want 1 in\n%s", handled, v, ok, grepLines(page, "pomelo_rpc_handled_total"))
+	}
+}
+
+func grepLines(page, s string) string {
+	var out []string
+	for _, l := range strings.Split(page, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
