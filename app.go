@@ -157,6 +157,17 @@ type Config struct {
 	// between servers (W3C Trace Context). Nil (or a no-op provider) is
 	// tracing off, at the cost of a nil check. See the README's Tracing.
 	TracerProvider trace.TracerProvider
+
+	// AdminAddr is the listen address of the admin HTTP listener
+	// ("127.0.0.1:3002"; port 0 picks one, see App.AdminAddr): /metrics
+	// (Prometheus; the series are listed in README's Operations section),
+	// /healthz (200 while the process serves), /readyz (200 only while the
+	// server listens, has joined the cluster and is not draining; 503
+	// otherwise). Empty for none: then no metrics are recorded either.
+	AdminAddr string
+	// Pprof also serves the runtime profiles under /debug/pprof/ on the
+	// admin listener.
+	Pprof bool
 }
 
 // App is one server of a cluster: a frontend that holds client connections
@@ -188,6 +199,8 @@ type App struct {
 	serveMu sync.Mutex
 	served  bool
 	ready   chan struct{}
+
+	admin adminState // the admin listener and the metrics
 }
 
 // New makes the server cfg describes, ready for registrations. It opens no
@@ -240,7 +253,9 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pomelo: tracing: %w", err)
 	}
-	srv, err := server.New(server.Config{
+	var srv *server.Server
+	mtr := newMetrics(cfg, func() *server.Server { return srv })
+	srv, err = server.New(server.Config{
 		ID:            cfg.ID,
 		Type:          cfg.Type,
 		Frontend:      cfg.Frontend,
@@ -255,6 +270,7 @@ func New(cfg Config) (*App, error) {
 		Tracer:        tracer,
 
 		ExposeErrorDetails: cfg.ExposeErrorDetails,
+		Metrics:            mtr,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pomelo: %w", err)
@@ -291,6 +307,8 @@ func New(cfg Config) (*App, error) {
 		return nil, fmt.Errorf("pomelo: %w", err)
 	}
 	a := &App{cfg: cfg, self: self, srv: srv, node: node, log: cfg.Logger, probed: probed, ready: make(chan struct{})}
+	a.admin.metrics = mtr
+	a.instrument()
 	if cfg.Online != nil {
 		// Made before the online status attaches, so that a frontend
 		// attaching also clears the memberships its earlier run left.
@@ -360,6 +378,10 @@ func (a *App) Serve(ctx context.Context) error {
 	if served {
 		return errors.New("pomelo: Serve called twice")
 	}
+	if err := a.listenAdmin(); err != nil {
+		a.closeUnstarted()
+		return fmt.Errorf("pomelo: server %s: %w", a.cfg.ID, err)
+	}
 	if err := a.srv.Start(); err != nil {
 		a.closeUnstarted()
 		return fmt.Errorf("pomelo: server %s: %w", a.cfg.ID, err)
@@ -375,7 +397,7 @@ func (a *App) Serve(ctx context.Context) error {
 		return fmt.Errorf("pomelo: server %s: %w", a.cfg.ID, err)
 	}
 	a.log.Info("pomelo: serving", "id", a.cfg.ID, "type", a.cfg.Type, "rpc", addrString(a.node.RPCAddr()),
-		"ws", addrString(a.srv.WSAddr()), "tcp", addrString(a.srv.TCPAddr()))
+		"ws", addrString(a.srv.WSAddr()), "tcp", addrString(a.srv.TCPAddr()), "admin", addrString(a.AdminAddr()))
 	if a.probed != nil {
 		a.probed.Start()
 	}
@@ -386,8 +408,10 @@ func (a *App) Serve(ctx context.Context) error {
 	case serveErr = <-a.srv.Err():
 	case serveErr = <-a.node.Err():
 	}
+	a.admin.draining.Store(true)
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
+	defer a.closeAdmin() // last: /healthz answers while the server drains
 	err := errors.Join(a.node.Close(sctx), a.Channels().Close())
 	if a.cfg.Online != nil {
 		// After the node's Close, which closes the sessions: the online
@@ -409,6 +433,7 @@ func (a *App) closeUnstarted() {
 		a.cfg.RPCListener.Close()
 	}
 	a.node.Kill()
+	a.closeAdmin()
 	a.Channels().Close()
 	if a.cfg.Online != nil {
 		a.cfg.Online.Close()

@@ -29,6 +29,10 @@
 //	-servers id,id             POMELO_SERVERS: the servers to run (default: every server not optional)
 //	-web addr                  POMELO_WEB: the web page's address, "off" for none
 //	                           (default 127.0.0.1:3001 when a gate runs here)
+//	-admin addr                POMELO_ADMIN: the first server's admin listener (/metrics,
+//	                           /healthz, /readyz), the next servers at the next ports; "off"
+//	                           for none (default 127.0.0.1:3002 for the whole embedded
+//	                           cluster in one process, otherwise ports the system picks)
 //	-heartbeat 3s              POMELO_HEARTBEAT: the heartbeat interval
 //	-heartbeat-timeout d       POMELO_HEARTBEAT_TIMEOUT: close a silent client (default 2 x heartbeat)
 //	-handshake-timeout 10s     POMELO_HANDSHAKE_TIMEOUT: time to complete the handshake

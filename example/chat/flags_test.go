@@ -41,3 +41,20 @@ func TestConnectionLimitFlagsDefaultToTheConnectorDefaults(t *testing.T) {
 			connector.DefaultMaxConnections, connector.DefaultHandshakeTimeout)
 	}
 }
+
+func TestAdminFlagDefaultsTo3002OnlyForTheOneProcessRun(t *testing.T) {
+	for _, tc := range []struct {
+		flag  string
+		whole bool
+		want  string
+	}{
+		{"", true, "127.0.0.1:3002"},
+		{"", false, "127.0.0.1:0"},
+		{"off", true, ""},
+		{"127.0.0.1:9100", false, "127.0.0.1:9100"},
+	} {
+		if got := adminAddr(tc.flag, tc.whole); got != tc.want {
+			t.Errorf("adminAddr(%q, %v) = %q, want %q", tc.flag, tc.whole, got, tc.want)
+		}
+	}
+}

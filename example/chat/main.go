@@ -37,7 +37,7 @@ var envs = map[string]string{
 	"min-client-version": "POMELO_MIN_CLIENT_VERSION", "probe": "POMELO_PROBE",
 	"etcd": "POMELO_ETCD", "etcd-prefix": "POMELO_ETCD_PREFIX",
 	"redis": "POMELO_REDIS", "redis-prefix": "POMELO_REDIS_PREFIX",
-	"secret": "POMELO_SECRET", "v": "POMELO_VERBOSE",
+	"secret": "POMELO_SECRET", "v": "POMELO_VERBOSE", "admin": "POMELO_ADMIN",
 }
 
 // limits are the frontends' client connection limits, as flags.
@@ -66,6 +66,27 @@ func (l limits) apply(opts *app.Options) {
 	opts.HeartbeatTimeout = *l.heartbeatTimeout
 }
 
+// DefaultAdminAddr is the admin listener of the first server of the
+// one-process run (the embedded cluster file, every server).
+const DefaultAdminAddr = "127.0.0.1:3002"
+
+// adminAddr is the admin address of the -admin flag's value: "off" for
+// none; unset, DefaultAdminAddr for the one-process run (whole), where the
+// ports are known not to be taken by another process of the example, and
+// ports the system picks otherwise.
+func adminAddr(flagValue string, whole bool) string {
+	switch flagValue {
+	case "off", "none":
+		return ""
+	case "":
+		if whole {
+			return DefaultAdminAddr
+		}
+		return "127.0.0.1:0"
+	}
+	return flagValue
+}
+
 // list splits a comma-separated flag.
 func list(s string) []string {
 	var out []string
@@ -82,6 +103,7 @@ func run(args []string) error {
 	clusterPath := fs.String("cluster", "", "cluster file (default: the embedded cluster.json)")
 	servers := fs.String("servers", "", "comma-separated ids of the servers to run (default: every server not marked optional)")
 	webAddr := fs.String("web", "", `web page address, "off" for none (default 127.0.0.1:3001 when a gate runs here)`)
+	adminFlag := fs.String("admin", "", `admin listener (/metrics, /healthz, /readyz) of the first server run here, the next servers at the next ports; "off" for none (default 127.0.0.1:3002 for the whole embedded cluster in one process, otherwise 127.0.0.1:0: ports the system picks)`)
 	opts := app.Options{}
 	fs.DurationVar(&opts.Heartbeat, "heartbeat", app.DefaultHeartbeat, "heartbeat interval")
 	limits := frontendFlags(fs)
@@ -148,6 +170,7 @@ func run(args []string) error {
 			}
 		}
 	}
+	opts.AdminAddr = adminAddr(*adminFlag, *clusterPath == "" && *servers == "")
 	limits.apply(&opts)
 
 	a, err := app.Start(opts)

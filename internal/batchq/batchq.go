@@ -152,6 +152,14 @@ func (q *Queue[T]) Discard() {
 	q.items, q.weight = nil, 0
 }
 
+// Len returns how many items wait to be taken (for metrics: the answer
+// may be stale at once).
+func (q *Queue[T]) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
 // Ready is ready while items were queued since the last Take, and once
 // the queue is closed. Rarely (a Push signalling just after a Take that
 // took its item) it is ready with nothing to take: Take then returns an

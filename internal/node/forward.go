@@ -90,6 +90,7 @@ func (f *forwarder) send(ctx context.Context, serverID string, req *sysv1.Forwar
 	f.mu.Lock()
 	mode := f.mode
 	f.mu.Unlock()
+	f.n.metrics.Forwarded()
 	var res *sysv1.ForwardResponse
 	var err error
 	if mode == ForwardUnary {
@@ -243,6 +244,7 @@ func (st *fwdStream) send() {
 		if len(reqs) == 0 {
 			continue
 		}
+		st.f.n.metrics.ForwardBatch(len(reqs))
 		err := inChunks(reqs, requestSize, func(reqs []*sysv1.ForwardRequest) error {
 			batch.Requests = reqs
 			err := st.stream.Send(batch)

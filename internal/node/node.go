@@ -18,6 +18,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
+	"github.com/pomelo-go/pomelo/internal/metrics"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/runtime"
@@ -86,11 +87,12 @@ type Config struct {
 // Node is a server's membership of the cluster. It implements
 // runtime.RemoteInvoker (typed remote clients) and runtime.Pusher.
 type Node struct {
-	cfg  Config
-	srv  *server.Server
-	log  *slog.Logger
-	http *http.Client
-	view atomic.Pointer[view]
+	cfg     Config
+	srv     *server.Server
+	log     *slog.Logger
+	metrics *metrics.Server // the server's; nil records nothing
+	http    *http.Client
+	view    atomic.Pointer[view]
 
 	mu       sync.Mutex
 	conns    map[string]*peer // by server id
@@ -187,6 +189,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		cfg:      cfg,
 		srv:      srv,
 		log:      cfg.Logger,
+		metrics:  srv.Config().Metrics,
 		http:     &http.Client{Transport: authTransport{base: tr, secret: cfg.Secret, tls: cfg.ClientTLS != nil}},
 		conns:    map[string]*peer{},
 		routes:   map[string]cluster.RouteFunc{},
@@ -213,7 +216,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		connect.WithCompressMinBytes(compressMinBytes),
 		// Tracing (when on) is outermost, so that its spans see the
 		// errors as the caller gets them.
-		connect.WithInterceptors(append(n.tracer.Interceptors(), runtime.ErrorInterceptor())...),
+		connect.WithInterceptors(append(n.tracer.Interceptors(), runtime.ErrorInterceptor(), srv.Config().Metrics.RPCInterceptor())...),
 	}
 	srv.SetRPCHandlerOptions(opts...)
 	opts = srv.RPCHandlerOptions() // with the server's: panic recovery, error logging
@@ -523,7 +526,7 @@ func (n *Node) peer(serverID string) (*peer, error) {
 		HTTPClient: n.http,
 		BaseURL:    baseURL(info),
 		Options: []connect.ClientOption{
-			connect.WithInterceptors(append(n.tracer.Interceptors(), deadlineInterceptor(n.cfg.CallTimeout), runtime.ErrorInterceptor())...),
+			connect.WithInterceptors(append(n.tracer.Interceptors(), deadlineInterceptor(n.cfg.CallTimeout), n.metrics.RPCInterceptor(), runtime.ErrorInterceptor())...),
 			connect.WithReadMaxBytes(maxStreamMessage),
 			connect.WithCompressMinBytes(compressMinBytes),
 		},

@@ -34,6 +34,7 @@ func (n *Node) channelPush(ctx context.Context, frontendID string, req *sysv1.Pu
 // channel.Delivery, so channels on any server reach members on every
 // frontend with one call per frontend per push.
 func (n *Node) PushToFrontend(ctx context.Context, frontendID, route string, msg proto.Message, uids []string) (failed []string, err error) {
+	n.metrics.Pushed()
 	ctx, span := n.tracer.StartPush(ctx, route, frontendID, len(uids))
 	failed, err = n.pushToFrontend(ctx, frontendID, route, msg, uids)
 	tracing.End(span, err)
@@ -153,6 +154,7 @@ func (n *Node) Broadcast(ctx context.Context, frontendType, route string, msg pr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			n.metrics.Pushed()
 			p, err := n.peer(f.ID)
 			if err == nil {
 				cctx, cancel := n.callCtx(ctx)

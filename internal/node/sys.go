@@ -422,6 +422,7 @@ func (q *responseQueue) run(ctx context.Context, st *connect.BidiStream[sysv1.Fo
 
 // runForwarded runs one forwarded message through the backend's chain.
 func (n *Node) runForwarded(ctx context.Context, req *sysv1.ForwardRequest) *sysv1.ForwardResponse {
+	n.metrics.ForwardHandled()
 	res := &sysv1.ForwardResponse{Seq: req.Seq}
 	if req.DeadlineUnixNano > 0 {
 		var cancel context.CancelFunc

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/metrics"
+	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/client"
 	"github.com/pomelo-go/pomelo/runtime/wire"
@@ -74,17 +76,32 @@ const benchClients = 64
 // bounced by a bare loopback TCP server without any Pomelo logic. cpu-ns/op
 // is the process's CPU time (user+sys, client and server) per request.
 func BenchmarkRequestRoundTrip(b *testing.B) {
-	s := benchStartServer(b)
+	// The "+metrics" variants run against a server that records its
+	// metrics, for the overhead: -bench 'RequestRoundTrip/tcp/protobuf/raw'
+	// runs both.
+	plain := benchStartServer(b)
+	metered := benchStartServerWith(b, metrics.New(metrics.Options{Server: "bench-echo-1"}))
 	req := &testingv1.EchoRequest{Text: "hello, pomelo"}
 	ctx := context.Background()
 	for _, tr := range []struct {
 		name string
 		ws   bool
-		url  string
+		s    *server.Server
 	}{
-		{"ws", true, "ws://" + s.WSAddr().String() + "/"},
-		{"tcp", false, "tcp://" + s.TCPAddr().String()},
+		{"ws", true, plain},
+		{"tcp", false, plain},
+		{"ws+metrics", true, metered},
+		{"tcp+metrics", false, metered},
 	} {
+		s := tr.s
+		tr := struct {
+			name string
+			ws   bool
+			url  string
+		}{tr.name, tr.ws, "tcp://" + s.TCPAddr().String()}
+		if tr.ws {
+			tr.url = "ws://" + s.WSAddr().String() + "/"
+		}
 		for _, ser := range []runtime.Serializer{runtime.JSON, runtime.Protobuf} {
 			b.Run(tr.name+"/"+ser.Name(), func(b *testing.B) {
 				gp := &benchGoPool{parent: b, addr: tr.url, ser: ser}
@@ -149,7 +166,7 @@ func BenchmarkRequestRoundTrip(b *testing.B) {
 	}
 
 	// The floor: the protobuf request and response bytes over bare TCP.
-	dict, err := s.Dict()
+	dict, err := plain.Dict()
 	if err != nil {
 		b.Fatal(err)
 	}

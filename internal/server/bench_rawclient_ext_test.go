@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	testingv1 "github.com/pomelo-go/pomelo/gen/pomelo/testing/v1"
+	"github.com/pomelo-go/pomelo/internal/metrics"
 	"github.com/pomelo-go/pomelo/internal/server"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/connector"
@@ -44,11 +45,15 @@ func (benchEcho) Echo(_ context.Context, _ runtime.Session, r *testingv1.EchoReq
 
 // benchStartServer starts an "echo" frontend with WebSocket and TCP
 // listeners, stopped when the benchmark ends.
-func benchStartServer(b *testing.B) *server.Server {
+func benchStartServer(b *testing.B) *server.Server { return benchStartServerWith(b, nil) }
+
+// benchStartServerWith starts the echo frontend recording into m (nil for
+// no metrics).
+func benchStartServerWith(b *testing.B, m *metrics.Server) *server.Server {
 	b.Helper()
 	s, err := server.New(server.Config{ID: "bench-echo-1", Type: "echo", Frontend: true,
 		WSAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0",
-		Connector: connector.Config{Heartbeat: benchHeartbeat}})
+		Connector: connector.Config{Heartbeat: benchHeartbeat}, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}

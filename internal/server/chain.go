@@ -47,11 +47,19 @@ func (h chainHandler) ServeMessage(ctx context.Context, sess *session.Session, m
 		r.ID = m.ID
 	}
 	ctx, span := s.cfg.Tracer.StartRequest(ctx, m.Route, sess.ID(), local.UID())
+	var start time.Time
+	if s.cfg.Metrics != nil {
+		start = time.Now()
+	}
 	res := s.handleFrontend(runtime.WithSession(ctx, local), r)
 	if res.Err != nil && ctx.Err() != nil {
 		// The connection's context ends when it closes (or a shutdown's
 		// deadline passed): the request was cut short, not failed.
 		res = runtime.Result{Err: runtime.Errorf(runtime.ErrClosed, "connection closed while %s ran", r.Route)}
+	}
+	if s.cfg.Metrics != nil {
+		st, ok := runtime.ServerTypeOf(r.Route)
+		s.cfg.Metrics.Request(r.Route, ok && st != s.cfg.Type, res.Err, time.Since(start))
 	}
 	if !r.Notify() {
 		s.respond(sess, r.Route, ser, r.ID, res)

@@ -24,6 +24,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/pomelo-go/pomelo/internal/metrics"
 	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/connector"
@@ -69,6 +70,10 @@ type Config struct {
 	ExposeErrorDetails bool
 	// Tracer makes the server's spans; nil is tracing off.
 	Tracer *tracing.Tracer
+
+	// Metrics, when set, receives the request counts and durations of a
+	// frontend.
+	Metrics *metrics.Server
 }
 
 // Forwarder runs a request on another server. The cluster layer implements

@@ -171,6 +171,7 @@ type Connector struct {
 	conns     map[*conn]struct{}
 	closed    bool
 	count     atomic.Int64
+	byKind    [2]atomic.Int64 // open connections: WebSocket, TCP
 	wg        sync.WaitGroup
 }
 
@@ -201,6 +202,20 @@ func (c *Connector) Config() Config { return c.cfg }
 
 // Count returns the number of open connections.
 func (c *Connector) Count() int { return int(c.count.Load()) }
+
+// CountByTransport returns the number of open connections over WebSocket
+// and over raw TCP.
+func (c *Connector) CountByTransport() (ws, tcp int) {
+	return int(c.byKind[0].Load()), int(c.byKind[1].Load())
+}
+
+// kindCount is the per-transport counter of cn.
+func (c *Connector) kindCount(cn *conn) *atomic.Int64 {
+	if _, ok := cn.transport.(*tcpTransport); ok {
+		return &c.byKind[1]
+	}
+	return &c.byKind[0]
+}
 
 var errClosed = errors.New("connector: closed")
 
@@ -241,6 +256,7 @@ func (c *Connector) addConn(cn *conn) bool {
 		return false
 	}
 	c.conns[cn] = struct{}{}
+	c.kindCount(cn).Add(1)
 	c.wg.Add(1)
 	cn.start() // under c.mu: Shutdown never sees a connection without its session
 	return true
@@ -250,6 +266,7 @@ func (c *Connector) removeConn(cn *conn) {
 	c.mu.Lock()
 	delete(c.conns, cn)
 	c.mu.Unlock()
+	c.kindCount(cn).Add(-1)
 	c.count.Add(-1)
 	c.wg.Done()
 }

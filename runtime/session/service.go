@@ -41,6 +41,7 @@ type Service struct {
 	policy     Policy
 	nextID     atomic.Uint64
 	dict       atomic.Pointer[wire.Dict]
+	pushed     atomic.Uint64
 
 	mu       sync.RWMutex
 	sessions map[uint64]*Session
@@ -127,6 +128,10 @@ func (svc *Service) Count() int {
 	defer svc.mu.RUnlock()
 	return len(svc.sessions)
 }
+
+// Pushed returns the number of pushes queued to sessions' connections
+// since the service was made (one per receiving session).
+func (svc *Service) Pushed() uint64 { return svc.pushed.Load() }
 
 // BoundCount returns the number of sessions bound to a uid.
 func (svc *Service) BoundCount() int {
@@ -401,6 +406,7 @@ func (svc *Service) PushBodyToSessions(route string, body Body, sessions []*Sess
 			sent++
 		}
 	}
+	svc.pushed.Add(uint64(sent))
 	return sent, encErr
 }
 

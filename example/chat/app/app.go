@@ -125,6 +125,11 @@ type Options struct {
 	// WebAddr is the listen address of the web page ("127.0.0.1:3001");
 	// empty for none.
 	WebAddr string
+	// AdminAddr is the admin listener (/metrics, /healthz, /readyz) of the
+	// first server run here, in start order ("127.0.0.1:3002"); each next
+	// server listens at the next port (with port 0, each on a port the
+	// system picks; so do all with EphemeralPorts). Empty for none.
+	AdminAddr string
 	// EtcdEndpoints, when set, keeps the membership in etcd instead of
 	// probing the cluster file: each server registers itself under
 	// EtcdPrefix while it runs, and sees the others come and go through
@@ -161,6 +166,7 @@ type App struct {
 	stores  stores
 	cluster *pomelo.Cluster
 	configs map[string]pomelo.Config // by server id, as the servers were made
+	admin   map[string]string        // admin listen address by server id
 
 	web   *http.Server
 	webLn net.Listener
@@ -236,6 +242,9 @@ func Start(opts Options) (*App, error) {
 	for _, s := range run {
 		ids = append(ids, s.ID)
 	}
+	if a.admin, err = adminAddrs(opts, ids); err != nil {
+		return nil, err
+	}
 	if err := a.stores.open(opts, ids); err != nil {
 		return nil, err
 	}
@@ -271,6 +280,7 @@ func Start(opts Options) (*App, error) {
 // of a frontend, the chat route, and the stores when the process uses them.
 func (a *App) configure(cfg *pomelo.Config) {
 	cfg.Logger = a.opts.Logger.With("server", cfg.ID)
+	cfg.AdminAddr = a.admin[cfg.ID]
 	cfg.Routes = map[string]cluster.RouteFunc{TypeChat: ChatRoute}
 	if cfg.Frontend {
 		cfg.Connector = connector.Config{
@@ -359,8 +369,39 @@ func (a *App) PrintAddresses(w io.Writer) {
 		if info.TCPPort > 0 {
 			client += "tcp://" + net.JoinHostPort(info.Host, strconv.Itoa(info.TCPPort)) + "  "
 		}
-		fmt.Fprintf(w, "  %-12s %-10s %srpc %s\n", info.ID, info.Type, client, info.RPCAddr())
+		var admin string
+		if ad := s.AdminAddr(); ad != nil {
+			admin = "  admin http://" + ad.String() + "/metrics"
+		}
+		fmt.Fprintf(w, "  %-12s %-10s %srpc %s%s\n", info.ID, info.Type, client, info.RPCAddr(), admin)
 	}
+}
+
+// adminAddrs gives the servers ids, in start order, their admin listen
+// addresses (Options.AdminAddr): the first at the address, the next ones at
+// the following ports.
+func adminAddrs(opts Options, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	if opts.AdminAddr == "" {
+		return out, nil
+	}
+	host, p, err := net.SplitHostPort(opts.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("admin address %q: %w", opts.AdminAddr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port+len(ids) > 65536 {
+		return nil, fmt.Errorf("admin address %q: bad port", opts.AdminAddr)
+	}
+	for i, id := range ids {
+		switch {
+		case port == 0 || opts.EphemeralPorts:
+			out[id] = net.JoinHostPort(host, "0")
+		default:
+			out[id] = net.JoinHostPort(host, strconv.Itoa(port+i))
+		}
+	}
+	return out, nil
 }
 
 // Close stops the web page, then the servers, frontends first (their

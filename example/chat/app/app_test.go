@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -486,4 +487,30 @@ func TestConnectorsServeRawTCP(t *testing.T) {
 	want := &chatv1.ChatMessage{Msg: "over tcp", From: "nat", Target: "*"}
 	wantChat(t, native, want)
 	wantChat(t, web, want)
+}
+
+// Every server of the process serves its admin listener, ready, and the
+// addresses printed at start list it.
+func TestEveryServerServesItsAdminListener(t *testing.T) {
+	a := startApp(t, app.Options{AdminAddr: "127.0.0.1:0"})
+	var out bytes.Buffer
+	a.PrintAddresses(&out)
+	for _, s := range a.Servers() {
+		ad := s.AdminAddr()
+		if ad == nil {
+			t.Fatalf("%s has no admin listener", s.ID())
+		}
+		u := "http://" + ad.String()
+		if !strings.Contains(out.String(), "admin "+u+"/metrics") {
+			t.Errorf("the addresses printed lack %s's admin listener:\n%s", s.ID(), out.String())
+		}
+		res, err := http.Get(u + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("%s /readyz: %d", s.ID(), res.StatusCode)
+		}
+	}
 }
