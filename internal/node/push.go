@@ -76,7 +76,7 @@ func (n *Node) locate(ctx context.Context, uids []string) (groups map[string][]s
 	}
 	groups, err := (*l)(ctx, uids)
 	if err != nil {
-		n.log.Warn("locating uids failed; asking every frontend", "err", err)
+		n.log.Warn("locating uids failed; asking every frontend", "error", err)
 		return nil, false
 	}
 	return groups, true

@@ -210,14 +210,14 @@ func (p *Probed) Probe(ctx context.Context) {
 			if !p.up[s.ID] {
 				changed = true
 				p.up[s.ID] = true
-				p.cfg.Logger.Info("cluster: server is up", "id", s.ID, "type", s.Type, "rpc", s.RPCAddr())
+				p.cfg.Logger.Info("cluster: server is up", "server", s.ID, "type", s.Type, "rpc", s.RPCAddr())
 			}
 		case p.up[s.ID]:
 			if p.fails[s.ID]++; p.fails[s.ID] >= p.cfg.DownAfter {
 				changed = true
 				delete(p.up, s.ID)
 				delete(p.fails, s.ID)
-				p.cfg.Logger.Info("cluster: server is down", "id", s.ID, "type", s.Type, "rpc", s.RPCAddr())
+				p.cfg.Logger.Info("cluster: server is down", "server", s.ID, "type", s.Type, "rpc", s.RPCAddr())
 			}
 		}
 	}

@@ -338,7 +338,7 @@ func (cn *conn) readLoop() {
 		err := cn.transport.readPackages(cn.onPackage)
 		if err != nil {
 			if !isClosedErr(err) && cn.state.Load() != stateClosed {
-				cn.c.cfg.Logger.Debug("pomelo: closing client connection", "remote", cn.RemoteAddr(), "session", cn.sess.ID(), "err", err)
+				cn.c.cfg.Logger.Debug("pomelo: closing client connection", "remote", cn.RemoteAddr(), "session", cn.sess.ID(), "error", err)
 			}
 			return
 		}
@@ -460,7 +460,7 @@ func (cn *conn) onData(body []byte) error {
 		if m.Type == wire.Request && cn.accepting() {
 			cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrBadRequest, "malformed route"))
 		} else {
-			cn.c.cfg.Logger.Debug("pomelo: dropped a notify with a malformed route", "session", cn.sess.ID(), "err", err)
+			cn.c.cfg.Logger.Debug("pomelo: dropped a notify with a malformed route", "session", cn.sess.ID(), "error", err)
 		}
 		return nil
 	}

@@ -36,7 +36,7 @@ func (cn *conn) gunzipBody(m *wire.Message) bool {
 	if m.Type == wire.Request && cn.accepting() {
 		cn.c.h.Reject(cn.sess, m, runtime.Errorf(runtime.ErrBadRequest, "%s", msg))
 	} else {
-		cn.c.cfg.Logger.Debug("pomelo: dropping notify", "remote", cn.RemoteAddr(), "session", cn.sess.ID(), "route", m.Route, "err", err)
+		cn.c.cfg.Logger.Debug("pomelo: dropping notify", "remote", cn.RemoteAddr(), "session", cn.sess.ID(), "route", m.Route, "error", err)
 	}
 	return false
 }

@@ -336,7 +336,7 @@ func (m *Membership) keepAlive(ctx context.Context, r *registration) {
 		if lostKey {
 			m.log.Warn("etcd membership: registration key deleted; registering again", "server", r.self.ID)
 		} else {
-			m.log.Warn("etcd membership: lease keep-alive stopped", "server", r.self.ID, "err", err)
+			m.log.Warn("etcd membership: lease keep-alive stopped", "server", r.self.ID, "error", err)
 		}
 		m.recover(ctx, r, lease, lostKey)
 	}
@@ -362,7 +362,7 @@ func (m *Membership) recover(ctx context.Context, r *registration, lease clientv
 				return
 			}
 			if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-				m.log.Debug("etcd membership: keep lease alive", "server", r.self.ID, "err", err)
+				m.log.Debug("etcd membership: keep lease alive", "server", r.self.ID, "error", err)
 				sleep(ctx, wait)
 				continue
 			}
@@ -376,7 +376,7 @@ func (m *Membership) recover(ctx context.Context, r *registration, lease clientv
 			m.askResync()
 			return
 		}
-		m.log.Debug("etcd membership: register again", "server", r.self.ID, "err", err)
+		m.log.Debug("etcd membership: register again", "server", r.self.ID, "error", err)
 		sleep(ctx, wait)
 	}
 }
@@ -484,7 +484,7 @@ func (m *Membership) parse(key, value []byte) (cluster.ServerInfo, bool) {
 	id := strings.TrimPrefix(string(key), m.cfg.Prefix)
 	var s cluster.ServerInfo
 	if err := json.Unmarshal(value, &s); err != nil {
-		m.log.Warn("etcd membership: skipping entry that is not a server", "key", string(key), "err", err)
+		m.log.Warn("etcd membership: skipping entry that is not a server", "key", string(key), "error", err)
 		return s, false
 	}
 	if s.ID != id {
@@ -492,7 +492,7 @@ func (m *Membership) parse(key, value []byte) (cluster.ServerInfo, bool) {
 		return s, false
 	}
 	if err := s.Validate(); err != nil {
-		m.log.Warn("etcd membership: skipping invalid entry", "key", string(key), "err", err)
+		m.log.Warn("etcd membership: skipping invalid entry", "key", string(key), "error", err)
 		return s, false
 	}
 	return s, true
@@ -571,7 +571,7 @@ func (m *Membership) watch(rev int64) {
 			if m.ctx.Err() != nil {
 				return
 			}
-			m.log.Debug("etcd membership: read members", "err", err)
+			m.log.Debug("etcd membership: read members", "error", err)
 			sleep(m.ctx, wait)
 		}
 	}
@@ -591,7 +591,7 @@ func (m *Membership) follow(rev int64, tick <-chan time.Time) {
 			}
 			if err := res.Err(); err != nil {
 				if m.ctx.Err() == nil {
-					m.log.Warn("etcd membership: watch failed; reading members again", "err", err)
+					m.log.Warn("etcd membership: watch failed; reading members again", "error", err)
 				}
 				return
 			}

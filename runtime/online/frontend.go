@@ -128,7 +128,7 @@ func (f *frontend) changed(ss *session.Session, wait bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.s.cfg.Timeout)
 	defer cancel()
 	if err := f.wait(ctx, gen); err != nil {
-		f.s.log.Warn("online status: bind not recorded in time", "frontend", f.fid, "sid", sid, "uid", uid, "err", err)
+		f.s.log.Warn("online status: bind not recorded in time", "frontend", f.fid, "session", sid, "uid", uid, "error", err)
 	}
 }
 
@@ -168,13 +168,13 @@ func (f *frontend) run() {
 		case <-retry.C:
 		case <-beat.C:
 			if err := f.heartbeat(s.ctx); err != nil {
-				s.log.Warn("online status: heartbeat", "frontend", f.fid, "err", err)
+				s.log.Warn("online status: heartbeat", "frontend", f.fid, "error", err)
 			}
 		case <-f.stopCh:
 			return
 		}
 		if err := f.flush(s.ctx); err != nil {
-			s.log.Warn("online status: writing sessions", "frontend", f.fid, "err", err)
+			s.log.Warn("online status: writing sessions", "frontend", f.fid, "error", err)
 			retry.Reset(backoff)
 			backoff = min(2*backoff, time.Second)
 		} else {

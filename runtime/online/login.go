@@ -141,7 +141,7 @@ func (s *Service) kickOwner(ctx context.Context, tok string) {
 		}
 		time.Sleep(time.Duration(i+1) * 50 * time.Millisecond)
 	}
-	s.log.Error("login: could not kick the previous session", "frontend", fid, "sid", sid, "err", err)
+	s.log.Error("login: could not kick the previous session", "frontend", fid, "session", sid, "error", err)
 }
 
 // cas replaces key's value from old to new ("" deletes it) and reports
@@ -151,7 +151,7 @@ func (s *Service) cas(ctx context.Context, key, old, new string) bool {
 	defer cancel()
 	n, err := casScript.Run(cctx, s.rdb, []string{key}, old, new).Int()
 	if err != nil {
-		s.log.Warn("login: update owner", "key", key, "err", err)
+		s.log.Warn("login: update owner", "key", key, "error", err)
 	}
 	return n == 1
 }

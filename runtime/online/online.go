@@ -319,7 +319,7 @@ func (s *Service) reapLoop() {
 			return
 		}
 		if err := s.ReapOnce(s.ctx); err != nil && s.ctx.Err() == nil {
-			s.log.Warn("reaping crashed frontends", "err", err)
+			s.log.Warn("reaping crashed frontends", "error", err)
 		}
 	}
 }

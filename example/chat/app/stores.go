@@ -84,12 +84,12 @@ func watchMembers(m cluster.Membership, local []string, log *slog.Logger) (cance
 			}
 			now[s.ID] = s
 			if _, ok := seen[s.ID]; !ok {
-				log.Info("cluster: server is up", "id", s.ID, "type", s.Type, "rpc", s.RPCAddr())
+				log.Info("cluster: server is up", "server", s.ID, "type", s.Type, "rpc", s.RPCAddr())
 			}
 		}
 		for id, s := range seen {
 			if _, ok := now[id]; !ok {
-				log.Info("cluster: server is down", "id", s.ID, "type", s.Type, "rpc", s.RPCAddr())
+				log.Info("cluster: server is down", "server", s.ID, "type", s.Type, "rpc", s.RPCAddr())
 			}
 		}
 		seen = now
