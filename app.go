@@ -396,7 +396,7 @@ func (a *App) Serve(ctx context.Context) error {
 		a.closeUnstarted()
 		return fmt.Errorf("pomelo: server %s: %w", a.cfg.ID, err)
 	}
-	a.log.Info("pomelo: serving", "server", a.cfg.ID, "type", a.cfg.Type, "rpc", addrString(a.node.RPCAddr()),
+	a.log.Info("pomelo: serving", "type", a.cfg.Type, "rpc", addrString(a.node.RPCAddr()),
 		"ws", addrString(a.srv.WSAddr()), "tcp", addrString(a.srv.TCPAddr()), "admin", addrString(a.AdminAddr()))
 	if a.probed != nil {
 		a.probed.Start()
