@@ -20,24 +20,64 @@ const (
 // guardListener hands out guardConns: connections that are closed unless
 // they complete an authenticated request within the auth window, or once
 // they have sent too many unauthenticated ones.
+//
+// It also lets the server's graceful shutdown finish: http.Server.Shutdown
+// sends HTTP/2 connections their GOAWAY only if they are already served
+// when it begins, and waits for the others as for active ones. A connection
+// accepted just before the listener closed, whose HTTP/2 serving starts a
+// moment later, would hold Shutdown until its ctx ends. drain closes the
+// connections that have not authenticated (they carry no work) and refuses
+// any later one, so only connections Shutdown knows about remain.
 type guardListener struct {
 	net.Listener
 	window      time.Duration
 	maxFailures int32
+
+	mu       sync.Mutex
+	conns    map[*guardConn]struct{} // not yet authenticated
+	draining bool
 }
 
 func (l *guardListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	g := &guardConn{Conn: c, maxFailures: l.maxFailures}
-	g.timer.Store(time.AfterFunc(l.window, func() {
-		if !g.authed.Load() {
-			g.Close()
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
 		}
-	}))
-	return g, nil
+		g := &guardConn{Conn: c, l: l, maxFailures: l.maxFailures}
+		l.mu.Lock()
+		if l.draining {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		if l.conns == nil {
+			l.conns = map[*guardConn]struct{}{}
+		}
+		l.conns[g] = struct{}{}
+		l.mu.Unlock()
+		g.timer.Store(time.AfterFunc(l.window, func() {
+			if !g.authed.Load() {
+				g.Close()
+			}
+		}))
+		return g, nil
+	}
+}
+
+// drain, called before the server's Shutdown, closes the connections that
+// have not authenticated and every connection accepted from now on.
+func (l *guardListener) drain() {
+	l.mu.Lock()
+	l.draining = true
+	conns := make([]*guardConn, 0, len(l.conns))
+	for g := range l.conns {
+		conns = append(conns, g)
+	}
+	l.mu.Unlock()
+	for _, g := range conns {
+		g.Close()
+	}
 }
 
 // guardConn is an RPC connection that must authenticate to stay open. Once
@@ -45,6 +85,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 // long-lived forward and watch streams run on it.
 type guardConn struct {
 	net.Conn
+	l           *guardListener
 	timer       atomic.Pointer[time.Timer] // set once, at accept
 	authed      atomic.Bool
 	failures    atomic.Int32
@@ -53,12 +94,24 @@ type guardConn struct {
 	closeErr    error
 }
 
-// authenticated records a request that carried the cluster secret.
-func (c *guardConn) authenticated() {
-	if !c.authed.Load() {
-		c.authed.Store(true)
-		c.stopTimer()
+// authenticated records a request that carried the cluster secret. It
+// reports false when the listener drains and the connection had not
+// authenticated before: the connection is being closed, the request must
+// not run.
+func (c *guardConn) authenticated() bool {
+	if c.authed.Load() {
+		return true
 	}
+	c.l.mu.Lock()
+	if c.l.draining {
+		c.l.mu.Unlock()
+		return false
+	}
+	delete(c.l.conns, c)
+	c.authed.Store(true)
+	c.l.mu.Unlock()
+	c.stopTimer()
+	return true
 }
 
 // failed records a request without the secret; it reports whether the
@@ -67,6 +120,9 @@ func (c *guardConn) failed() bool { return c.failures.Add(1) >= c.maxFailures }
 
 func (c *guardConn) Close() error {
 	c.closeOnce.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
 		c.stopTimer()
 		c.closeErr = c.Conn.Close()
 	})

@@ -100,6 +100,7 @@ type Node struct {
 	unsub    func()
 	rpcSrv   *http.Server
 	ln       net.Listener
+	guard    *guardListener // wraps ln
 	closed   bool
 	closeCh  chan struct{}
 	serveErr chan error // the RPC listener stopped on its own
@@ -284,10 +285,10 @@ func (n *Node) Start() error {
 		ConnContext:       withGuardConn,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
-	n.mu.Lock()
-	n.rpcSrv, n.ln = rs, ln
-	n.mu.Unlock()
 	gl := &guardListener{Listener: ln, window: n.cfg.AuthTimeout, maxFailures: int32(n.cfg.MaxAuthFailures)}
+	n.mu.Lock()
+	n.rpcSrv, n.ln, n.guard = rs, ln, gl
+	n.mu.Unlock()
 	go n.serveRPC(rs, gl)
 	if r, ok := n.cfg.Membership.(cluster.Registrar); ok {
 		self := n.cfg.Self
@@ -332,7 +333,7 @@ func (n *Node) Close(ctx context.Context) error {
 		return nil
 	}
 	n.closed = true
-	rs := n.rpcSrv
+	rs, gl := n.rpcSrv, n.guard
 	n.mu.Unlock()
 	var errs []error
 	// Leave the membership first, so that no new work is routed here.
@@ -351,6 +352,9 @@ func (n *Node) Close(ctx context.Context) error {
 	errs = append(errs, n.srv.Shutdown(ctx, ""))
 	close(n.closeCh)
 	if rs != nil {
+		// Before Shutdown: it would wait for a connection it does not
+		// know to be served yet (see guardListener).
+		gl.drain()
 		errs = append(errs, rs.Shutdown(ctx))
 	}
 	n.fwd.closeAll()
@@ -596,8 +600,13 @@ func (n *Node) authenticate(h http.Handler) http.Handler {
 			}
 			return
 		}
-		if g != nil {
-			g.authenticated()
+		if g != nil && !g.authenticated() {
+			// A connection that first authenticates while the server
+			// leaves the cluster: it is being closed.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"code":"unavailable","message":"server is shutting down"}`))
+			return
 		}
 		h.ServeHTTP(w, r)
 	})
