@@ -28,7 +28,7 @@ import (
 // listeners on free ports.
 func metricsCluster(t *testing.T) *testkit.Cluster {
 	t.Helper()
-	return testkit.Start(t, testkit.Options{
+	return testkit.Start(t, testkit.Config{
 		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "echo"}},
 		Configure: func(cfg *pomelo.Config) {
 			cfg.AdminAddr = "127.0.0.1:0"
@@ -77,7 +77,7 @@ func TestAdminListenerServesHealthReadinessMetricsAndPprof(t *testing.T) {
 }
 
 func TestAppWithoutAdminAddrHasNoAdminListener(t *testing.T) {
-	c := testkit.Start(t, testkit.Options{Servers: []testkit.Spec{{Type: "connector", Frontend: true}}})
+	c := testkit.Start(t, testkit.Config{Servers: []testkit.Spec{{Type: "connector", Frontend: true}}})
 	if a := c.Members("connector")[0].App.AdminAddr(); a != nil {
 		t.Fatalf("AdminAddr = %v without Config.AdminAddr", a)
 	}

@@ -59,7 +59,7 @@ func TestStartClusterRunsOnEtcdMembershipAndRedisOnlineStatus(t *testing.T) {
 		cfg.Membership = m
 		cfg.Online = online.New(rdb, online.Config{Prefix: prefix, Logger: quiet})
 	}
-	c, err := pomelo.StartCluster(f, pomelo.ClusterOptions{EphemeralPorts: true, Configure: configure, Logger: quiet}, register)
+	c, err := pomelo.StartCluster(f, pomelo.ClusterConfig{EphemeralPorts: true, Configure: configure, Logger: quiet}, register)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -333,7 +333,7 @@ func TestStartClusterRunsEveryServerOfTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := pomelo.StartCluster(f, pomelo.ClusterOptions{EphemeralPorts: true, Logger: quiet}, register)
+	c, err := pomelo.StartCluster(f, pomelo.ClusterConfig{EphemeralPorts: true, Logger: quiet}, register)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestStartClusterFailsWhenSetupFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = pomelo.StartCluster(f, pomelo.ClusterOptions{EphemeralPorts: true, Logger: quiet}, func(a *pomelo.App) error {
+	_, err = pomelo.StartCluster(f, pomelo.ClusterConfig{EphemeralPorts: true, Logger: quiet}, func(a *pomelo.App) error {
 		if a.Frontend() {
 			return errors.New("boom")
 		}
@@ -372,7 +372,7 @@ func TestStartClusterFailsWhenSetupFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("StartCluster: %v", err)
 	}
-	if _, err := pomelo.StartCluster(f, pomelo.ClusterOptions{Servers: []string{"nobody"}}, nil); err == nil {
+	if _, err := pomelo.StartCluster(f, pomelo.ClusterConfig{Servers: []string{"nobody"}}, nil); err == nil {
 		t.Fatal("an unknown server id was accepted")
 	}
 }
@@ -446,7 +446,7 @@ func TestClusterFileMembershipFollowsOtherProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := pomelo.StartCluster(f, pomelo.ClusterOptions{Servers: []string{"echo-1"}, Logger: quiet}, register)
+	back, err := pomelo.StartCluster(f, pomelo.ClusterConfig{Servers: []string{"echo-1"}, Logger: quiet}, register)
 	if err != nil {
 		t.Fatal(err)
 	}

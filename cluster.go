@@ -14,8 +14,8 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
-// ClusterOptions tune StartCluster.
-type ClusterOptions struct {
+// ClusterConfig tune StartCluster.
+type ClusterConfig struct {
 	// Servers are the ids of the servers of the file to run here (default
 	// all of them).
 	Servers []string
@@ -60,7 +60,7 @@ func RunCluster(ctx context.Context, path string, setup func(app *App) error) er
 	if err != nil {
 		return fmt.Errorf("pomelo: %w", err)
 	}
-	c, err := StartCluster(f, ClusterOptions{}, setup)
+	c, err := StartCluster(f, ClusterConfig{}, setup)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func RunCluster(ctx context.Context, path string, setup func(app *App) error) er
 // port answers. So a process started later with the same file and other
 // Servers joins the cluster, and routing skips a server whose process is
 // gone until it comes back.
-func StartCluster(f *cluster.File, opts ClusterOptions, setup func(app *App) error) (*Cluster, error) {
+func StartCluster(f *cluster.File, opts ClusterConfig, setup func(app *App) error) (*Cluster, error) {
 	run, err := selectServers(f, opts.Servers)
 	if err != nil {
 		return nil, err

@@ -34,7 +34,7 @@ func Example() {
 		return nil
 	}
 	// EphemeralPorts: tests do not take the file's ports.
-	c, err := pomelo.StartCluster(f, pomelo.ClusterOptions{EphemeralPorts: true, Logger: quiet}, setup)
+	c, err := pomelo.StartCluster(f, pomelo.ClusterConfig{EphemeralPorts: true, Logger: quiet}, setup)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -107,7 +107,7 @@ func (l *lobby) Add(_ context.Context, req *testingv1.AddRequest) (*testingv1.Ad
 // player is refused with ROOM_FULL until a member disconnects, and Sum adds
 // up through remote calls.
 func TestGuideLobbyThroughTestkit(t *testing.T) {
-	c := testkit.Start(t, testkit.Options{
+	c := testkit.Start(t, testkit.Config{
 		Servers: []testkit.Spec{
 			{Type: "connector", Frontend: true},
 			{Type: testingv1.EchoHandlerServerType},
@@ -210,7 +210,7 @@ func ExampleStartCluster_separateProcesses() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	var opts pomelo.ClusterOptions
+	var opts pomelo.ClusterConfig
 	if *servers != "" {
 		opts.Servers = strings.Split(*servers, ",")
 	}
@@ -250,7 +250,7 @@ func ExampleConfig_etcdAndRedis() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	c, err := pomelo.StartCluster(f, pomelo.ClusterOptions{Configure: configure}, setup)
+	c, err := pomelo.StartCluster(f, pomelo.ClusterConfig{Configure: configure}, setup)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func (w whoami) Whoami(_ context.Context, req *testingv1.WhoamiRequest) (*testin
 // with NOT_FOUND. tp is every server's Config.TracerProvider.
 func startTraceCluster(t *testing.T, tp trace.TracerProvider) (*testkit.Cluster, *client.Client) {
 	t.Helper()
-	c := testkit.Start(t, testkit.Options{
+	c := testkit.Start(t, testkit.Config{
 		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "room"}, {Type: "echo"}},
 		Configure: func(cfg *pomelo.Config) {
 			cfg.Logger = quiet

@@ -79,7 +79,7 @@ func (s *server) clientTypes() []string {
 
 func startServer(t *testing.T) *server {
 	srv := &server{unblocked: make(chan struct{})}
-	c := testkit.Start(t, testkit.Options{
+	c := testkit.Start(t, testkit.Config{
 		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "room"}},
 		Configure: func(cfg *pomelo.Config) {
 			cfg.CheckClient = func(clientType, version string) bool {

@@ -49,7 +49,7 @@ func startCluster(t *testing.T) *testCluster {
 		{ID: "area-1", Type: "area", Host: "127.0.0.1", RPCPort: 1},
 		{ID: "area-2", Type: "area", Host: "127.0.0.1", RPCPort: testenv.FreePort(t)},
 	}}
-	c, err := pomelo.StartCluster(f, pomelo.ClusterOptions{
+	c, err := pomelo.StartCluster(f, pomelo.ClusterConfig{
 		Servers:        []string{"connector-1", "connector-2", "area-1"},
 		EphemeralPorts: true,
 		Logger:         quiet,

@@ -41,7 +41,7 @@ func Example() {
 			}})
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	servers, err := pomelo.StartCluster(f, pomelo.ClusterOptions{EphemeralPorts: true, Logger: quiet}, setup)
+	servers, err := pomelo.StartCluster(f, pomelo.ClusterConfig{EphemeralPorts: true, Logger: quiet}, setup)
 	if err != nil {
 		fmt.Println(err)
 		return

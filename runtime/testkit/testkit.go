@@ -26,8 +26,8 @@ type Spec struct {
 	Frontend bool
 }
 
-// Options describe a test cluster.
-type Options struct {
+// Config describes a test cluster.
+type Config struct {
 	// Servers lists the server types to start.
 	Servers []Spec
 	// Secret authenticates the servers to each other (default a fixed test
@@ -52,7 +52,7 @@ type Member struct {
 	// App is the server.
 	App *pomelo.App
 	// Membership is the server's membership: the cluster's static one, or
-	// the one Options.Membership made.
+	// the one Config.Membership made.
 	Membership cluster.Membership
 
 	stop   context.CancelFunc
@@ -65,7 +65,7 @@ func (m *Member) WSURL() string { return "ws://" + m.App.WSAddr().String() + "/"
 // TCPURL returns a frontend's raw TCP URL ("tcp://host:port").
 func (m *Member) TCPURL() string { return "tcp://" + m.App.TCPAddr().String() }
 
-// closeMembership closes a membership made by Options.Membership.
+// closeMembership closes a membership made by Config.Membership.
 func (m *Member) closeMembership() {
 	if _, ok := m.Membership.(*cluster.Static); ok {
 		return
@@ -79,17 +79,17 @@ func (m *Member) closeMembership() {
 type Cluster struct {
 	// Membership is the cluster's static membership; Add and Remove on it
 	// are seen by every server at once. It is unused when
-	// Options.Membership is set.
+	// Config.Membership is set.
 	Membership *cluster.Static
 
-	opts    Options
+	opts    Config
 	mu      sync.Mutex
 	members []*Member
 	counter map[string]int
 }
 
 // Start starts a cluster and stops it when the test ends.
-func Start(t testing.TB, opts Options) *Cluster {
+func Start(t testing.TB, opts Config) *Cluster {
 	t.Helper()
 	if opts.Secret == "" {
 		opts.Secret = "testkit-secret"

@@ -13,7 +13,7 @@ import (
 )
 
 func TestClusterWithStructRoutes(t *testing.T) {
-	c := testkit.Start(t, testkit.Options{
+	c := testkit.Start(t, testkit.Config{
 		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "room", Count: 2}},
 		Setup: func(m *testkit.Member) error {
 			if m.Info.Type == "room" {

@@ -248,7 +248,7 @@ func Start(opts Options) (*App, error) {
 	if err := a.stores.open(opts, ids); err != nil {
 		return nil, err
 	}
-	a.cluster, err = pomelo.StartCluster(opts.Cluster, pomelo.ClusterOptions{
+	a.cluster, err = pomelo.StartCluster(opts.Cluster, pomelo.ClusterConfig{
 		Servers:        ids,
 		EphemeralPorts: opts.EphemeralPorts,
 		ProbeInterval:  opts.ProbeInterval,
