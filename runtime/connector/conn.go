@@ -42,9 +42,10 @@ type conn struct {
 	lastRecv  atomic.Int64 // unix nanos of the last package received
 	timer     *time.Timer  // handshake, then heartbeat timeout
 
-	// send queue, drained by writeLoop; closed: no more Sends, flush then
-	// close
+	// send queue, drained by writeLoop, which runs only while something is
+	// queued (writing); closed: no more Sends, flush then close
 	out      *batchq.Queue[[]byte]
+	writing  atomic.Bool
 	done     chan struct{} // closed when the connection is finished
 	doneOnce sync.Once
 
@@ -113,6 +114,7 @@ func (cn *conn) Send(pkgs []byte) error {
 	}
 	switch cn.out.Push(pkgs) {
 	case nil:
+		cn.wakeWriter()
 		return nil
 	case batchq.ErrFull:
 		// Kick on another goroutine: the close hooks may push to other
@@ -130,6 +132,16 @@ func (cn *conn) sendControl(pkg []byte, thenClose bool) {
 		cn.out.PushAndClose(pkg)
 	} else {
 		cn.out.PushUnbounded(pkg)
+	}
+	cn.wakeWriter()
+}
+
+// wakeWriter starts the writer unless one is running: an idle connection
+// has none. Exactly one runs at a time (writing); it exits once the queue
+// is empty.
+func (cn *conn) wakeWriter() {
+	if cn.writing.CompareAndSwap(false, true) {
+		go cn.writeLoop()
 	}
 }
 
@@ -216,6 +228,7 @@ func (cn *conn) closeAfterAnswers(kick bool, reason string) {
 		cn.sendControl(pkg, true)
 	} else {
 		cn.out.Close()
+		cn.wakeWriter()
 	}
 	cn.setState(stateClosed)
 }
@@ -281,32 +294,52 @@ func (cn *conn) onTimer() {
 	cn.c.sessions.CloseSession(cn.sess, "", false)
 }
 
+// writeBufs holds the coalescing buffers of the connections writing at
+// the moment: an idle connection keeps none.
+var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeLoop, the connection's writer while cn.writing is set, writes
+// everything queued, each batch coalesced into one frame, and returns once
+// the queue is empty; after the final batch it closes the connection.
 func (cn *conn) writeLoop() {
-	var buf []byte
+	var buf *[]byte
+	defer func() {
+		if buf != nil {
+			if cap(*buf) <= 64<<10 {
+				*buf = (*buf)[:0]
+				writeBufs.Put(buf)
+			}
+		}
+	}()
 	var batch [][]byte
 	for {
 		select {
-		case <-cn.out.Ready():
 		case <-cn.done:
-			return
+			return // finished: no writer starts again (writing stays set)
+		default:
 		}
 		var closing bool
 		batch, closing = cn.out.Take(batch)
 		if len(batch) > 0 {
-			// Coalesce every queued package into one frame.
-			buf = buf[:0]
-			for _, p := range batch {
-				buf = append(buf, p...)
+			// Coalesce every queued package into one frame; a single
+			// package is written as it is.
+			frame := batch[0]
+			if len(batch) > 1 {
+				if buf == nil {
+					buf = writeBufs.Get().(*[]byte)
+				}
+				b := (*buf)[:0]
+				for _, p := range batch {
+					b = append(b, p...)
+				}
+				*buf, frame = b, b
 			}
-			clear(batch) // the packages are copied: let them go now
-			err := cn.transport.write(buf, cn.c.cfg.WriteTimeout)
+			err := cn.transport.write(frame, cn.c.cfg.WriteTimeout)
+			clear(batch) // the packages are written: let them go now
 			if err != nil {
 				cn.c.sessions.CloseSession(cn.sess, "", false)
 				cn.finish()
 				return
-			}
-			if cap(buf) > 64<<10 {
-				buf = nil
 			}
 		}
 		if closing {
@@ -321,6 +354,27 @@ func (cn *conn) writeLoop() {
 			cn.finish()
 			return
 		}
+		if len(batch) > 0 {
+			continue // more may have been queued during the write
+		}
+		// Empty: stop, unless a push raced with the store (its wakeWriter
+		// saw writing set); then carry on if no new writer took over.
+		cn.writing.Store(false)
+		if cn.out.Len() == 0 && !isClosed(cn.out.Done()) {
+			return
+		}
+		if !cn.writing.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

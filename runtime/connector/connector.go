@@ -354,8 +354,7 @@ func (c *Connector) serve(t transport) {
 		t.closeNow()
 		return
 	}
-	go cn.writeLoop()
-	go cn.readLoop()
+	go cn.readLoop() // the writer starts when something is queued
 }
 
 // Shutdown stops accepting connections and messages (what a client sends
