@@ -2,6 +2,7 @@ package connector
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -39,7 +40,7 @@ var errTooLarge = wire.ErrTooLarge
 
 type wsTransport struct {
 	c        *websocket.Conn
-	nc       *hijackRecorder // the raw connection under c
+	nc       net.Conn // the raw connection under c; nil if not hijacked
 	addr     net.Addr
 	buf      []byte
 	maxBody  int
@@ -50,16 +51,38 @@ type wsTransport struct {
 // hijackRecorder keeps the connection websocket.Accept hijacks, so that a
 // close handshake the peer never answers can be cut short: the library's
 // own bound is 5 s, and CloseNow cannot interrupt a Close under way.
+//
+// It also hands the library buffers smaller than the HTTP server's 4 kB
+// ones, which the connection keeps for its lifetime: a frame header and a
+// small message fit, larger payloads are read and written directly.
 type hijackRecorder struct {
 	http.ResponseWriter
 	nc net.Conn
 }
 
+// Buffer sizes of a WebSocket connection (see hijackRecorder).
+const (
+	wsReadBuffer  = 1 << 10
+	wsWriteBuffer = 2 << 10
+)
+
 // Hijack implements http.Hijacker.
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nc, brw, err
+	}
 	h.nc = nc
-	return nc, brw, err
+	// Bytes the client sent after its upgrade request stay first in line.
+	n := brw.Reader.Buffered()
+	early, _ := brw.Reader.Peek(n)
+	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc), max(wsReadBuffer, n))
+	if n > 0 {
+		if _, err := r.Peek(n); err != nil {
+			return nc, nil, err
+		}
+	}
+	return nc, bufio.NewReadWriter(r, bufio.NewWriterSize(nc, wsWriteBuffer)), nil
 }
 
 // Unwrap lets http.ResponseController reach the wrapped writer.
@@ -87,7 +110,8 @@ func acceptWS(w http.ResponseWriter, r *http.Request, cfg *Config) (transport, e
 	if addr == nil {
 		a = stringAddr(r.RemoteAddr)
 	}
-	t := &wsTransport{c: c, nc: hr, addr: a, maxBody: cfg.MaxPackageSize, grace: cfg.closeGrace}
+	// Keep the raw connection only: the HTTP request and response go.
+	t := &wsTransport{c: c, nc: hr.nc, addr: a, maxBody: cfg.MaxPackageSize, grace: cfg.closeGrace}
 	t.watchdog = time.AfterFunc(time.Hour, func() { c.CloseNow() })
 	t.watchdog.Stop()
 	return t, nil
@@ -149,8 +173,8 @@ func (t *wsTransport) close() {
 	select {
 	case <-done:
 	case <-grace.C:
-		if t.nc.nc != nil {
-			t.nc.nc.Close()
+		if t.nc != nil {
+			t.nc.Close()
 		}
 		<-done
 	}
@@ -170,10 +194,14 @@ type tcpTransport struct {
 
 func (t *tcpTransport) peerGone() bool { return connPeerGone(t.nc) }
 
-func (t *wsTransport) peerGone() bool { return t.nc.nc != nil && connPeerGone(t.nc.nc) }
+func (t *wsTransport) peerGone() bool { return t.nc != nil && connPeerGone(t.nc) }
+
+// tcpReadBuffer is the starting size of a TCP connection's read buffer,
+// which it keeps for its lifetime (it grows for larger packages).
+const tcpReadBuffer = 1 << 10
 
 func newTCPTransport(nc net.Conn, maxBody int) *tcpTransport {
-	return &tcpTransport{nc: nc, r: wire.NewReader(nc, maxBody)}
+	return &tcpTransport{nc: nc, r: wire.NewReaderSize(nc, maxBody, tcpReadBuffer)}
 }
 
 func (t *tcpTransport) readPackages(fn func(wire.PackageType, []byte) error) error {

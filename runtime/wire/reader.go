@@ -26,6 +26,7 @@ const maxEmptyReads = 100
 type Reader struct {
 	r       io.Reader
 	maxBody int
+	size    int    // the buffer's starting size
 	buf     []byte // buf[start:end] holds bytes read but not yet returned
 	start   int
 	end     int
@@ -36,7 +37,15 @@ type Reader struct {
 // NewReader returns a Reader of packages from r whose bodies are at most maxBody bytes
 // (maxBody <= 0 means MaxLength).
 func NewReader(r io.Reader, maxBody int) *Reader {
-	return &Reader{r: r, maxBody: effectiveMax(maxBody)}
+	return NewReaderSize(r, maxBody, initialReaderBuf)
+}
+
+// NewReaderSize is NewReader with a buffer that starts at size bytes (at
+// least HeaderLen) instead of 4 kB: a server holding many mostly idle
+// streams keeps less memory per stream. The buffer still grows to fit a
+// larger package, and then keeps its size.
+func NewReaderSize(r io.Reader, maxBody, size int) *Reader {
+	return &Reader{r: r, maxBody: effectiveMax(maxBody), size: max(size, HeaderLen)}
 }
 
 // Next returns the type and body of the next package. The body aliases the Reader's buffer
@@ -119,7 +128,7 @@ func (r *Reader) makeRoom(need int) {
 	if r.end < len(r.buf) {
 		return
 	}
-	size := min(max(2*len(r.buf), initialReaderBuf), HeaderLen+r.maxBody)
+	size := min(max(2*len(r.buf), r.size), HeaderLen+r.maxBody)
 	nb := make([]byte, size)
 	r.end = copy(nb, r.buf[r.start:r.end])
 	r.start = 0

@@ -59,3 +59,28 @@ func TestReaderGrowsWithData(t *testing.T) {
 		t.Errorf("buffer of %d bytes for a %d-byte package", c, len(big))
 	}
 }
+
+// NewReaderSize starts with the size asked for and still reads larger
+// packages, growing only to fit them.
+func TestReaderSizeStartsSmallAndGrowsForLargerPackages(t *testing.T) {
+	var stream []byte
+	for range 100 {
+		stream = append(stream, HeartbeatPackage...)
+	}
+	stream, _ = AppendPackage(stream, TypeData, bytes.Repeat([]byte("x"), 3000))
+	rd := NewReaderSize(bytes.NewReader(stream), 0, 64)
+	for range 100 {
+		if typ, _, err := rd.Next(); err != nil || typ != TypeHeartbeat {
+			t.Fatalf("heartbeat: %s, %v", typ, err)
+		}
+	}
+	if c := cap(rd.buf); c != 64 {
+		t.Errorf("buffer of %d bytes after heartbeats, want 64", c)
+	}
+	if _, body, err := rd.Next(); err != nil || len(body) != 3000 {
+		t.Fatalf("large package: %d bytes, %v", len(body), err)
+	}
+	if c := cap(rd.buf); c < HeaderLen+3000 || c > 2*(HeaderLen+3000) {
+		t.Errorf("buffer of %d bytes for a %d-byte package", c, HeaderLen+3000)
+	}
+}
