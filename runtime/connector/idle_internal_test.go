@@ -4,10 +4,13 @@ package connector
 // and a burst after idle delivered in order and coalesced.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -170,5 +173,55 @@ func TestBurstAfterIdleIsDeliveredInOrderCoalesced(t *testing.T) {
 	kick, _ := wire.AppendPackage(nil, wire.TypeKick, wire.KickBody("bye"))
 	if len(frames) != 3 || !bytes.Equal(frames[2], kick) {
 		t.Fatalf("after the kick: %q", frames)
+	}
+}
+
+// A client that sends its first WebSocket frame in the same packet as the
+// upgrade request (the HTTP server has buffered it before the hijack) is
+// still read: the smaller buffers handed to the library keep those bytes.
+func TestFrameSentWithTheUpgradeRequestIsRead(t *testing.T) {
+	svc := session.NewService("f-1", session.AllowMany)
+	c := New(Config{Heartbeat: time.Minute}, nil, svc, newRecordHandler())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.ServeWS(l)
+	defer c.Shutdown(context.Background(), "")
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	pkg, _ := wire.AppendPackage(nil, wire.TypeHandshake, []byte(rawHandshake))
+	// A masked binary frame; the zero mask key leaves the payload as is.
+	frame := append([]byte{0x82, 0x80 | 126, byte(len(pkg) >> 8), byte(len(pkg)), 0, 0, 0, 0}, pkg...)
+	req := fmt.Sprintf("GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", l.Addr())
+	if _, err := nc.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	hdr := make([]byte, 2)
+	if _, err := io.ReadFull(br, hdr); err != nil {
+		t.Fatal(err)
+	}
+	n := int(hdr[1] & 0x7f)
+	if n == 126 {
+		ext := make([]byte, 2)
+		io.ReadFull(br, ext)
+		n = int(ext[0])<<8 | int(ext[1])
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		t.Fatal(err)
+	}
+	if hdr[0] != 0x82 || len(payload) < wire.HeaderLen || wire.PackageType(payload[0]) != wire.TypeHandshake {
+		t.Fatalf("answer frame %#x %q, want the handshake reply", hdr, payload)
 	}
 }
