@@ -137,11 +137,12 @@ func (cn *conn) sendControl(pkg []byte, thenClose bool) {
 }
 
 // wakeWriter starts the writer unless one is running: an idle connection
-// has none. Exactly one runs at a time (writing); it exits once the queue
-// is empty.
+// has none. Exactly one runs at a time (writing); it returns once the
+// queue is empty. It runs on the connector's reused goroutines, whose
+// stacks have grown already, so a burst does not start a goroutine.
 func (cn *conn) wakeWriter() {
 	if cn.writing.CompareAndSwap(false, true) {
-		go cn.writeLoop()
+		cn.c.workers.Go(cn.writeLoop)
 	}
 }
 

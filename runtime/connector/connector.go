@@ -1,8 +1,9 @@
 // Package connector holds the client side of a frontend server: WebSocket
 // and raw TCP acceptors, the per-connection state machine of the Pomelo
-// protocol (handshake, ack, heartbeat, kick), one reader and one coalescing
-// writer per connection, and the per-session inbox that hands messages to
-// the handling chain in arrival order.
+// protocol (handshake, ack, heartbeat, kick), one reader per connection and
+// a coalescing writer that runs only while something is queued, and the
+// per-session inbox that hands messages to the handling chain in arrival
+// order.
 //
 // A frontend's App (github.com/pomelo-go/pomelo) runs the connector; users
 // tune it with Config (heartbeat, limits, TLS, origin policy), given as the
