@@ -46,6 +46,7 @@ type conn struct {
 	// queued (writing); closed: no more Sends, flush then close
 	out      *batchq.Queue[[]byte]
 	writing  atomic.Bool
+	writer   func()        // writeLoop, bound once: starting it allocates nothing
 	done     chan struct{} // closed when the connection is finished
 	doneOnce sync.Once
 
@@ -86,6 +87,7 @@ func newConn(c *Connector, t transport) *conn {
 		readerDone: make(chan struct{}),
 		room:       make(chan struct{}, 1),
 	}
+	cn.writer = cn.writeLoop
 	cn.ser.Store(jsonBox)
 	cn.inCtx, cn.inCancel = context.WithCancel(c.ctx)
 	cn.lastRecv.Store(time.Now().UnixNano())
@@ -142,7 +144,7 @@ func (cn *conn) sendControl(pkg []byte, thenClose bool) {
 // stacks have grown already, so a burst does not start a goroutine.
 func (cn *conn) wakeWriter() {
 	if cn.writing.CompareAndSwap(false, true) {
-		cn.c.workers.Go(cn.writeLoop)
+		cn.c.workers.Go(cn.writer)
 	}
 }
 
