@@ -136,8 +136,14 @@ func (f *forwarder) unary(ctx context.Context, serverID string, snap session.Sna
 }
 
 func (f *forwarder) get(serverID string) (*fwdStream, error) {
+	info, ok := f.n.Member(serverID)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// The fast path, a live stream to the member's address, allocates
+	// nothing.
+	if st, live := f.streams[serverID]; ok && live && st.host == info.Host && st.port == info.RPCPort && !st.isDead() {
+		return st, nil
+	}
 	p, err := f.n.peer(serverID)
 	if err != nil {
 		return nil, err
@@ -146,6 +152,7 @@ func (f *forwarder) get(serverID string) (*fwdStream, error) {
 		return st, nil
 	}
 	st := newFwdStream(f, serverID, p)
+	st.host, st.port = info.Host, info.RPCPort
 	f.streams[serverID] = st
 	return st, nil
 }
@@ -212,9 +219,12 @@ type fwdStream struct {
 	f        *forwarder
 	serverID string
 	baseURL  string
+	host     string // the member's address the stream was opened to
+	port     int
 	ctx      context.Context
 	cancel   context.CancelFunc
 	stream   *connect.BidiStreamForClient[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]
+	batch    sysv1.ForwardBatch // the writer's
 
 	mu         sync.Mutex
 	seq        uint64
@@ -459,7 +469,7 @@ func (st *fwdStream) call(ctx context.Context, snap session.Snapshot, out *fwdOu
 // queue theirs (under load) share the next write rather than each paying
 // for one; an idle stream's single message is written at once.
 func (st *fwdStream) write() {
-	batch := &sysv1.ForwardBatch{}
+	batch := &st.batch
 	for {
 		st.mu.Lock()
 		if st.dead == nil && st.out.msgs > 0 && st.out.msgs < st.lastBatch {

@@ -107,6 +107,7 @@ type Node struct {
 
 	tracer   *tracing.Tracer // nil: tracing off
 	fwd      *forwarder
+	orig     origin // the Origin of forwarded messages' sessions
 	watchers *watchHub
 	bsess    *BackendSessions
 	filters  sync.Map // broadcast filter name -> BroadcastFilter
@@ -202,6 +203,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		n.routes[t] = fn
 	}
 	n.fwd = newForwarder(n)
+	n.orig = origin{n: n}
 	n.watchers = newWatchHub()
 	n.bsess = &BackendSessions{n: n}
 	// Subscribe once the node is ready for setMembers: a membership may

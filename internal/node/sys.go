@@ -538,7 +538,7 @@ func (n *Node) runForwarded(ctx context.Context, m *fwdMsg) ([]byte, *runtime.Er
 	}
 	snap := m.session
 	n.watchers.autoWatch(n, snap.FrontendID, snap.ID)
-	local := session.NewLocal(snap, &origin{n: n})
+	local := session.NewLocal(snap, &n.orig)
 	r := &runtime.Request{Route: m.route, Session: local, Serializer: m.ser, Body: m.body}
 	if !m.notify {
 		r.ID = max(m.seq, 1) // any non-zero id: this is a request
