@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"reflect"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/pomelo-go/pomelo/runtime"
@@ -303,6 +304,20 @@ type fwdDecoder struct {
 	frontend string
 	sessions map[sessionKey]session.Snapshot
 	routes   map[string]string
+	count    *atomic.Int64 // the node's snapshots kept, if set
+}
+
+// add adds n to the node's count of snapshots kept.
+func (d *fwdDecoder) add(n int) {
+	if d.count != nil {
+		d.count.Add(int64(n))
+	}
+}
+
+// close forgets every snapshot: the stream ended.
+func (d *fwdDecoder) close() {
+	d.add(-len(d.sessions))
+	d.sessions = nil
 }
 
 // decode decodes a request batch, calling each with every message in
@@ -318,8 +333,10 @@ func (d *fwdDecoder) decode(batch []byte, m *fwdMsg, each func(*fwdMsg)) error {
 			d.frontend = r.string()
 		case recDrop:
 			sid := r.uvarint()
-			if r.err == nil {
-				delete(d.sessions, sessionKey{d.frontend, sid})
+			key := sessionKey{d.frontend, sid}
+			if _, ok := d.sessions[key]; ok && r.err == nil {
+				delete(d.sessions, key)
+				d.add(-1)
 			}
 		case recMessage:
 			*m = fwdMsg{seq: r.uvarint()}
@@ -335,9 +352,12 @@ func (d *fwdDecoder) decode(batch []byte, m *fwdMsg, each func(*fwdMsg)) error {
 				if r.err != nil {
 					break
 				}
-				if _, ok := d.sessions[key]; !ok && len(d.sessions) >= maxCachedSessions {
-					r.fail() // more than the frontend may have us keep
-					break
+				if _, ok := d.sessions[key]; !ok {
+					if len(d.sessions) >= maxCachedSessions {
+						r.fail() // more than the frontend may have us keep
+						break
+					}
+					d.add(1)
 				}
 				if d.sessions == nil {
 					d.sessions = map[sessionKey]session.Snapshot{}

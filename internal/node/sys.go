@@ -297,7 +297,8 @@ type fwdServe struct {
 // receive reads and dispatches batches until the stream ends; a batch that
 // does not decode ends it with an error.
 func (fs *fwdServe) receive(st *connect.BidiStream[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]) error {
-	var dec fwdDecoder
+	dec := fwdDecoder{count: &fs.n.fwdSnapshots}
+	defer dec.close()
 	var m fwdMsg
 	for {
 		b, err := st.Receive()
