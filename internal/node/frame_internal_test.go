@@ -235,9 +235,9 @@ func TestMalformedBatchEndsItsStreamOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, frames := range [][]byte{
-		{recMessage, 0xff},                                // truncated
-		{recMessage, 1, 0, 7, 1, 'r', 0},                  // a snapshot never sent
-		{0x7f},                                            // no such record
+		{recMessage, 0xff},               // truncated
+		{recMessage, 1, 0, 7, 1, 'r', 0}, // a snapshot never sent
+		{0x7f},                           // no such record
 		{recMessage, 1, flagSession, 1, 0, 0xff, 0xff, 3}, // a count the batch cannot hold
 	} {
 		stream := p.msg.Forward(ctx)
