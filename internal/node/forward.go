@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/internal/tracing"
@@ -119,9 +118,7 @@ func (f *forwarder) unary(ctx context.Context, serverID string, snap session.Sna
 		ctx, cancel = context.WithDeadline(ctx, timeFromUnixNano(req.DeadlineUnixNano))
 		defer cancel()
 	}
-	if err := sanitizeRequest(req); err != nil {
-		return nil, err
-	}
+	validSession(req.Session)
 	res, err := p.msg.ForwardMessage(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, asUnavailable(serverID, err)
@@ -336,26 +333,21 @@ func validUTF8(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// sanitizeRequest makes a unary forwarded request encodable, replacing
-// invalid UTF-8 in its session's strings (a uid or a setting can come from
-// client input), or returns the error to answer it with: BAD_REQUEST for a
-// route that is not UTF-8, INTERNAL for anything else.
-func sanitizeRequest(req *sysv1.ForwardRequest) *runtime.Error {
-	if !utf8.ValidString(req.Route) {
-		return runtime.Errorf(runtime.ErrBadRequest, "malformed route")
-	}
-	if s := req.Session; s != nil {
-		s.FrontendId, s.Uid = validUTF8(s.FrontendId), validUTF8(s.Uid)
-		settings := make(map[string]string, len(s.Settings))
-		for k, v := range s.Settings {
-			settings[validUTF8(k)] = validUTF8(v)
+// validSession replaces invalid UTF-8 in a unary forward's session strings
+// (a uid or a setting can come from client input: protobuf strings must be
+// UTF-8), copying the settings only when one needs it.
+func validSession(s *sysv1.Session) {
+	s.FrontendId, s.Uid = validUTF8(s.FrontendId), validUTF8(s.Uid)
+	for k, v := range s.Settings {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			settings := make(map[string]string, len(s.Settings))
+			for k, v := range s.Settings {
+				settings[validUTF8(k)] = validUTF8(v)
+			}
+			s.Settings = settings
+			return
 		}
-		s.Settings = settings
 	}
-	if _, err := proto.Marshal(req); err != nil {
-		return runtime.Errorf(runtime.ErrInternal, "the message could not be forwarded")
-	}
-	return nil
 }
 
 // answerLocked removes pending call seq, if it still waits, and answers it.
