@@ -105,17 +105,19 @@ type Node struct {
 	closeCh  chan struct{}
 	serveErr chan error // the RPC listener stopped on its own
 
-	tracer *tracing.Tracer // nil: tracing off
-	fwd    *forwarder
-	orig   origin // the Origin of forwarded messages' sessions
+	tracer   *tracing.Tracer // nil: tracing off
+	fwd      *forwarder
+	watchers *watchHub
+	bsess    *BackendSessions
+	filters  sync.Map // broadcast filter name -> BroadcastFilter
+	locator  atomic.Pointer[cluster.Locator]
+	closeFns []func(cluster.SessionEvent)
+
+	// orig is the Origin of forwarded messages' sessions.
+	orig origin
 	// fwdSnapshots counts the session snapshots this backend's Forward
 	// streams keep.
 	fwdSnapshots atomic.Int64
-	watchers     *watchHub
-	bsess        *BackendSessions
-	filters      sync.Map // broadcast filter name -> BroadcastFilter
-	locator      atomic.Pointer[cluster.Locator]
-	closeFns     []func(cluster.SessionEvent)
 }
 
 type view struct {
