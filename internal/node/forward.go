@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"io"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -222,6 +224,7 @@ type fwdStream struct {
 	cancel   context.CancelFunc
 	stream   *connect.BidiStreamForClient[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]
 	batch    sysv1.ForwardBatch // the writer's
+	received chan struct{}      // closed when the receiver returned
 
 	mu         sync.Mutex
 	seq        uint64
@@ -246,6 +249,7 @@ func newFwdStream(f *forwarder, serverID string, p *peer) *fwdStream {
 		cancel:   cancel,
 		stream:   p.msg.Forward(ctx),
 		pending:  map[uint64]*fwdCall{},
+		received: make(chan struct{}),
 	}
 }
 
@@ -499,8 +503,16 @@ func (st *fwdStream) write() {
 		}
 		batch.Frames = nil
 		if err != nil {
-			// A write fails with a bare EOF when the backend went away (the
-			// cause would come from Receive): the backend is unavailable.
+			// A write fails with a bare EOF when the stream broke: the
+			// cause (the backend refused the connection, went away) comes
+			// from Receive, so let the receiver fail the stream with it
+			// first. Either way the backend is unavailable.
+			if errors.Is(err, io.EOF) {
+				select {
+				case <-st.received:
+				case <-time.After(time.Second):
+				}
+			}
 			st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s: forward stream broke: %v", st.serverID, err))
 			continue // closes the request side
 		}
@@ -524,6 +536,7 @@ func (st *fwdStream) forget(key sessionKey) {
 }
 
 func (st *fwdStream) receive() {
+	defer close(st.received)
 	// Closing the response side resets the HTTP/2 stream if the backend has
 	// not ended it, which ends the backend's handler too.
 	defer st.stream.CloseResponse()
