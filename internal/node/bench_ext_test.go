@@ -2,7 +2,10 @@ package node_test
 
 import (
 	"context"
+	"os"
 	goruntime "runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -47,30 +50,62 @@ func benchMallocs() uint64 {
 	return ms.Mallocs
 }
 
+// benchSyscalls returns how many read and write system calls the process
+// made so far (Linux's /proc/self/io), or -1 where that is not known.
+func benchSyscalls() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	var n int64
+	found := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok && (k == "syscr" || k == "syscw") {
+			c, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return -1
+			}
+			n += c
+			found++
+		}
+	}
+	if found != 2 {
+		return -1
+	}
+	return n
+}
+
 // benchCost is what one message cost the whole process in a sub-benchmark:
-// CPU time and heap allocations.
-type benchCost struct{ cpu, allocs float64 }
+// CPU time, heap allocations, and read and write system calls (a figure
+// the machine's noise does not move).
+type benchCost struct{ cpu, allocs, syscalls float64 }
 
 // benchMeasure starts measuring a sub-benchmark's cost per message.
 func benchMeasure() func(b *testing.B) benchCost {
-	cpu, mallocs := benchCPU(), benchMallocs()
+	cpu, mallocs, calls := benchCPU(), benchMallocs(), benchSyscalls()
 	return func(b *testing.B) benchCost {
 		if b.N == 0 {
 			return benchCost{}
 		}
 		c := benchCost{
-			cpu:    float64(benchCPU()-cpu) / float64(b.N),
-			allocs: float64(benchMallocs()-mallocs) / float64(b.N),
+			cpu:      float64(benchCPU()-cpu) / float64(b.N),
+			allocs:   float64(benchMallocs()-mallocs) / float64(b.N),
+			syscalls: -1,
 		}
 		b.ReportMetric(c.cpu, "cpu-ns/msg")
+		if now := benchSyscalls(); calls >= 0 && now >= 0 {
+			c.syscalls = float64(now-calls) / float64(b.N)
+			b.ReportMetric(c.syscalls, "rw-syscalls/msg")
+		}
 		return c
 	}
 }
 
 // benchCompare reports a forwarded variant's cost beside the same run's
 // local handling of the same request: the ratio of their CPU per message
-// (x-local-cpu), and the CPU and allocations the forward hop adds
-// (fwd-cpu-ns/msg, fwd-allocs/msg).
+// (x-local-cpu), and the CPU, allocations and read/write system calls the
+// forward hop adds (fwd-cpu-ns/msg, fwd-allocs/msg, fwd-syscalls/msg).
 func benchCompare(b *testing.B, c, local benchCost) {
 	if local.cpu <= 0 {
 		return
@@ -78,6 +113,9 @@ func benchCompare(b *testing.B, c, local benchCost) {
 	b.ReportMetric(c.cpu/local.cpu, "x-local-cpu")
 	b.ReportMetric(c.cpu-local.cpu, "fwd-cpu-ns/msg")
 	b.ReportMetric(c.allocs-local.allocs, "fwd-allocs/msg")
+	if c.syscalls >= 0 && local.syscalls >= 0 {
+		b.ReportMetric(c.syscalls-local.syscalls, "fwd-syscalls/msg")
+	}
 }
 
 // benchClients is how many concurrent clients the parallel variants use.
