@@ -16,31 +16,45 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
-// inChunks keeps order, puts at least one message in a run however large,
-// and keeps every run within maxBatchBytes otherwise.
-func TestInChunksSplitsBySizeInOrder(t *testing.T) {
+// A writer's queue keeps order, puts at least one message in a batch
+// however large, and keeps every batch within maxBatchBytes otherwise.
+func TestBatchesSplitBySizeInOrder(t *testing.T) {
 	sizes := []int{maxBatchBytes / 2, maxBatchBytes / 2, 1, maxBatchBytes * 3, 10, maxBatchBytes - 10, 20}
-	var runs [][]int
-	err := inChunks(sizes, func(n int) int { return n }, func(run []int) error {
-		runs = append(runs, append([]int(nil), run...))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	var q batches
+	for i, n := range sizes {
+		b := q.open(n)
+		*b = append(*b, make([]byte, n)...)
+		(*b)[len(*b)-1] = byte(i + 1) // the last byte of a message names it
+		q.msgs++
 	}
-	var flat []int
-	for _, r := range runs {
-		total := 0
-		for _, n := range r {
-			total += n
-		}
-		if len(r) == 0 || (len(r) > 1 && total > maxBatchBytes) {
-			t.Fatalf("run %v: %d bytes, want one message or at most %d", r, total, maxBatchBytes)
-		}
-		flat = append(flat, r...)
+	bs, msgs := q.take()
+	if msgs != len(sizes) {
+		t.Fatalf("took %d messages, want %d", msgs, len(sizes))
 	}
-	if fmt.Sprint(flat) != fmt.Sprint(sizes) {
-		t.Fatalf("runs %v lose or reorder messages of %v", runs, sizes)
+	var order []int
+	for _, b := range bs {
+		if len(b) == 0 {
+			t.Fatal("an empty batch")
+		}
+		rest := b
+		for len(rest) > 0 {
+			n := sizes[len(order)]
+			if n > len(rest) || int(rest[n-1]) != len(order)+1 {
+				t.Fatalf("batch of %d bytes does not hold message %d (%d bytes) whole and in order", len(b), len(order)+1, n)
+			}
+			order = append(order, n)
+			rest = rest[n:]
+		}
+		if len(b) > maxBatchBytes && len(b) != sizes[len(order)-1] {
+			t.Fatalf("batch of %d bytes: more than one message and over %d", len(b), maxBatchBytes)
+		}
+	}
+	if fmt.Sprint(order) != fmt.Sprint(sizes) {
+		t.Fatalf("batches hold %v, want %v", order, sizes)
+	}
+	q.done(bs)
+	if len(q.queued) != 0 || q.msgs != 0 {
+		t.Fatal("a written batch is still queued")
 	}
 }
 

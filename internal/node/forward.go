@@ -2,16 +2,17 @@ package node
 
 import (
 	"context"
+	"errors"
+	"io"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
-	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
@@ -61,65 +62,65 @@ func (f *forwarder) Forward(ctx context.Context, serverType string, snap session
 	if err != nil {
 		return nil, err
 	}
-	req := &sysv1.ForwardRequest{
-		Session: snapshotToProto(snap),
-		Route:   r.Route,
-		Notify:  r.Notify(),
-		Body:    r.Body,
-	}
-	if r.Serializer.Name() == runtime.SerializerProtobuf {
-		req.Serializer = sysv1.Serializer_SERIALIZER_PROTOBUF
+	out := fwdOut{
+		route:    r.Route,
+		notify:   r.Notify(),
+		protobuf: r.Serializer.Name() == runtime.SerializerProtobuf,
+		body:     r.Body,
 	}
 	// Every forwarded request has a deadline: the context's, or
 	// ForwardTimeout from now. Streams enforce it by a periodic sweep rather
 	// than a timer per message.
 	if d, ok := ctx.Deadline(); ok {
-		req.DeadlineUnixNano = d.UnixNano()
-	} else if !req.Notify {
-		req.DeadlineUnixNano = time.Now().Add(f.n.cfg.ForwardTimeout).UnixNano()
+		out.deadline = d.UnixNano()
+	} else if !out.notify {
+		out.deadline = time.Now().Add(f.n.cfg.ForwardTimeout).UnixNano()
 	}
 	ctx, span, carried := f.n.tracer.StartForward(ctx, r.Route, target.ID)
-	req.TraceContext = carried
-	body, err := f.send(ctx, target.ID, req)
+	out.trace = carried
+	body, err := f.send(ctx, target.ID, snap, &out)
 	tracing.End(span, err)
 	return body, err
 }
 
-// send forwards req to the backend serverID, in the forward mode.
-func (f *forwarder) send(ctx context.Context, serverID string, req *sysv1.ForwardRequest) ([]byte, error) {
+// send forwards a request to the backend serverID, in the forward mode.
+func (f *forwarder) send(ctx context.Context, serverID string, snap session.Snapshot, out *fwdOut) ([]byte, error) {
 	f.mu.Lock()
 	mode := f.mode
 	f.mu.Unlock()
 	f.n.metrics.Forwarded()
-	var res *sysv1.ForwardResponse
-	var err error
 	if mode == ForwardUnary {
-		res, err = f.unary(ctx, serverID, req)
-	} else {
-		res, err = f.stream(ctx, serverID, req)
+		return f.unary(ctx, serverID, snap, out)
 	}
+	st, err := f.get(serverID)
 	if err != nil {
 		return nil, err
 	}
-	if res == nil { // notify
-		return nil, nil
-	}
-	if res.Error != nil {
-		return nil, runtime.ErrorFromProto(res.Error)
-	}
-	return res.Body, nil
+	return st.call(ctx, snap, out)
 }
 
-func (f *forwarder) unary(ctx context.Context, serverID string, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
+func (f *forwarder) unary(ctx context.Context, serverID string, snap session.Snapshot, out *fwdOut) ([]byte, error) {
 	p, err := f.n.peer(serverID)
 	if err != nil {
 		return nil, err
+	}
+	req := &sysv1.ForwardRequest{
+		Session:          snapshotToProto(snap),
+		Route:            out.route,
+		Notify:           out.notify,
+		Body:             out.body,
+		DeadlineUnixNano: out.deadline,
+		TraceContext:     out.trace,
+	}
+	if out.protobuf {
+		req.Serializer = sysv1.Serializer_SERIALIZER_PROTOBUF
 	}
 	if _, ok := ctx.Deadline(); !ok && req.DeadlineUnixNano > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, timeFromUnixNano(req.DeadlineUnixNano))
 		defer cancel()
 	}
+	validSession(req.Session)
 	res, err := p.msg.ForwardMessage(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, asUnavailable(serverID, err)
@@ -127,20 +128,21 @@ func (f *forwarder) unary(ctx context.Context, serverID string, req *sysv1.Forwa
 	if req.Notify {
 		return nil, nil
 	}
-	return res.Msg, nil
-}
-
-func (f *forwarder) stream(ctx context.Context, serverID string, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
-	st, err := f.get(serverID)
-	if err != nil {
-		return nil, err
+	if res.Msg.Error != nil {
+		return nil, runtime.ErrorFromProto(res.Msg.Error)
 	}
-	return st.call(ctx, req)
+	return res.Msg.Body, nil
 }
 
 func (f *forwarder) get(serverID string) (*fwdStream, error) {
+	info, ok := f.n.Member(serverID)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// The fast path, a live stream to the member's address, allocates
+	// nothing.
+	if st, live := f.streams[serverID]; ok && live && st.host == info.Host && st.port == info.RPCPort && !st.isDead() {
+		return st, nil
+	}
 	p, err := f.n.peer(serverID)
 	if err != nil {
 		return nil, err
@@ -149,6 +151,7 @@ func (f *forwarder) get(serverID string) (*fwdStream, error) {
 		return st, nil
 	}
 	st := newFwdStream(f, serverID, p)
+	st.host, st.port = info.Host, info.RPCPort
 	f.streams[serverID] = st
 	return st, nil
 }
@@ -179,6 +182,20 @@ func (f *forwarder) prune(v *view) {
 	}
 }
 
+// sessionClosed makes every stream that sent the session's snapshot tell
+// its backend to forget it.
+func (f *forwarder) sessionClosed(key sessionKey) {
+	f.mu.Lock()
+	streams := make([]*fwdStream, 0, len(f.streams))
+	for _, st := range f.streams {
+		streams = append(streams, st)
+	}
+	f.mu.Unlock()
+	for _, st := range streams {
+		st.forget(key)
+	}
+}
+
 func (f *forwarder) closeAll() {
 	f.mu.Lock()
 	all := f.streams
@@ -191,21 +208,35 @@ func (f *forwarder) closeAll() {
 
 // fwdStream is one long-lived Forward stream to a backend. Requests from
 // any session are multiplexed on it and answered by seq.
+//
+// There is no sender goroutine: the caller that queues a request while no
+// write is under way writes it, and keeps writing until nothing is queued;
+// requests queued meanwhile (by other sessions' goroutines, which do not
+// wait) share its next write. One message in flight costs no hand-off, and
+// under load many messages share a write.
 type fwdStream struct {
 	f        *forwarder
 	serverID string
 	baseURL  string
+	host     string // the member's address the stream was opened to
+	port     int
 	ctx      context.Context
 	cancel   context.CancelFunc
 	stream   *connect.BidiStreamForClient[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]
-	out      *batchq.Queue[*sysv1.ForwardRequest] // written by send, a batch a write
+	batch    sysv1.ForwardBatch // the writer's
+	received chan struct{}      // closed when the receiver returned
 
-	mu       sync.Mutex
-	seq      uint64
-	pending  map[uint64]pendingCall
-	dead     error
-	started  bool
-	draining bool // the server left: finish pending calls, then close
+	mu         sync.Mutex
+	seq        uint64
+	pending    map[uint64]*fwdCall
+	enc        fwdEncoder
+	out        batches // encoded, not yet written
+	writing    bool    // a caller is writing (or the stream is closed for writes)
+	writeStart int64   // unix nanos the write under way began
+	lastBatch  int     // messages in the last write
+	dead       error
+	started    bool
+	draining   bool // the server left: finish pending calls, then close
 }
 
 func newFwdStream(f *forwarder, serverID string, p *peer) *fwdStream {
@@ -217,124 +248,86 @@ func newFwdStream(f *forwarder, serverID string, p *peer) *fwdStream {
 		ctx:      ctx,
 		cancel:   cancel,
 		stream:   p.msg.Forward(ctx),
-		out:      batchq.New(batchq.Config[*sysv1.ForwardRequest]{}),
-		pending:  map[uint64]pendingCall{},
-	}
-}
-
-// send writes the queued requests, all of them in one stream message,
-// until the stream dies. While one write is under way the next requests
-// queue up: under load, many requests share a write.
-func (st *fwdStream) send() {
-	// However the stream ends, close the request side. Cancelling the
-	// stream's context alone does not end an HTTP/2 request whose response
-	// has begun: the transport keeps waiting to read more request body, so
-	// the stream stayed open on both ends, and the backend's handlers with
-	// it (until their deadline; a notify has none).
-	defer st.stream.CloseRequest()
-	var reqs []*sysv1.ForwardRequest
-	batch := &sysv1.ForwardBatch{}
-	for {
-		select {
-		case <-st.out.Ready():
-		case <-st.ctx.Done():
-			return
-		}
-		reqs, _ = st.out.Take(reqs) // never closed: the stream ends by ctx
-		if len(reqs) == 0 {
-			continue
-		}
-		st.f.n.metrics.ForwardBatch(len(reqs))
-		err := inChunks(reqs, requestSize, func(reqs []*sysv1.ForwardRequest) error {
-			batch.Requests = reqs
-			err := st.stream.Send(batch)
-			if err != nil {
-				// A message that cannot be encoded fails the Send before
-				// anything is written and leaves the stream usable: fail that
-				// message alone and send the others.
-				if ok, changed := keepEncodable(reqs, st.repairRequest); changed {
-					batch.Requests = ok
-					err = nil
-					if len(ok) > 0 {
-						err = st.stream.Send(batch)
-					}
-				}
-			}
-			return err
-		})
-		batch.Requests = nil
-		clear(reqs)
-		if err != nil {
-			// A write fails with a bare EOF when the backend went away (the
-			// cause would come from Receive): the backend is unavailable.
-			st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s: forward stream broke: %v", st.serverID, err))
-			return
-		}
+		pending:  map[uint64]*fwdCall{},
+		received: make(chan struct{}),
 	}
 }
 
 // Stream messages are read with a limit of maxStreamMessage bytes (the
-// RPC clients' and handlers' WithReadMaxBytes). The senders split what
-// they have queued into batches of about maxBatchBytes, estimated from the
-// bodies and routes (session settings are small next to the 8x margin), so
-// no batch reaches the limit and breaks the stream for everyone; a single
-// response body over maxForwardedBody fails alone. A request body is
-// bounded by the connector's package size (at most 16 MiB).
+// RPC clients' and handlers' WithReadMaxBytes). The writers split what
+// they have queued into batches of about maxBatchBytes, so no batch
+// reaches the limit and breaks the stream for everyone; a single response
+// body over maxForwardedBody fails alone. A request body is bounded by the
+// connector's package size (at most 16 MiB).
 const (
 	maxStreamMessage = 32 << 20
 	maxBatchBytes    = 4 << 20
 	maxForwardedBody = 16 << 20
 )
 
-// inChunks calls send with consecutive runs of ms whose estimated size
-// (size) stays within maxBatchBytes, at least one message a run, and
-// returns the first error.
-func inChunks[M any](ms []M, size func(M) int, send func([]M) error) error {
-	start, n := 0, 0
-	for i, m := range ms {
-		s := size(m)
-		if i > start && n+s > maxBatchBytes {
-			if err := send(ms[start:i]); err != nil {
-				return err
-			}
-			start, n = i, 0
+// maxSpareBatch is the largest batch array kept for reuse.
+const maxSpareBatch = 64 << 10
+
+// batches is a writer's queue of encoded batches: appended to by many
+// producers under their lock, taken whole by the writer, whose arrays come
+// back for reuse.
+type batches struct {
+	queued [][]byte // not yet written; the last is appended to
+	msgs   int      // messages in queued
+	outer  [][]byte // the last taken queued, for the next
+	free   [][]byte // written batch arrays
+}
+
+// open returns the batch to append about n more bytes to: the last one, or
+// a new one when that would take it past maxBatchBytes.
+func (q *batches) open(n int) *[]byte {
+	if k := len(q.queued); k > 0 && (len(q.queued[k-1]) == 0 || len(q.queued[k-1])+n <= maxBatchBytes) {
+		return &q.queued[k-1]
+	}
+	if q.queued == nil {
+		q.queued, q.outer = q.outer[:0], nil
+	}
+	var b []byte
+	if k := len(q.free); k > 0 {
+		b, q.free = q.free[k-1][:0], q.free[:k-1]
+	}
+	q.queued = append(q.queued, b)
+	return &q.queued[len(q.queued)-1]
+}
+
+// take returns the queued batches and how many messages they hold.
+func (q *batches) take() ([][]byte, int) {
+	b, n := q.queued, q.msgs
+	q.queued, q.msgs = nil, 0
+	return b, n
+}
+
+// done hands back batches that take returned, once written.
+func (q *batches) done(b [][]byte) {
+	for i, a := range b {
+		if cap(a) <= maxSpareBatch && len(q.free) < 4 {
+			q.free = append(q.free, a[:0])
 		}
-		n += s
+		b[i] = nil
 	}
-	if start < len(ms) {
-		return send(ms[start:])
-	}
-	return nil
+	q.outer = b[:0]
 }
 
-// requestSize estimates the encoded size of a forwarded request.
-func requestSize(r *sysv1.ForwardRequest) int { return len(r.Body) + len(r.Route) + 128 }
-
-// responseSize estimates the encoded size of a forwarded response.
-func responseSize(r *sysv1.ForwardResponse) int {
-	return len(r.Body) + len(r.GetError().GetMessage()) + 64
+// fwdCall is a forwarded request waiting for its response. Calls are
+// reused: each is answered exactly once, by whoever removes it from
+// pending.
+type fwdCall struct {
+	ch       chan fwdResult // buffered: answering never blocks
+	deadline int64          // unix nanos; 0 for none
 }
 
-// keepEncodable returns the messages of ms that can be marshalled, in
-// order, reusing the array of ms. Each message that cannot is handed to
-// repair, which either makes it encodable and reports true to keep it, or
-// answers it otherwise and reports false. changed reports whether any
-// message could not be marshalled: when none could not, a failed Send of
-// ms failed for another reason.
-func keepEncodable[M proto.Message](ms []M, repair func(M) bool) (kept []M, changed bool) {
-	kept = ms[:0]
-	for _, m := range ms {
-		if _, err := proto.Marshal(m); err != nil {
-			changed = true
-			if !repair(m) {
-				continue
-			}
-		}
-		kept = append(kept, m)
-	}
-	clear(ms[len(kept):])
-	return kept, changed
+// fwdResult is the answer to a forwarded request.
+type fwdResult struct {
+	body []byte
+	err  error
 }
+
+var callPool = sync.Pool{New: func() any { return &fwdCall{ch: make(chan fwdResult, 1)} }}
 
 // validUTF8 returns s with each run of invalid UTF-8 replaced by U+FFFD.
 func validUTF8(s string) string {
@@ -344,68 +337,29 @@ func validUTF8(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// repairRequest makes a forwarded request that failed to marshal
-// encodable (sanitizeRequest), or answers it alone.
-func (st *fwdStream) repairRequest(req *sysv1.ForwardRequest) bool {
-	if err := sanitizeRequest(req); err != nil {
-		st.f.n.srv.Logger().Warn("pomelo: cannot forward a message", "route", validUTF8(req.Route), "server", st.serverID, "session", req.GetSession().GetId(), "code", err.Name)
-		st.answer(req.Seq, err)
-		return false
-	}
-	st.f.n.srv.Logger().Debug("pomelo: replaced invalid UTF-8 in a forwarded session", "route", req.Route, "session", req.GetSession().GetId())
-	return true
-}
-
-// sanitizeRequest makes a forwarded request encodable, replacing invalid
-// UTF-8 in its session's strings (a uid or a setting can come from client
-// input), or returns the error to answer it with: BAD_REQUEST for a route
-// that is not UTF-8, INTERNAL for anything else.
-func sanitizeRequest(req *sysv1.ForwardRequest) *runtime.Error {
-	if !utf8.ValidString(req.Route) {
-		return runtime.Errorf(runtime.ErrBadRequest, "malformed route")
-	}
-	if s := req.Session; s != nil {
-		s.FrontendId, s.Uid = validUTF8(s.FrontendId), validUTF8(s.Uid)
-		settings := make(map[string]string, len(s.Settings))
-		for k, v := range s.Settings {
-			settings[validUTF8(k)] = validUTF8(v)
+// validSession replaces invalid UTF-8 in a unary forward's session strings
+// (a uid or a setting can come from client input: protobuf strings must be
+// UTF-8), copying the settings only when one needs it.
+func validSession(s *sysv1.Session) {
+	s.FrontendId, s.Uid = validUTF8(s.FrontendId), validUTF8(s.Uid)
+	for k, v := range s.Settings {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			settings := make(map[string]string, len(s.Settings))
+			for k, v := range s.Settings {
+				settings[validUTF8(k)] = validUTF8(v)
+			}
+			s.Settings = settings
+			return
 		}
-		s.Settings = settings
-	}
-	if _, err := proto.Marshal(req); err != nil {
-		return runtime.Errorf(runtime.ErrInternal, "the message could not be forwarded")
-	}
-	return nil
-}
-
-// repairResponse makes a forwarded request's response that failed to
-// marshal encodable: invalid UTF-8 in its error's name or message is
-// replaced, and a response still not encodable becomes INTERNAL.
-func repairResponse(res *sysv1.ForwardResponse) bool {
-	if e := res.Error; e != nil {
-		e.Name, e.Message = validUTF8(e.Name), validUTF8(e.Message)
-	}
-	if _, err := proto.Marshal(res); err != nil {
-		res.Body, res.Error = nil, runtime.Errorf(runtime.ErrInternal, "the response could not be encoded").Proto()
-	}
-	return true
-}
-
-// answer answers the pending request seq, if it still waits, with err.
-func (st *fwdStream) answer(seq uint64, err error) {
-	st.mu.Lock()
-	p, ok := st.pending[seq]
-	delete(st.pending, seq)
-	st.mu.Unlock()
-	if ok {
-		p.ch <- &sysv1.ForwardResponse{Seq: seq, Error: runtime.AsError(err).Proto()} // buffered: never blocks
 	}
 }
 
-// pendingCall is a forwarded request waiting for its response.
-type pendingCall struct {
-	ch       chan *sysv1.ForwardResponse
-	deadline int64 // unix nanos; 0 for none
+// answerLocked removes pending call seq, if it still waits, and answers it.
+func (st *fwdStream) answerLocked(seq uint64, res fwdResult) {
+	if c, ok := st.pending[seq]; ok {
+		delete(st.pending, seq)
+		c.ch <- res
+	}
 }
 
 // sweepInterval is how often a stream answers the requests whose deadline
@@ -413,7 +367,8 @@ type pendingCall struct {
 const sweepInterval = 20 * time.Millisecond
 
 // sweep answers TIMEOUT to pending calls past their deadline, until the
-// stream dies.
+// stream dies. A write that has not finished in ForwardTimeout breaks the
+// stream: the backend stopped reading it.
 func (st *fwdStream) sweep(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
@@ -424,13 +379,17 @@ func (st *fwdStream) sweep(ctx context.Context) {
 		case now := <-t.C:
 			ns := now.UnixNano()
 			st.mu.Lock()
-			for seq, p := range st.pending {
-				if p.deadline > 0 && p.deadline <= ns {
+			for seq, c := range st.pending {
+				if c.deadline > 0 && c.deadline <= ns {
 					delete(st.pending, seq)
-					p.ch <- &sysv1.ForwardResponse{Seq: seq, Error: runtime.Errorf(runtime.ErrTimeout, "%s did not answer in time", st.serverID).Proto()}
+					c.ch <- fwdResult{err: runtime.Errorf(runtime.ErrTimeout, "%s did not answer in time", st.serverID)}
 				}
 			}
+			stuck := st.dead == nil && st.writeStart > 0 && ns-st.writeStart > int64(st.f.n.cfg.ForwardTimeout)
 			st.mu.Unlock()
+			if stuck {
+				st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s: forward stream stalled", st.serverID))
+			}
 		}
 	}
 }
@@ -441,8 +400,16 @@ func (st *fwdStream) isDead() bool {
 	return st.dead != nil
 }
 
-func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv1.ForwardResponse, error) {
-	var ch chan *sysv1.ForwardResponse
+// queueDepth returns the messages queued and not written, and the requests
+// waiting for their response.
+func (st *fwdStream) queueDepth() (queued, waiting int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.out.msgs, len(st.pending)
+}
+
+func (st *fwdStream) call(ctx context.Context, snap session.Snapshot, out *fwdOut) ([]byte, error) {
+	var c *fwdCall
 	st.mu.Lock()
 	if st.dead != nil {
 		err := st.dead
@@ -450,44 +417,136 @@ func (st *fwdStream) call(ctx context.Context, req *sysv1.ForwardRequest) (*sysv
 		return nil, err
 	}
 	st.seq++
-	req.Seq = st.seq
-	if !req.Notify {
-		ch = make(chan *sysv1.ForwardResponse, 1)
-		st.pending[req.Seq] = pendingCall{ch: ch, deadline: req.DeadlineUnixNano}
+	seq := st.seq
+	if !out.notify {
+		c = callPool.Get().(*fwdCall)
+		c.deadline = out.deadline
+		st.pending[seq] = c
 	}
-	st.out.Push(req) // under st.mu: queued in seq order
+	// Encoded under st.mu: the stream's messages are in seq order, and each
+	// session's snapshot is sent before the messages that refer to it.
+	b := st.out.open(len(out.body) + len(out.route) + 64)
+	*b = st.enc.appendMessage(*b, seq, snap, out)
+	st.out.msgs++
+	write := !st.writing
+	st.writing = true
 	start := !st.started
 	st.started = true
 	st.mu.Unlock()
 	if start {
-		go st.send()
 		go st.receive()
 		go st.sweep(st.ctx)
 	}
-	if ch == nil {
+	if write {
+		st.write()
+	}
+	if c == nil {
 		return nil, nil
 	}
 	select {
-	case res, ok := <-ch:
-		if !ok {
-			st.mu.Lock()
-			err := st.dead
-			st.mu.Unlock()
-			return nil, err
-		}
-		return res, nil
+	case res := <-c.ch:
+		callPool.Put(c)
+		return res.body, res.err
 	case <-ctx.Done():
 		st.mu.Lock()
-		delete(st.pending, req.Seq)
+		_, waiting := st.pending[seq]
+		delete(st.pending, seq)
 		st.mu.Unlock()
+		if waiting {
+			callPool.Put(c) // nobody answers it now
+		}
 		return nil, runtime.AsError(ctx.Err())
 	}
 }
 
+// write writes everything queued, one stream message per batch, until
+// nothing is queued; the caller set st.writing. When the last write took
+// several messages, it first yields once, so that the goroutines about to
+// queue theirs (under load) share the next write rather than each paying
+// for one; an idle stream's single message is written at once.
+func (st *fwdStream) write() {
+	batch := &st.batch
+	for {
+		st.mu.Lock()
+		if st.dead == nil && st.out.msgs > 0 && st.out.msgs < st.lastBatch {
+			st.mu.Unlock()
+			goruntime.Gosched()
+			st.mu.Lock()
+		}
+		if st.dead != nil {
+			st.mu.Unlock()
+			// However the stream ends, close the request side (the writer
+			// does: not concurrently with a Send). Cancelling the stream's
+			// context alone does not end an HTTP/2 request whose response
+			// has begun: the transport keeps waiting to read more request
+			// body, so the stream stayed open on both ends, and the
+			// backend's handlers with it.
+			st.stream.CloseRequest()
+			return
+		}
+		if st.out.msgs == 0 {
+			st.writing, st.writeStart = false, 0
+			st.mu.Unlock()
+			return
+		}
+		bs, n := st.out.take()
+		st.lastBatch = n
+		st.writeStart = time.Now().UnixNano()
+		st.mu.Unlock()
+		st.f.n.metrics.ForwardBatch(n)
+		var err error
+		for _, b := range bs {
+			batch.Frames = b
+			if err = st.stream.Send(batch); err != nil {
+				break
+			}
+		}
+		batch.Frames = nil
+		if err != nil {
+			// A write fails with a bare EOF when the stream broke: the
+			// cause (the backend refused the connection, went away) comes
+			// from Receive, so let the receiver fail the stream with it
+			// first. Either way the backend is unavailable.
+			if errors.Is(err, io.EOF) {
+				select {
+				case <-st.received:
+				case <-time.After(time.Second):
+				}
+			}
+			st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s: forward stream broke: %v", st.serverID, err))
+			continue // closes the request side
+		}
+		st.mu.Lock()
+		st.out.done(bs)
+		st.mu.Unlock()
+	}
+}
+
+// forget tells the backend to drop the snapshot of a session that closed.
+func (st *fwdStream) forget(key sessionKey) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.enc.sent[key]; !ok || st.dead != nil {
+		return
+	}
+	// Queued, not written: it travels with the next write, before any
+	// message that could make the backend keep another snapshot.
+	b := st.out.open(16)
+	*b = st.enc.forget(*b, key)
+}
+
 func (st *fwdStream) receive() {
+	defer close(st.received)
 	// Closing the response side resets the HTTP/2 stream if the backend has
 	// not ended it, which ends the backend's handler too.
 	defer st.stream.CloseResponse()
+	answer := func(seq uint64, body []byte, err *runtime.Error) {
+		res := fwdResult{body: body}
+		if err != nil {
+			res.err = err
+		}
+		st.answerLocked(seq, res)
+	}
 	for {
 		batch, err := st.stream.Receive()
 		if err != nil {
@@ -497,14 +556,13 @@ func (st *fwdStream) receive() {
 			return
 		}
 		st.mu.Lock()
-		for _, res := range batch.Responses {
-			if p, ok := st.pending[res.Seq]; ok {
-				delete(st.pending, res.Seq)
-				p.ch <- res // buffered: never blocks
-			}
-		}
+		err = decodeResponses(batch.Frames, answer)
 		done := st.draining && len(st.pending) == 0
 		st.mu.Unlock()
+		if err != nil {
+			st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s: forward stream: %v", st.serverID, err))
+			return
+		}
 		if done {
 			st.fail(runtime.Errorf(runtime.ErrUnavailable, "%s left the cluster", st.serverID))
 			return
@@ -530,14 +588,20 @@ func (st *fwdStream) fail(err error) {
 	if st.dead == nil {
 		st.dead = err
 	}
+	err = st.dead
 	pending := st.pending
-	st.pending = map[uint64]pendingCall{}
+	st.pending = map[uint64]*fwdCall{}
+	st.out = batches{}
+	closeNow := !st.writing // else the writer closes the request side
+	st.writing = true
 	st.mu.Unlock()
-	for _, p := range pending {
-		close(p.ch)
+	for _, c := range pending {
+		c.ch <- fwdResult{err: err}
 	}
-	// Cancelling the stream's context ends the sender, the receiver and the
-	// sweep, and closes the request side.
+	// Cancelling the stream's context ends the receiver and the sweep.
 	st.cancel()
+	if closeNow {
+		st.stream.CloseRequest()
+	}
 	st.f.drop(st)
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pomelo-go/pomelo/internal/clustertest"
+	"github.com/pomelo-go/pomelo/internal/node"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
@@ -133,14 +134,17 @@ func TestBadRouteFailsOnlyItsOwnRequest(t *testing.T) {
 // taken from client input, is forwarded with each invalid run replaced by
 // U+FFFD rather than breaking the forward stream.
 func TestInvalidUTF8InForwardedSessionIsReplaced(t *testing.T) {
-	cc := startEcho(t)
-	fe := cc.Members("connector")[0]
-	c, other := dial(t, fe), dial(t, fe)
-	for range 5 {
-		if got := str(call(t, c, "chat.h.nick", nil), "nick"); got != "ann\uFFFD" {
-			t.Fatalf("backend saw the nick %q, want %q", got, "ann\uFFFD")
+	for _, mode := range []node.ForwardMode{node.ForwardStream, node.ForwardUnary} {
+		cc := startEcho(t)
+		fe := cc.Members("connector")[0]
+		fe.Node.SetForwardMode(mode)
+		c, other := dial(t, fe), dial(t, fe)
+		for range 5 {
+			if got := str(call(t, c, "chat.h.nick", nil), "nick"); got != "ann\uFFFD" {
+				t.Fatalf("mode %d: backend saw the nick %q, want %q", mode, got, "ann\uFFFD")
+			}
+			call(t, other, "chat.h.echo", map[string]any{"n": "x"})
 		}
-		call(t, other, "chat.h.echo", map[string]any{"n": "x"})
 	}
 }
 

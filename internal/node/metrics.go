@@ -12,10 +12,8 @@ func (n *Node) ForwardQueueDepth() (queued, waiting int) {
 	}
 	f.mu.Unlock()
 	for _, st := range streams {
-		queued += st.out.Len()
-		st.mu.Lock()
-		waiting += len(st.pending)
-		st.mu.Unlock()
+		q, w := st.queueDepth()
+		queued, waiting = queued+q, waiting+w
 	}
 	return queued, waiting
 }

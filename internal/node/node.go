@@ -112,6 +112,12 @@ type Node struct {
 	filters  sync.Map // broadcast filter name -> BroadcastFilter
 	locator  atomic.Pointer[cluster.Locator]
 	closeFns []func(cluster.SessionEvent)
+
+	// orig is the Origin of forwarded messages' sessions.
+	orig origin
+	// fwdSnapshots counts the session snapshots this backend's Forward
+	// streams keep.
+	fwdSnapshots atomic.Int64
 }
 
 type view struct {
@@ -202,6 +208,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 		n.routes[t] = fn
 	}
 	n.fwd = newForwarder(n)
+	n.orig = origin{n: n}
 	n.watchers = newWatchHub()
 	n.bsess = &BackendSessions{n: n}
 	// Subscribe once the node is ready for setMembers: a membership may

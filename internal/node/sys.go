@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goruntime "runtime"
 	"sync"
 
 	"connectrpc.com/connect"
@@ -14,7 +15,6 @@ import (
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/gen/pomelo/sys/v1/sysv1connect"
-	"github.com/pomelo-go/pomelo/internal/batchq"
 	"github.com/pomelo-go/pomelo/internal/tracing"
 	"github.com/pomelo-go/pomelo/internal/workpool"
 	"github.com/pomelo-go/pomelo/runtime"
@@ -223,87 +223,167 @@ type msgRemote struct {
 }
 
 func (h *msgRemote) ForwardMessage(ctx context.Context, r *connect.Request[sysv1.ForwardRequest]) (*connect.Response[sysv1.ForwardResponse], error) {
-	return connect.NewResponse(h.n.runForwarded(ctx, r.Msg)), nil
+	req := r.Msg
+	m := &fwdMsg{
+		seq:      req.Seq,
+		notify:   req.Notify,
+		ser:      runtime.JSON,
+		session:  snapshotFromProto(req.Session),
+		route:    req.Route,
+		deadline: req.DeadlineUnixNano,
+		trace:    req.TraceContext,
+		body:     req.Body,
+	}
+	if req.Serializer == sysv1.Serializer_SERIALIZER_PROTOBUF {
+		m.ser = runtime.Protobuf
+	}
+	res := &sysv1.ForwardResponse{Seq: req.Seq}
+	body, err := h.n.runForwarded(ctx, m)
+	if err != nil {
+		res.Error = err.Proto()
+	} else {
+		res.Body = body
+	}
+	return connect.NewResponse(res), nil
 }
 
 // maxStreamInFlight bounds the forwarded messages one stream runs at once;
 // beyond it the stream stops reading (back-pressure to the frontend).
 const maxStreamInFlight = 1024
 
+// Forward serves one frontend's Forward stream. Its receiving goroutine
+// decodes each batch and hands every message to a runner of its session
+// (the one that runs, or a new one from the pool); the runner that
+// finishes a response while no write is under way writes it, and whatever
+// other runners queued meanwhile (respWriter). This goroutine only waits:
+// for the stream's end, or the node's close.
 func (h *msgRemote) Forward(ctx context.Context, st *connect.BidiStream[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := newResponseQueue()
-	senderDone := make(chan struct{})
-	go func() {
-		defer close(senderDone)
-		if err := out.run(ctx, st); err != nil {
-			cancel() // the frontend is gone: stop the handlers too
-		}
-	}()
-	var (
-		wg    sync.WaitGroup
-		sem   = make(chan struct{}, maxStreamInFlight)
-		order = &sessionOrder{queues: map[sessionKey][]*sysv1.ForwardRequest{}}
-	)
-	defer func() {
-		wg.Wait()
-		out.close()
-		<-senderDone
-	}()
-	batches := make(chan *sysv1.ForwardBatch)
-	go func() {
-		defer close(batches)
-		for {
-			b, err := st.Receive()
-			if err != nil {
-				return // the frontend closed the stream or went away
-			}
-			select {
-			case batches <- b:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	fs := &fwdServe{
+		n:     h.n,
+		ctx:   ctx,
+		out:   &respWriter{st: st, cancel: cancel},
+		sem:   make(chan struct{}, maxStreamInFlight),
+		order: sessionOrder{queues: map[sessionKey][]*fwdMsg{}},
+	}
+	received := make(chan error, 1)
+	go func() { received <- fs.receive(st) }()
+	var err error
+	select {
+	case err = <-received:
+	case <-h.n.closeCh:
+		// Leaving the cluster: finish what runs, then end the stream so
+		// the frontend stops using it.
+	case <-ctx.Done():
+	}
+	fs.stop()
+	return err
+}
+
+// fwdServe is the backend's side of one Forward stream.
+type fwdServe struct {
+	n     *Node
+	ctx   context.Context
+	out   *respWriter
+	sem   chan struct{}
+	order sessionOrder
+
+	mu      sync.Mutex
+	stopped bool
+	wg      sync.WaitGroup // runners
+}
+
+// receive reads and dispatches batches until the stream ends; a batch that
+// does not decode ends it with an error.
+func (fs *fwdServe) receive(st *connect.BidiStream[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]) error {
+	dec := fwdDecoder{count: &fs.n.fwdSnapshots}
+	defer dec.close()
+	var m fwdMsg
 	for {
-		var b *sysv1.ForwardBatch
-		select {
-		case r, ok := <-batches:
-			if !ok {
-				return nil
-			}
-			b = r
-		case <-h.n.closeCh:
-			// Leaving the cluster: finish what runs (deferred), then end
-			// the stream so the frontend stops using it.
-			return nil
-		case <-ctx.Done():
-			return nil
+		b, err := st.Receive()
+		if err != nil {
+			return nil // the frontend closed the stream or went away
 		}
-		for _, req := range b.Requests {
-			key := sessionKey{req.GetSession().GetFrontendId(), req.GetSession().GetId()}
-			if order.add(key, req) {
-				continue // a runner of this session is active and will take it
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return nil
-			}
-			wg.Add(1)
-			handlerPool.Go(func() {
-				defer func() { <-sem; wg.Done() }()
-				// Messages of one session run one at a time, in the order
-				// the frontend sent them (a notify is not awaited there).
-				for req := range order.drain(key) {
-					res := h.n.runForwarded(ctx, req)
-					if !req.Notify {
-						out.push(res)
-					}
-				}
-			})
+		if err := dec.decode(b.Frames, &m, fs.dispatch); err != nil {
+			fs.n.srv.Logger().Error("pomelo: forward stream from a frontend sent a malformed batch", "frontend", validUTF8(dec.frontend), "err", err)
+			return runtime.Errorf(runtime.ErrBadRequest, "malformed forward batch")
 		}
+	}
+}
+
+// stop lets the runners finish (their responses written) and starts no
+// more.
+func (fs *fwdServe) stop() {
+	fs.mu.Lock()
+	fs.stopped = true
+	fs.mu.Unlock()
+	fs.wg.Wait()
+}
+
+var msgPool = sync.Pool{New: func() any { return new(fwdMsg) }}
+
+// dispatch queues a decoded message behind its session's running one, or
+// starts a runner for it.
+func (fs *fwdServe) dispatch(d *fwdMsg) {
+	m := msgPool.Get().(*fwdMsg)
+	*m = *d
+	key := sessionKey{m.session.FrontendID, m.session.ID}
+	if fs.order.add(key, m) {
+		return // a runner of this session is active and will take it
+	}
+	select {
+	case fs.sem <- struct{}{}:
+	case <-fs.ctx.Done():
+		fs.order.abandon(key)
+		return
+	}
+	fs.mu.Lock()
+	if fs.stopped {
+		fs.mu.Unlock()
+		<-fs.sem
+		fs.order.abandon(key)
+		return
+	}
+	fs.wg.Add(1)
+	fs.mu.Unlock()
+	r := runnerPool.Get().(*runner)
+	r.fs, r.key, r.first = fs, key, m
+	handlerPool.Go(r.fn)
+}
+
+// runner runs the forwarded messages of one session, one at a time, in the
+// order the frontend sent them (a notify is not awaited there). Runners are
+// reused, with their function value, so starting one allocates nothing.
+type runner struct {
+	fs    *fwdServe
+	key   sessionKey
+	first *fwdMsg
+	fn    func()
+}
+
+var runnerPool sync.Pool
+
+func init() {
+	runnerPool.New = func() any {
+		r := new(runner)
+		r.fn = r.run
+		return r
+	}
+}
+
+func (r *runner) run() {
+	fs, key, m := r.fs, r.key, r.first
+	r.fs, r.first = nil, nil
+	runnerPool.Put(r)
+	defer func() { <-fs.sem; fs.wg.Done() }()
+	for ; m != nil; m = fs.order.next(key) {
+		body, err := fs.n.runForwarded(fs.ctx, m)
+		if !m.notify {
+			fs.out.push(m.seq, body, err)
+		}
+		*m = fwdMsg{}
+		msgPool.Put(m)
 	}
 }
 
@@ -318,140 +398,163 @@ type sessionKey struct {
 // behind more than the notifies its client sent before it).
 const maxSessionBacklog = 256
 
-// sessionOrder keeps, per session, the forwarded messages waiting behind
-// the one that runs.
+// sessionOrder keeps, per session with a runner, the forwarded messages
+// waiting behind the one that runs.
 type sessionOrder struct {
 	mu     sync.Mutex
-	queues map[sessionKey][]*sysv1.ForwardRequest
+	queues map[sessionKey][]*fwdMsg
 }
 
-// add queues req behind its session's running message and reports true, or
-// reports false when no message of the session runs: the caller then starts
-// a runner (drain) with req as its first message.
-func (o *sessionOrder) add(key sessionKey, req *sysv1.ForwardRequest) bool {
+// add queues m behind its session's running message and reports true, or
+// reports false when no message of the session runs: the caller then
+// starts a runner with m as its first message.
+func (o *sessionOrder) add(key sessionKey, m *fwdMsg) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	q, active := o.queues[key]
 	if !active {
-		o.queues[key] = []*sysv1.ForwardRequest{req}
+		o.queues[key] = nil // active, nothing waiting
 		return false
 	}
-	if len(q) >= maxSessionBacklog && req.Notify {
+	if len(q) >= maxSessionBacklog && m.notify {
+		*m = fwdMsg{}
+		msgPool.Put(m)
 		return true // dropped
 	}
-	o.queues[key] = append(q, req)
+	o.queues[key] = append(q, m)
 	return true
 }
 
-// drain yields the session's messages in order until none is left, then
-// marks the session idle.
-func (o *sessionOrder) drain(key sessionKey) func(yield func(*sysv1.ForwardRequest) bool) {
-	return func(yield func(*sysv1.ForwardRequest) bool) {
-		for {
-			o.mu.Lock()
-			q := o.queues[key]
-			if len(q) == 0 {
-				delete(o.queues, key)
-				o.mu.Unlock()
-				return
-			}
-			req := q[0]
-			q[0] = nil
-			o.queues[key] = q[1:]
-			o.mu.Unlock()
-			if !yield(req) {
-				o.mu.Lock()
-				delete(o.queues, key)
-				o.mu.Unlock()
-				return
-			}
-		}
+// next returns the session's next message, or nil, marking the session
+// idle, when none is left.
+func (o *sessionOrder) next(key sessionKey) *fwdMsg {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	q := o.queues[key]
+	if len(q) == 0 {
+		delete(o.queues, key)
+		return nil
 	}
+	m := q[0]
+	copy(q, q[1:])
+	q[len(q)-1] = nil
+	o.queues[key] = q[:len(q)-1]
+	return m
+}
+
+// abandon marks a session idle whose runner was never started: the stream
+// is ending.
+func (o *sessionOrder) abandon(key sessionKey) {
+	o.mu.Lock()
+	delete(o.queues, key)
+	o.mu.Unlock()
 }
 
 // handlerPool runs forwarded handlers on reused goroutines; idle ones exit
 // after a second.
 var handlerPool = workpool.New(context.Background())
 
-// responseQueue collects a Forward stream's responses; run writes
-// everything queued as one stream message, so responses that finish while
-// a write is under way share the next one.
-type responseQueue struct {
-	q *batchq.Queue[*sysv1.ForwardResponse]
+// respWriter writes a Forward stream's responses without a goroutine of
+// its own: the runner that pushes a response while no write is under way
+// writes it, and keeps writing whatever the others pushed meanwhile, many
+// responses to a stream message, until nothing is left.
+type respWriter struct {
+	st     *connect.BidiStream[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]
+	cancel context.CancelFunc
+	batch  sysv1.ForwardResponseBatch // the writer's
+
+	mu        sync.Mutex
+	out       batches
+	writing   bool
+	dead      bool // a write failed: the frontend is gone
+	lastBatch int
 }
 
-func newResponseQueue() *responseQueue {
-	return &responseQueue{q: batchq.New(batchq.Config[*sysv1.ForwardResponse]{})}
-}
-
-func (q *responseQueue) push(r *sysv1.ForwardResponse) { q.q.Push(r) }
-
-// close makes run return once everything queued is written.
-func (q *responseQueue) close() { q.q.Close() }
-
-func (q *responseQueue) run(ctx context.Context, st *connect.BidiStream[sysv1.ForwardBatch, sysv1.ForwardResponseBatch]) error {
-	var rs []*sysv1.ForwardResponse
-	batch := &sysv1.ForwardResponseBatch{}
-	for {
-		select {
-		case <-q.q.Ready():
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		var closed bool
-		rs, closed = q.q.Take(rs)
-		err := inChunks(rs, responseSize, func(rs []*sysv1.ForwardResponse) error {
-			batch.Responses = rs
-			err := st.Send(batch)
-			if err != nil {
-				// A response that cannot be encoded fails alone (forward.go).
-				if ok, changed := keepEncodable(rs, repairResponse); changed {
-					batch.Responses = ok
-					err = st.Send(batch)
-				}
-			}
-			return err
-		})
-		batch.Responses = nil
-		clear(rs)
-		if err != nil || closed {
-			return err
-		}
+// push queues the response of message seq, and writes it unless another
+// runner is writing.
+func (w *respWriter) push(seq uint64, body []byte, err *runtime.Error) {
+	w.mu.Lock()
+	if w.dead {
+		w.mu.Unlock()
+		return
+	}
+	b := w.out.open(len(body) + 64)
+	*b = appendResponse(*b, seq, body, err)
+	w.out.msgs++
+	write := !w.writing
+	w.writing = true
+	w.mu.Unlock()
+	if write {
+		w.write()
 	}
 }
 
-// runForwarded runs one forwarded message through the backend's chain.
-func (n *Node) runForwarded(ctx context.Context, req *sysv1.ForwardRequest) *sysv1.ForwardResponse {
+// write writes until nothing is queued (as fwdStream.write does).
+func (w *respWriter) write() {
+	for {
+		w.mu.Lock()
+		if w.out.msgs > 0 && w.out.msgs < w.lastBatch {
+			w.mu.Unlock()
+			goruntime.Gosched()
+			w.mu.Lock()
+		}
+		if w.out.msgs == 0 {
+			w.writing = false
+			w.mu.Unlock()
+			return
+		}
+		bs, n := w.out.take()
+		w.lastBatch = n
+		w.mu.Unlock()
+		var err error
+		for _, b := range bs {
+			w.batch.Frames = b
+			if err = w.st.Send(&w.batch); err != nil {
+				break
+			}
+		}
+		w.batch.Frames = nil
+		w.mu.Lock()
+		if err != nil {
+			// The frontend is gone: stop the handlers too. The writer stays
+			// marked writing, so nobody writes again.
+			w.dead, w.out = true, batches{}
+			w.mu.Unlock()
+			w.cancel()
+			return
+		}
+		w.out.done(bs)
+		w.mu.Unlock()
+	}
+}
+
+// runForwarded runs one forwarded message through the backend's chain and
+// returns the encoded response or the error to answer.
+func (n *Node) runForwarded(ctx context.Context, m *fwdMsg) ([]byte, *runtime.Error) {
 	n.metrics.ForwardHandled()
-	res := &sysv1.ForwardResponse{Seq: req.Seq}
-	if req.DeadlineUnixNano > 0 {
+	if m.deadline > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, timeFromUnixNano(req.DeadlineUnixNano))
+		ctx, cancel = context.WithDeadline(ctx, timeFromUnixNano(m.deadline))
 		defer cancel()
 	}
-	ser := runtime.JSON
-	if req.Serializer == sysv1.Serializer_SERIALIZER_PROTOBUF {
-		ser = runtime.Protobuf
+	snap := m.session
+	n.watchers.autoWatch(n, snap.FrontendID, snap.ID)
+	local := session.NewLocal(snap, &n.orig)
+	r := &runtime.Request{Route: m.route, Session: local, Serializer: m.ser, Body: m.body}
+	if !m.notify {
+		r.ID = max(m.seq, 1) // any non-zero id: this is a request
 	}
-	n.watchers.autoWatch(n, req.GetSession().GetFrontendId(), req.GetSession().GetId())
-	local := session.NewLocal(snapshotFromProto(req.Session), &origin{n: n})
-	r := &runtime.Request{Route: req.Route, Session: local, Serializer: ser, Body: req.Body}
-	if !req.Notify {
-		r.ID = max(req.Seq, 1) // any non-zero id: this is a request
-	}
-	ctx, span := n.tracer.StartHandle(ctx, req.TraceContext, req.Route, req.GetSession().GetId(), req.GetSession().GetUid(), req.GetSession().GetFrontendId())
+	ctx, span := n.tracer.StartHandle(ctx, m.trace, m.route, snap.ID, snap.UID, snap.FrontendID)
 	body, err := n.srv.HandleForwarded(ctx, r)
 	if err == nil && len(body) > maxForwardedBody {
 		// More than the frontend would read in one stream message: fail
 		// this response alone rather than the stream.
-		n.srv.Logger().Error("pomelo: response too large to forward", "route", req.Route, "session", req.GetSession().GetId(), "bytes", len(body), "max", maxForwardedBody)
+		n.srv.Logger().Error("pomelo: response too large to forward", "route", m.route, "session", snap.ID, "bytes", len(body), "max", maxForwardedBody)
 		err = runtime.Errorf(runtime.ErrInternal, "response too large")
 	}
 	tracing.End(span, err)
 	if err != nil {
-		res.Error = runtime.AsError(err).Proto()
-	} else {
-		res.Body = body
+		return nil, runtime.AsError(err)
 	}
-	return res
+	return body, nil
 }

@@ -241,6 +241,7 @@ func (h *watchHub) unsubscribeLocked(sid uint64, ws *watchStream) {
 
 // onSessionClosed tells a closing session's watchers, without blocking.
 func (n *Node) onSessionClosed(s *session.Session, _ string) {
+	n.fwd.sessionClosed(sessionKey{s.FrontendID(), s.ID()})
 	h := n.watchers
 	snap := s.Snapshot()
 	h.mu.Lock()

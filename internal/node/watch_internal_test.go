@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/cluster"
+	"github.com/pomelo-go/pomelo/runtime/session"
 )
 
 // A message of a session can reach a backend after the session's close
@@ -31,8 +32,8 @@ func TestLateMessageOfAClosedSessionIsNotReportedAgain(t *testing.T) {
 		return heard[sid]
 	}
 	forward := func(sid uint64) {
-		req := &sysv1.ForwardRequest{Route: "chat.h.none", Notify: true, Session: &sysv1.Session{Id: sid, FrontendId: "connector-1"}}
-		back.runForwarded(context.Background(), req)
+		m := &fwdMsg{route: "chat.h.none", notify: true, ser: runtime.JSON, session: session.Snapshot{ID: sid, FrontendID: "connector-1"}}
+		back.runForwarded(context.Background(), m)
 	}
 	waitHeard := func(sid uint64) {
 		t.Helper()

@@ -1033,8 +1033,12 @@ func (x *BroadcastRequest) GetFilterParam() []byte {
 
 // ForwardBatch is one message of a Forward stream from a frontend.
 type ForwardBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Requests      []*ForwardRequest      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// frames are the batch's records in the stream's compact encoding (the
+	// requests, each with its session's snapshot only when the stream did not
+	// send that one last; internal/node/frame.go): one bytes field, so a batch
+	// decodes without a protobuf message per request.
+	Frames        []byte `protobuf:"bytes,2,opt,name=frames,proto3" json:"frames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1069,17 +1073,18 @@ func (*ForwardBatch) Descriptor() ([]byte, []int) {
 	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{16}
 }
 
-func (x *ForwardBatch) GetRequests() []*ForwardRequest {
+func (x *ForwardBatch) GetFrames() []byte {
 	if x != nil {
-		return x.Requests
+		return x.Frames
 	}
 	return nil
 }
 
 // ForwardResponseBatch is one message of a Forward stream from a backend.
 type ForwardResponseBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Responses     []*ForwardResponse     `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// frames are the batch's responses in the stream's compact encoding.
+	Frames        []byte `protobuf:"bytes,2,opt,name=frames,proto3" json:"frames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1114,14 +1119,16 @@ func (*ForwardResponseBatch) Descriptor() ([]byte, []int) {
 	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{17}
 }
 
-func (x *ForwardResponseBatch) GetResponses() []*ForwardResponse {
+func (x *ForwardResponseBatch) GetFrames() []byte {
 	if x != nil {
-		return x.Responses
+		return x.Frames
 	}
 	return nil
 }
 
-// ForwardRequest is a client message forwarded by a frontend.
+// ForwardRequest is a client message forwarded by a frontend in a
+// ForwardMessage call (a Forward stream encodes the same fields in its
+// frames).
 type ForwardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// seq matches the response on a stream.
@@ -1228,7 +1235,7 @@ func (x *ForwardRequest) GetTraceContext() map[string]string {
 	return nil
 }
 
-// ForwardResponse is a backend's answer to a forwarded message.
+// ForwardResponse is a backend's answer to a ForwardMessage call.
 type ForwardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -1361,11 +1368,11 @@ const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
 	"\n" +
 	"bound_only\x18\x03 \x01(\bR\tboundOnly\x12\x16\n" +
 	"\x06filter\x18\x04 \x01(\tR\x06filter\x12!\n" +
-	"\ffilter_param\x18\x05 \x01(\fR\vfilterParam\"I\n" +
-	"\fForwardBatch\x129\n" +
-	"\brequests\x18\x01 \x03(\v2\x1d.pomelo.sys.v1.ForwardRequestR\brequests\"T\n" +
-	"\x14ForwardResponseBatch\x12<\n" +
-	"\tresponses\x18\x01 \x03(\v2\x1e.pomelo.sys.v1.ForwardResponseR\tresponses\"\x96\x03\n" +
+	"\ffilter_param\x18\x05 \x01(\fR\vfilterParam\"6\n" +
+	"\fForwardBatch\x12\x16\n" +
+	"\x06frames\x18\x02 \x01(\fR\x06framesJ\x04\b\x01\x10\x02R\brequests\"?\n" +
+	"\x14ForwardResponseBatch\x12\x16\n" +
+	"\x06frames\x18\x02 \x01(\fR\x06framesJ\x04\b\x01\x10\x02R\tresponses\"\x96\x03\n" +
 	"\x0eForwardRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x120\n" +
 	"\asession\x18\x02 \x01(\v2\x16.pomelo.sys.v1.SessionR\asession\x12\x14\n" +
@@ -1455,43 +1462,41 @@ var file_pomelo_sys_v1_sys_proto_depIdxs = []int32{
 	2,  // 4: pomelo.sys.v1.SessionEvent.session:type_name -> pomelo.sys.v1.Session
 	4,  // 5: pomelo.sys.v1.PushMessageRequest.payload:type_name -> pomelo.sys.v1.Payload
 	4,  // 6: pomelo.sys.v1.BroadcastRequest.payload:type_name -> pomelo.sys.v1.Payload
-	20, // 7: pomelo.sys.v1.ForwardBatch.requests:type_name -> pomelo.sys.v1.ForwardRequest
-	21, // 8: pomelo.sys.v1.ForwardResponseBatch.responses:type_name -> pomelo.sys.v1.ForwardResponse
-	2,  // 9: pomelo.sys.v1.ForwardRequest.session:type_name -> pomelo.sys.v1.Session
-	0,  // 10: pomelo.sys.v1.ForwardRequest.serializer:type_name -> pomelo.sys.v1.Serializer
-	24, // 11: pomelo.sys.v1.ForwardRequest.trace_context:type_name -> pomelo.sys.v1.ForwardRequest.TraceContextEntry
-	3,  // 12: pomelo.sys.v1.ForwardResponse.error:type_name -> pomelo.sys.v1.Error
-	5,  // 13: pomelo.sys.v1.SessionRemote.Bind:input_type -> pomelo.sys.v1.BindRequest
-	5,  // 14: pomelo.sys.v1.SessionRemote.Unbind:input_type -> pomelo.sys.v1.BindRequest
-	6,  // 15: pomelo.sys.v1.SessionRemote.Push:input_type -> pomelo.sys.v1.PushSettingsRequest
-	6,  // 16: pomelo.sys.v1.SessionRemote.PushAll:input_type -> pomelo.sys.v1.PushSettingsRequest
-	7,  // 17: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:input_type -> pomelo.sys.v1.GetBySidRequest
-	8,  // 18: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:input_type -> pomelo.sys.v1.GetByUidRequest
-	10, // 19: pomelo.sys.v1.SessionRemote.KickBySid:input_type -> pomelo.sys.v1.KickBySidRequest
-	11, // 20: pomelo.sys.v1.SessionRemote.KickByUid:input_type -> pomelo.sys.v1.KickByUidRequest
-	13, // 21: pomelo.sys.v1.SessionRemote.WatchSessions:input_type -> pomelo.sys.v1.WatchSessionsRequest
-	15, // 22: pomelo.sys.v1.ChannelRemote.PushMessage:input_type -> pomelo.sys.v1.PushMessageRequest
-	17, // 23: pomelo.sys.v1.ChannelRemote.Broadcast:input_type -> pomelo.sys.v1.BroadcastRequest
-	20, // 24: pomelo.sys.v1.MsgRemote.ForwardMessage:input_type -> pomelo.sys.v1.ForwardRequest
-	18, // 25: pomelo.sys.v1.MsgRemote.Forward:input_type -> pomelo.sys.v1.ForwardBatch
-	25, // 26: pomelo.sys.v1.SessionRemote.Bind:output_type -> google.protobuf.Empty
-	25, // 27: pomelo.sys.v1.SessionRemote.Unbind:output_type -> google.protobuf.Empty
-	25, // 28: pomelo.sys.v1.SessionRemote.Push:output_type -> google.protobuf.Empty
-	25, // 29: pomelo.sys.v1.SessionRemote.PushAll:output_type -> google.protobuf.Empty
-	2,  // 30: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:output_type -> pomelo.sys.v1.Session
-	9,  // 31: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:output_type -> pomelo.sys.v1.SessionList
-	12, // 32: pomelo.sys.v1.SessionRemote.KickBySid:output_type -> pomelo.sys.v1.KickResponse
-	12, // 33: pomelo.sys.v1.SessionRemote.KickByUid:output_type -> pomelo.sys.v1.KickResponse
-	14, // 34: pomelo.sys.v1.SessionRemote.WatchSessions:output_type -> pomelo.sys.v1.SessionEvent
-	16, // 35: pomelo.sys.v1.ChannelRemote.PushMessage:output_type -> pomelo.sys.v1.PushMessageResponse
-	25, // 36: pomelo.sys.v1.ChannelRemote.Broadcast:output_type -> google.protobuf.Empty
-	21, // 37: pomelo.sys.v1.MsgRemote.ForwardMessage:output_type -> pomelo.sys.v1.ForwardResponse
-	19, // 38: pomelo.sys.v1.MsgRemote.Forward:output_type -> pomelo.sys.v1.ForwardResponseBatch
-	26, // [26:39] is the sub-list for method output_type
-	13, // [13:26] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	2,  // 7: pomelo.sys.v1.ForwardRequest.session:type_name -> pomelo.sys.v1.Session
+	0,  // 8: pomelo.sys.v1.ForwardRequest.serializer:type_name -> pomelo.sys.v1.Serializer
+	24, // 9: pomelo.sys.v1.ForwardRequest.trace_context:type_name -> pomelo.sys.v1.ForwardRequest.TraceContextEntry
+	3,  // 10: pomelo.sys.v1.ForwardResponse.error:type_name -> pomelo.sys.v1.Error
+	5,  // 11: pomelo.sys.v1.SessionRemote.Bind:input_type -> pomelo.sys.v1.BindRequest
+	5,  // 12: pomelo.sys.v1.SessionRemote.Unbind:input_type -> pomelo.sys.v1.BindRequest
+	6,  // 13: pomelo.sys.v1.SessionRemote.Push:input_type -> pomelo.sys.v1.PushSettingsRequest
+	6,  // 14: pomelo.sys.v1.SessionRemote.PushAll:input_type -> pomelo.sys.v1.PushSettingsRequest
+	7,  // 15: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:input_type -> pomelo.sys.v1.GetBySidRequest
+	8,  // 16: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:input_type -> pomelo.sys.v1.GetByUidRequest
+	10, // 17: pomelo.sys.v1.SessionRemote.KickBySid:input_type -> pomelo.sys.v1.KickBySidRequest
+	11, // 18: pomelo.sys.v1.SessionRemote.KickByUid:input_type -> pomelo.sys.v1.KickByUidRequest
+	13, // 19: pomelo.sys.v1.SessionRemote.WatchSessions:input_type -> pomelo.sys.v1.WatchSessionsRequest
+	15, // 20: pomelo.sys.v1.ChannelRemote.PushMessage:input_type -> pomelo.sys.v1.PushMessageRequest
+	17, // 21: pomelo.sys.v1.ChannelRemote.Broadcast:input_type -> pomelo.sys.v1.BroadcastRequest
+	20, // 22: pomelo.sys.v1.MsgRemote.ForwardMessage:input_type -> pomelo.sys.v1.ForwardRequest
+	18, // 23: pomelo.sys.v1.MsgRemote.Forward:input_type -> pomelo.sys.v1.ForwardBatch
+	25, // 24: pomelo.sys.v1.SessionRemote.Bind:output_type -> google.protobuf.Empty
+	25, // 25: pomelo.sys.v1.SessionRemote.Unbind:output_type -> google.protobuf.Empty
+	25, // 26: pomelo.sys.v1.SessionRemote.Push:output_type -> google.protobuf.Empty
+	25, // 27: pomelo.sys.v1.SessionRemote.PushAll:output_type -> google.protobuf.Empty
+	2,  // 28: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:output_type -> pomelo.sys.v1.Session
+	9,  // 29: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:output_type -> pomelo.sys.v1.SessionList
+	12, // 30: pomelo.sys.v1.SessionRemote.KickBySid:output_type -> pomelo.sys.v1.KickResponse
+	12, // 31: pomelo.sys.v1.SessionRemote.KickByUid:output_type -> pomelo.sys.v1.KickResponse
+	14, // 32: pomelo.sys.v1.SessionRemote.WatchSessions:output_type -> pomelo.sys.v1.SessionEvent
+	16, // 33: pomelo.sys.v1.ChannelRemote.PushMessage:output_type -> pomelo.sys.v1.PushMessageResponse
+	25, // 34: pomelo.sys.v1.ChannelRemote.Broadcast:output_type -> google.protobuf.Empty
+	21, // 35: pomelo.sys.v1.MsgRemote.ForwardMessage:output_type -> pomelo.sys.v1.ForwardResponse
+	19, // 36: pomelo.sys.v1.MsgRemote.Forward:output_type -> pomelo.sys.v1.ForwardResponseBatch
+	24, // [24:37] is the sub-list for method output_type
+	11, // [11:24] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_pomelo_sys_v1_sys_proto_init() }
