@@ -122,7 +122,7 @@ func BenchmarkPushCrossServer(b *testing.B) {
 		if ser == runtime.SerializerJSON {
 			back = 3 // ...3"}
 		}
-		for _, fanout := range []int{1000, 50} {
+		for _, fanout := range []int{1000, 50, 1} {
 			var slots [benchPushSlots]sync.WaitGroup
 			uids := benchPushRoom(b, fe, ser, fanout, back, &slots)
 			for _, v := range []struct {

@@ -40,7 +40,7 @@ func (n *Node) pushToFrontend(ctx context.Context, frontendID, route string, msg
 	if err != nil {
 		return slices.Clone(uids), err
 	}
-	ack, err := n.pushes.push(ctx, frontendID, &sysv1.StreamedPush{Route: route, Payload: p, Uids: uids, TraceContext: n.tracer.Carry(ctx)})
+	ack, err := n.pushes.push(ctx, frontendID, &sysv1.StreamedPush{Route: route, Payload: p, Uids: packUIDs(uids), TraceContext: n.tracer.Carry(ctx)})
 	if err != nil {
 		return slices.Clone(uids), err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	sysv1 "github.com/pomelo-go/pomelo/gen/pomelo/sys/v1"
 	"github.com/pomelo-go/pomelo/internal/batchq"
@@ -220,8 +221,8 @@ func (st *pushStream) send() {
 			batch.Pushes = ps
 			err := st.stream.Send(batch)
 			if err != nil {
-				// A push that cannot be encoded (a uid that is not UTF-8)
-				// fails alone; the stream stays usable.
+				// A push that cannot be encoded fails alone; the stream
+				// stays usable.
 				if ok, changed := keepEncodable(ps, st.refuse); changed {
 					batch.Pushes = ok
 					err = nil
@@ -243,14 +244,57 @@ func (st *pushStream) send() {
 
 // pushSize estimates the encoded size of a push.
 func pushSize(p *sysv1.StreamedPush) int {
-	n := len(p.Route) + len(p.GetPayload().GetProto()) + len(p.GetPayload().GetJson()) + len(p.GetPayload().GetType()) + 64
-	for _, u := range p.Uids {
-		n += len(u) + 2
-	}
-	return n + 10*len(p.Sids)
+	return len(p.Route) + len(p.GetPayload().GetProto()) + len(p.GetPayload().GetJson()) + len(p.GetPayload().GetType()) + len(p.Uids) + 10*len(p.Sids) + 64
 }
 
-// refuse answers a push that cannot be encoded with BAD_REQUEST.
+// packUIDs encodes uids for StreamedPush.uids: each as a varint length and
+// its bytes.
+func packUIDs(uids []string) []byte {
+	if len(uids) == 0 {
+		return nil
+	}
+	n := 0
+	for _, u := range uids {
+		n += protowire.SizeVarint(uint64(len(u))) + len(u)
+	}
+	b := make([]byte, 0, n)
+	for _, u := range uids {
+		b = protowire.AppendVarint(b, uint64(len(u)))
+		b = append(b, u...)
+	}
+	return b
+}
+
+// errBadUIDs answers a push whose uids field is malformed.
+var errBadUIDs = runtime.Errorf(runtime.ErrBadRequest, "malformed uids in a push")
+
+// unpackUIDs decodes StreamedPush.uids: one string holds every uid, and
+// the uids returned are its substrings.
+func unpackUIDs(b []byte) ([]string, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	all := string(b)
+	count := 0
+	for rest := b; len(rest) > 0; count++ {
+		l, n := protowire.ConsumeVarint(rest)
+		if n < 0 || l > uint64(len(rest)-n) {
+			return nil, errBadUIDs
+		}
+		rest = rest[n+int(l):]
+	}
+	uids := make([]string, 0, count)
+	for off := 0; off < len(all); {
+		l, n := protowire.ConsumeVarint(b[off:])
+		off += n
+		uids = append(uids, all[off:off+int(l)])
+		off += int(l)
+	}
+	return uids, nil
+}
+
+// refuse answers a push that cannot be encoded (a route that is not
+// UTF-8) with BAD_REQUEST.
 func (st *pushStream) refuse(p *sysv1.StreamedPush) bool {
 	st.answer(&sysv1.PushAck{Seq: p.Seq, Error: runtime.Errorf(runtime.ErrBadRequest, "the push could not be encoded").Proto()})
 	return false
@@ -430,9 +474,11 @@ func (n *Node) servePushStream(ctx context.Context, st *connect.BidiStream[sysv1
 // pusher's trace, and returns its ack.
 func (n *Node) deliverStreamed(ctx context.Context, p *sysv1.StreamedPush) *sysv1.PushAck {
 	ack := &sysv1.PushAck{Seq: p.Seq}
-	_, span := n.tracer.StartPushDelivery(ctx, p.TraceContext, p.Route, len(p.Uids)+len(p.Sids))
-	var err error
-	ack.FailedUids, ack.FailedSids, err = n.deliverPush(p.Route, p.Payload, p.Uids, p.Sids)
+	uids, err := unpackUIDs(p.Uids)
+	_, span := n.tracer.StartPushDelivery(ctx, p.TraceContext, p.Route, len(uids)+len(p.Sids))
+	if err == nil {
+		ack.FailedUids, ack.FailedSids, err = n.deliverPush(p.Route, p.Payload, uids, p.Sids)
+	}
 	tracing.End(span, err)
 	if err != nil {
 		ack.Error = runtime.AsError(err).Proto()

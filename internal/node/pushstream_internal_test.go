@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,7 +112,7 @@ func TestPushStreamDeliversInOrderPerServerAndFrontend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sp := &sysv1.StreamedPush{Route: "onText", Payload: p, Uids: []string{"u1"}}
+		sp := &sysv1.StreamedPush{Route: "onText", Payload: p, Uids: packUIDs([]string{"u1"})}
 		ch, err := s.enqueue(sp, deadline)
 		if err != nil {
 			t.Fatal(err)
@@ -250,5 +252,20 @@ func TestPushesToAGoneFrontendFailUnavailableAndLeaveNothing(t *testing.T) {
 	_, err := back.PushToFrontend(ctx, "connector-1", "onText", textPush("x"), []string{"u1"})
 	if !errors.Is(err, runtime.ErrUnavailable) {
 		t.Fatalf("push to a frontend that left: %v", err)
+	}
+}
+
+func TestPackedUIDsDecodeToTheSameUIDsAndRejectTruncation(t *testing.T) {
+	for _, uids := range [][]string{nil, {"a"}, {"", "bb", strings.Repeat("x", 300), "ü"}} {
+		got, err := unpackUIDs(packUIDs(uids))
+		if err != nil || !slices.Equal(got, uids) {
+			t.Fatalf("%q came back as %q, %v", uids, got, err)
+		}
+	}
+	b := packUIDs([]string{"abc", "defgh"})
+	for i := 1; i < len(b); i++ {
+		if _, err := unpackUIDs(b[:i]); i != 4 && !errors.Is(err, runtime.ErrBadRequest) {
+			t.Fatalf("truncated at %d: %v", i, err)
+		}
 	}
 }

@@ -1345,8 +1345,11 @@ type StreamedPush struct {
 	Seq     uint64   `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	Route   string   `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
 	Payload *Payload `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
-	Uids    []string `protobuf:"bytes,4,rep,name=uids,proto3" json:"uids,omitempty"`
-	Sids    []uint64 `protobuf:"varint,5,rep,packed,name=sids,proto3" json:"sids,omitempty"`
+	// uids are the receivers' uids, each as a varint length and its bytes:
+	// one field that the frontend decodes with one allocation, where a
+	// repeated string costs one per uid.
+	Uids []byte   `protobuf:"bytes,4,opt,name=uids,proto3" json:"uids,omitempty"`
+	Sids []uint64 `protobuf:"varint,5,rep,packed,name=sids,proto3" json:"sids,omitempty"`
 	// trace_context carries the pusher's trace to the frontend, per push
 	// (W3C trace context keys); empty when tracing is off.
 	TraceContext  map[string]string `protobuf:"bytes,6,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -1405,7 +1408,7 @@ func (x *StreamedPush) GetPayload() *Payload {
 	return nil
 }
 
-func (x *StreamedPush) GetUids() []string {
+func (x *StreamedPush) GetUids() []byte {
 	if x != nil {
 		return x.Uids
 	}
@@ -1641,7 +1644,7 @@ const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x120\n" +
 	"\apayload\x18\x03 \x01(\v2\x16.pomelo.sys.v1.PayloadR\apayload\x12\x12\n" +
-	"\x04uids\x18\x04 \x03(\tR\x04uids\x12\x12\n" +
+	"\x04uids\x18\x04 \x01(\fR\x04uids\x12\x12\n" +
 	"\x04sids\x18\x05 \x03(\x04R\x04sids\x12R\n" +
 	"\rtrace_context\x18\x06 \x03(\v2-.pomelo.sys.v1.StreamedPush.TraceContextEntryR\ftraceContext\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
