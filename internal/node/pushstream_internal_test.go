@@ -269,3 +269,42 @@ func TestPackedUIDsDecodeToTheSameUIDsAndRejectTruncation(t *testing.T) {
 		}
 	}
 }
+
+func TestPushStreamRefusesPushesBeyondItsQueueBound(t *testing.T) {
+	st := cluster.NewStatic()
+	pushFrontend(t, st, "connector-1", 0)
+	back := reviewNode(t, st, "chat-1", "chat", false)
+	s, err := back.pushes.get("connector-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A sender that never writes: the stream's writes do not keep up.
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
+	p, err := newPayload(textPush("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute).UnixNano()
+	var chans []chan *sysv1.PushAck
+	for i := range maxQueuedPushes + 1 {
+		ch, err := s.enqueue(&sysv1.StreamedPush{Route: "onText", Payload: p}, deadline)
+		if i < maxQueuedPushes {
+			if err != nil {
+				t.Fatalf("push %d refused: %v", i, err)
+			}
+			chans = append(chans, ch)
+			continue
+		}
+		if !errors.Is(err, runtime.ErrUnavailable) {
+			t.Fatalf("push %d beyond the bound: %v, want UNAVAILABLE", i, err)
+		}
+	}
+	s.fail(runtime.Errorf(runtime.ErrUnavailable, "test: stream broken"))
+	for i, ch := range chans {
+		if _, ok := <-ch; ok {
+			t.Fatalf("queued push %d was answered by a stream that never wrote", i)
+		}
+	}
+}
