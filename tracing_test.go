@@ -254,7 +254,7 @@ func TestPushFromABackendHandlerIsInTheRequestsTrace(t *testing.T) {
 	handle := only(t, spans, "backend handler", func(s tracetest.SpanStub) bool { return s.Name == "pomelo.handle" })
 	push := only(t, spans, "push", func(s tracetest.SpanStub) bool { return s.Name == "pomelo.push" })
 	deliver := only(t, spans, "push delivery", func(s tracetest.SpanStub) bool {
-		return s.Name == "pomelo.sys.v1.ChannelRemote/PushMessage" && s.SpanKind == trace.SpanKindServer
+		return s.Name == "pomelo.push.deliver" && s.SpanKind == trace.SpanKindConsumer
 	})
 	bind := only(t, spans, "bind", func(s tracetest.SpanStub) bool {
 		return s.Name == "pomelo.sys.v1.SessionRemote/Bind" && s.SpanKind == trace.SpanKindClient
@@ -262,8 +262,8 @@ func TestPushFromABackendHandlerIsInTheRequestsTrace(t *testing.T) {
 	if push.Parent.SpanID() != handle.SpanContext.SpanID() || bind.Parent.SpanID() != handle.SpanContext.SpanID() {
 		t.Fatalf("push's parent %v, bind's %v; want the handler's %v", push.Parent.SpanID(), bind.Parent.SpanID(), handle.SpanContext.SpanID())
 	}
-	if deliver.SpanContext.TraceID() != handle.SpanContext.TraceID() {
-		t.Fatal("the frontend's delivery of the push is not in the request's trace")
+	if deliver.SpanContext.TraceID() != handle.SpanContext.TraceID() || deliver.Parent.SpanID() != push.SpanContext.SpanID() {
+		t.Fatal("the frontend's delivery of the push is not a child of the push in the request's trace")
 	}
 	if attr(push, "pomelo.target.id") != c.Members("connector")[0].Info.ID || attr(push, "pomelo.push.uids") != "1" {
 		t.Fatalf("push attributes %v", push.Attributes)

@@ -73,6 +73,8 @@ type Server struct {
 	forwardHandled prometheus.Counter
 	batchSize      prometheus.Observer
 	pushes         prometheus.Counter
+	pushBatch      prometheus.Observer
+	pushDropped    prometheus.Counter
 	kicks          map[string]prometheus.Counter
 	kickOther      prometheus.Counter
 	rpc            *prometheus.CounterVec // handled
@@ -121,6 +123,16 @@ func New(o Options) *Server {
 		Name: "pomelo_pushes_total",
 		Help: "Push deliveries a server made to frontends (one per frontend per push, broadcasts included).",
 	})
+	pushBatch := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pomelo_push_batch_size",
+		Help:    "Pushes written as one message of a push stream to a frontend.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+	})
+	m.pushBatch = pushBatch
+	m.pushDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pomelo_push_stream_dropped_total",
+		Help: "Pushes to frontends that failed on a push stream: refused because too many were queued, or unanswered when the stream broke (those may have been delivered).",
+	})
 	kicks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pomelo_kicks_total",
 		Help: "Sessions a frontend kicked, by reason.",
@@ -144,7 +156,7 @@ func New(o Options) *Server {
 		routes[r] = m.newRoute(r)
 	}
 	m.routes.Store(&routes)
-	m.wrap.MustRegister(m.requests, m.duration, fwd, batch, m.pushes, kicks, m.rpc, m.calls)
+	m.wrap.MustRegister(m.requests, m.duration, fwd, batch, m.pushes, pushBatch, m.pushDropped, kicks, m.rpc, m.calls)
 	return m
 }
 
@@ -246,6 +258,20 @@ func (m *Server) ForwardBatch(n int) {
 func (m *Server) Pushed() {
 	if m != nil {
 		m.pushes.Inc()
+	}
+}
+
+// PushBatch records n pushes written as one push stream message.
+func (m *Server) PushBatch(n int) {
+	if m != nil {
+		m.pushBatch.Observe(float64(n))
+	}
+}
+
+// PushStreamDropped records n pushes that failed on a push stream.
+func (m *Server) PushStreamDropped(n int) {
+	if m != nil {
+		m.pushDropped.Add(float64(n))
 	}
 }
 

@@ -107,6 +107,7 @@ type Node struct {
 
 	tracer   *tracing.Tracer // nil: tracing off
 	fwd      *forwarder
+	pushes   *pusher
 	watchers *watchHub
 	bsess    *BackendSessions
 	filters  sync.Map // broadcast filter name -> BroadcastFilter
@@ -209,6 +210,7 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 	}
 	n.fwd = newForwarder(n)
 	n.orig = origin{n: n}
+	n.pushes = newPusher(n)
 	n.watchers = newWatchHub()
 	n.bsess = &BackendSessions{n: n}
 	// Subscribe once the node is ready for setMembers: a membership may
@@ -365,6 +367,7 @@ func (n *Node) Close(ctx context.Context) error {
 		errs = append(errs, rs.Shutdown(ctx))
 	}
 	n.fwd.closeAll()
+	n.pushes.closeAll()
 	n.watchers.closeAll()
 	n.http.CloseIdleConnections()
 	return errors.Join(errs...)
@@ -409,6 +412,7 @@ func (n *Node) Kill() {
 		rs.Close()
 	}
 	n.fwd.closeAll()
+	n.pushes.closeAll()
 	n.watchers.closeAll()
 	n.http.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -429,6 +433,7 @@ func (n *Node) setMembers(servers []cluster.ServerInfo) {
 	}
 	n.mu.Unlock()
 	n.fwd.prune(v)
+	n.pushes.prune(v)
 }
 
 // Members returns the servers of a type (all servers for ""), sorted by id.

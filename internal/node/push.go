@@ -14,25 +14,16 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/cluster"
 )
 
-// channelPush calls ChannelRemote.PushMessage on a frontend.
-func (n *Node) channelPush(ctx context.Context, frontendID string, req *sysv1.PushMessageRequest) (*sysv1.PushMessageResponse, error) {
-	p, err := n.peer(frontendID)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := n.callCtx(ctx)
-	defer cancel()
-	res, err := p.channel.PushMessage(ctx, connect.NewRequest(req))
-	if err != nil {
-		return nil, asUnavailable(frontendID, err)
-	}
-	return res.Msg, nil
-}
-
 // PushToFrontend pushes msg under route to the uids' sessions on one
 // frontend, returning the uids without a session there. It implements
 // channel.Delivery, so channels on any server reach members on every
-// frontend with one call per frontend per push.
+// frontend with one delivery per frontend per push. Another frontend is
+// reached on this server's one push stream to it: the push shares a
+// stream message with the others queued meanwhile, and the call returns
+// when the frontend's ack arrives (the failed uids, as by a call), or with
+// every uid failed and UNAVAILABLE when the frontend is not a member, the
+// stream breaks before the ack (the push may have been delivered) or too
+// many pushes are queued for it, TIMEOUT after CallTimeout.
 func (n *Node) PushToFrontend(ctx context.Context, frontendID, route string, msg proto.Message, uids []string) (failed []string, err error) {
 	n.metrics.Pushed()
 	ctx, span := n.tracer.StartPush(ctx, route, frontendID, len(uids))
@@ -49,11 +40,11 @@ func (n *Node) pushToFrontend(ctx context.Context, frontendID, route string, msg
 	if err != nil {
 		return slices.Clone(uids), err
 	}
-	res, err := n.channelPush(ctx, frontendID, &sysv1.PushMessageRequest{Route: route, Payload: p, Uids: uids})
+	ack, err := n.pushes.push(ctx, frontendID, &sysv1.StreamedPush{Route: route, Payload: p, Uids: packUIDs(uids), TraceContext: n.tracer.Carry(ctx)})
 	if err != nil {
 		return slices.Clone(uids), err
 	}
-	return res.FailedUids, nil
+	return ack.FailedUids, nil
 }
 
 // SetLocator makes PushToUIDs, and KickByUID for every frontend, call only

@@ -92,7 +92,7 @@ func (o *origin) SendTo(ctx context.Context, frontendID string, sid uint64, rout
 	if err != nil {
 		return err
 	}
-	res, err := o.n.channelPush(ctx, frontendID, &sysv1.PushMessageRequest{Route: route, Payload: p, Sids: []uint64{sid}})
+	res, err := o.n.pushes.push(ctx, frontendID, &sysv1.StreamedPush{Route: route, Payload: p, Sids: []uint64{sid}, TraceContext: o.n.tracer.Carry(ctx)})
 	if err != nil {
 		return err
 	}

@@ -151,23 +151,17 @@ type channelRemote struct {
 var errNoPayload = runtime.Errorf(runtime.ErrBadRequest, "push without a payload")
 
 func (h *channelRemote) PushMessage(_ context.Context, r *connect.Request[sysv1.PushMessageRequest]) (*connect.Response[sysv1.PushMessageResponse], error) {
-	if r.Msg.Payload == nil {
-		return nil, errNoPayload
-	}
-	svc := h.n.srv.Sessions()
-	body := session.Body(payloadBody{r.Msg.Payload})
 	res := &sysv1.PushMessageResponse{}
-	var err1, err2 error
-	if len(r.Msg.Uids) > 0 {
-		res.FailedUids, err1 = svc.PushBodyToUIDs(r.Msg.Route, body, r.Msg.Uids)
-	}
-	if len(r.Msg.Sids) > 0 {
-		res.FailedSids, err2 = svc.PushBodyToSIDs(r.Msg.Route, body, r.Msg.Sids)
-	}
-	if err := firstErr(err1, err2); err != nil && isEncodeError(err) {
+	var err error
+	res.FailedUids, res.FailedSids, err = h.n.deliverPush(r.Msg.Route, r.Msg.Payload, r.Msg.Uids, r.Msg.Sids)
+	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(res), nil
+}
+
+func (h *channelRemote) PushStream(ctx context.Context, st *connect.BidiStream[sysv1.PushStreamBatch, sysv1.PushAckBatch]) error {
+	return h.n.servePushStream(ctx, st)
 }
 
 func (h *channelRemote) Broadcast(_ context.Context, r *connect.Request[sysv1.BroadcastRequest]) (*connect.Response[emptypb.Empty], error) {

@@ -46,6 +46,9 @@ const (
 	SpanHandle = "pomelo.handle"
 	// SpanPush is a push to users' sessions on one frontend.
 	SpanPush = "pomelo.push"
+	// SpanPushDelivery is a frontend delivering a push that arrived on a
+	// push stream.
+	SpanPushDelivery = "pomelo.push.deliver"
 )
 
 // Attribute keys of the framework's spans.
@@ -191,6 +194,34 @@ func (t *Tracer) StartPush(ctx context.Context, route, frontendID string, uids i
 		KeyServer.String(t.serverID),
 		KeyTarget.String(frontendID),
 		KeyUIDs.Int(uids),
+	))
+}
+
+// Carry returns the trace context of ctx to carry in a message to another
+// server (W3C trace context keys), or nil when tracing is off.
+func (t *Tracer) Carry(ctx context.Context) map[string]string {
+	if t == nil {
+		return nil
+	}
+	carrier := propagation.MapCarrier{}
+	t.prop.Inject(ctx, carrier)
+	return carrier
+}
+
+// StartPushDelivery starts the span of a frontend delivering a push that
+// arrived on a push stream to its receivers' sessions, a child of the span
+// whose context the push carried (the pusher's push span).
+func (t *Tracer) StartPushDelivery(ctx context.Context, carried map[string]string, route string, receivers int) (context.Context, trace.Span) {
+	if t == nil {
+		return ctx, nil
+	}
+	if len(carried) > 0 {
+		ctx = t.prop.Extract(ctx, propagation.MapCarrier(carried))
+	}
+	return t.tracer.Start(ctx, SpanPushDelivery, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+		KeyRoute.String(validUTF8(route)),
+		KeyServer.String(t.serverID),
+		KeyUIDs.Int(receivers),
 	))
 }
 

@@ -13,7 +13,8 @@ import (
 // Delivery pushes messages to users held by one frontend. On a frontend,
 // LocalDelivery serves its own sessions; the cluster layer supplies a
 // Delivery that reaches the other frontends over RPC
-// (channelRemote.pushMessage). A Delivery must be safe for concurrent use.
+// (a push stream per frontend, internal/node). A Delivery must be safe for
+// concurrent use.
 type Delivery interface {
 	// PushToUIDs pushes msg under route to every session that frontend
 	// frontendID holds for the uids, and returns the uids it could not reach

@@ -6,7 +6,7 @@
 // members by frontend and hands each group to a Delivery, one call per
 // frontend per push. On a frontend, LocalDelivery serves the frontend's own
 // sessions; the App supplies a Delivery that reaches the other
-// frontends over RPC (channelRemote.pushMessage): App.Channels of the root
+// frontends over their push streams (internal/node): App.Channels of the root
 // package (github.com/pomelo-go/pomelo) is the server's Service, built with
 // it, so applications take their channels from there. Every frontend receives the
 // same proto.Message value and encodes it once per serializer for all of its

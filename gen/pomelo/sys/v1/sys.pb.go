@@ -1298,6 +1298,260 @@ func (x *ForwardResponse) GetError() *Error {
 	return nil
 }
 
+// PushStreamBatch is one message of a PushStream: the pushes queued since
+// the sender's last write, in order.
+type PushStreamBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pushes        []*StreamedPush        `protobuf:"bytes,1,rep,name=pushes,proto3" json:"pushes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushStreamBatch) Reset() {
+	*x = PushStreamBatch{}
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushStreamBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushStreamBatch) ProtoMessage() {}
+
+func (x *PushStreamBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushStreamBatch.ProtoReflect.Descriptor instead.
+func (*PushStreamBatch) Descriptor() ([]byte, []int) {
+	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PushStreamBatch) GetPushes() []*StreamedPush {
+	if x != nil {
+		return x.Pushes
+	}
+	return nil
+}
+
+// StreamedPush is one push on a PushStream: the payload under route to the
+// uids' and the sids' sessions on the frontend.
+type StreamedPush struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq matches the ack on the stream.
+	Seq     uint64   `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Route   string   `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
+	Payload *Payload `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	// uids are the receivers' uids, each as a varint length and its bytes:
+	// one field that the frontend decodes with one allocation, where a
+	// repeated string costs one per uid.
+	Uids []byte   `protobuf:"bytes,4,opt,name=uids,proto3" json:"uids,omitempty"`
+	Sids []uint64 `protobuf:"varint,5,rep,packed,name=sids,proto3" json:"sids,omitempty"`
+	// trace_context carries the pusher's trace to the frontend, per push
+	// (W3C trace context keys); empty when tracing is off.
+	TraceContext  map[string]string `protobuf:"bytes,6,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamedPush) Reset() {
+	*x = StreamedPush{}
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamedPush) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamedPush) ProtoMessage() {}
+
+func (x *StreamedPush) ProtoReflect() protoreflect.Message {
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamedPush.ProtoReflect.Descriptor instead.
+func (*StreamedPush) Descriptor() ([]byte, []int) {
+	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StreamedPush) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *StreamedPush) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *StreamedPush) GetPayload() *Payload {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *StreamedPush) GetUids() []byte {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+func (x *StreamedPush) GetSids() []uint64 {
+	if x != nil {
+		return x.Sids
+	}
+	return nil
+}
+
+func (x *StreamedPush) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
+}
+
+// PushAckBatch is one message of a PushStream's answers.
+type PushAckBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Acks          []*PushAck             `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushAckBatch) Reset() {
+	*x = PushAckBatch{}
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushAckBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushAckBatch) ProtoMessage() {}
+
+func (x *PushAckBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushAckBatch.ProtoReflect.Descriptor instead.
+func (*PushAckBatch) Descriptor() ([]byte, []int) {
+	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PushAckBatch) GetAcks() []*PushAck {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+// PushAck answers one StreamedPush: the receivers that were not found, or
+// the error that failed the push as a whole (a payload that could not be
+// encoded for a client).
+type PushAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	FailedUids    []string               `protobuf:"bytes,2,rep,name=failed_uids,json=failedUids,proto3" json:"failed_uids,omitempty"`
+	FailedSids    []uint64               `protobuf:"varint,3,rep,packed,name=failed_sids,json=failedSids,proto3" json:"failed_sids,omitempty"`
+	Error         *Error                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushAck) Reset() {
+	*x = PushAck{}
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushAck) ProtoMessage() {}
+
+func (x *PushAck) ProtoReflect() protoreflect.Message {
+	mi := &file_pomelo_sys_v1_sys_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushAck.ProtoReflect.Descriptor instead.
+func (*PushAck) Descriptor() ([]byte, []int) {
+	return file_pomelo_sys_v1_sys_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PushAck) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PushAck) GetFailedUids() []string {
+	if x != nil {
+		return x.FailedUids
+	}
+	return nil
+}
+
+func (x *PushAck) GetFailedSids() []uint64 {
+	if x != nil {
+		return x.FailedSids
+	}
+	return nil
+}
+
+func (x *PushAck) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 var File_pomelo_sys_v1_sys_proto protoreflect.FileDescriptor
 
 const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
@@ -1390,7 +1644,28 @@ const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
 	"\x0fForwardResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\x12*\n" +
-	"\x05error\x18\x03 \x01(\v2\x14.pomelo.sys.v1.ErrorR\x05error*:\n" +
+	"\x05error\x18\x03 \x01(\v2\x14.pomelo.sys.v1.ErrorR\x05error\"F\n" +
+	"\x0fPushStreamBatch\x123\n" +
+	"\x06pushes\x18\x01 \x03(\v2\x1b.pomelo.sys.v1.StreamedPushR\x06pushes\"\xa5\x02\n" +
+	"\fStreamedPush\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05route\x18\x02 \x01(\tR\x05route\x120\n" +
+	"\apayload\x18\x03 \x01(\v2\x16.pomelo.sys.v1.PayloadR\apayload\x12\x12\n" +
+	"\x04uids\x18\x04 \x01(\fR\x04uids\x12\x12\n" +
+	"\x04sids\x18\x05 \x03(\x04R\x04sids\x12R\n" +
+	"\rtrace_context\x18\x06 \x03(\v2-.pomelo.sys.v1.StreamedPush.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\fPushAckBatch\x12*\n" +
+	"\x04acks\x18\x01 \x03(\v2\x16.pomelo.sys.v1.PushAckR\x04acks\"\x89\x01\n" +
+	"\aPushAck\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1f\n" +
+	"\vfailed_uids\x18\x02 \x03(\tR\n" +
+	"failedUids\x12\x1f\n" +
+	"\vfailed_sids\x18\x03 \x03(\x04R\n" +
+	"failedSids\x12*\n" +
+	"\x05error\x18\x04 \x01(\v2\x14.pomelo.sys.v1.ErrorR\x05error*:\n" +
 	"\n" +
 	"Serializer\x12\x13\n" +
 	"\x0fSERIALIZER_JSON\x10\x00\x12\x17\n" +
@@ -1404,10 +1679,12 @@ const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
 	"\x17GetBackendSessionsByUid\x12\x1e.pomelo.sys.v1.GetByUidRequest\x1a\x1a.pomelo.sys.v1.SessionList\x12I\n" +
 	"\tKickBySid\x12\x1f.pomelo.sys.v1.KickBySidRequest\x1a\x1b.pomelo.sys.v1.KickResponse\x12I\n" +
 	"\tKickByUid\x12\x1f.pomelo.sys.v1.KickByUidRequest\x1a\x1b.pomelo.sys.v1.KickResponse\x12U\n" +
-	"\rWatchSessions\x12#.pomelo.sys.v1.WatchSessionsRequest\x1a\x1b.pomelo.sys.v1.SessionEvent(\x010\x012\xab\x01\n" +
+	"\rWatchSessions\x12#.pomelo.sys.v1.WatchSessionsRequest\x1a\x1b.pomelo.sys.v1.SessionEvent(\x010\x012\xfa\x01\n" +
 	"\rChannelRemote\x12T\n" +
 	"\vPushMessage\x12!.pomelo.sys.v1.PushMessageRequest\x1a\".pomelo.sys.v1.PushMessageResponse\x12D\n" +
-	"\tBroadcast\x12\x1f.pomelo.sys.v1.BroadcastRequest\x1a\x16.google.protobuf.Empty2\xad\x01\n" +
+	"\tBroadcast\x12\x1f.pomelo.sys.v1.BroadcastRequest\x1a\x16.google.protobuf.Empty\x12M\n" +
+	"\n" +
+	"PushStream\x12\x1e.pomelo.sys.v1.PushStreamBatch\x1a\x1b.pomelo.sys.v1.PushAckBatch(\x010\x012\xad\x01\n" +
 	"\tMsgRemote\x12O\n" +
 	"\x0eForwardMessage\x12\x1d.pomelo.sys.v1.ForwardRequest\x1a\x1e.pomelo.sys.v1.ForwardResponse\x12O\n" +
 	"\aForward\x12\x1b.pomelo.sys.v1.ForwardBatch\x1a#.pomelo.sys.v1.ForwardResponseBatch(\x010\x01B5Z3github.com/pomelo-go/pomelo/gen/pomelo/sys/v1;sysv1b\x06proto3"
@@ -1425,7 +1702,7 @@ func file_pomelo_sys_v1_sys_proto_rawDescGZIP() []byte {
 }
 
 var file_pomelo_sys_v1_sys_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pomelo_sys_v1_sys_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_pomelo_sys_v1_sys_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_pomelo_sys_v1_sys_proto_goTypes = []any{
 	(Serializer)(0),              // 0: pomelo.sys.v1.Serializer
 	(SessionEvent_EventType)(0),  // 1: pomelo.sys.v1.SessionEvent.EventType
@@ -1449,14 +1726,19 @@ var file_pomelo_sys_v1_sys_proto_goTypes = []any{
 	(*ForwardResponseBatch)(nil), // 19: pomelo.sys.v1.ForwardResponseBatch
 	(*ForwardRequest)(nil),       // 20: pomelo.sys.v1.ForwardRequest
 	(*ForwardResponse)(nil),      // 21: pomelo.sys.v1.ForwardResponse
-	nil,                          // 22: pomelo.sys.v1.Session.SettingsEntry
-	nil,                          // 23: pomelo.sys.v1.PushSettingsRequest.SettingsEntry
-	nil,                          // 24: pomelo.sys.v1.ForwardRequest.TraceContextEntry
-	(*emptypb.Empty)(nil),        // 25: google.protobuf.Empty
+	(*PushStreamBatch)(nil),      // 22: pomelo.sys.v1.PushStreamBatch
+	(*StreamedPush)(nil),         // 23: pomelo.sys.v1.StreamedPush
+	(*PushAckBatch)(nil),         // 24: pomelo.sys.v1.PushAckBatch
+	(*PushAck)(nil),              // 25: pomelo.sys.v1.PushAck
+	nil,                          // 26: pomelo.sys.v1.Session.SettingsEntry
+	nil,                          // 27: pomelo.sys.v1.PushSettingsRequest.SettingsEntry
+	nil,                          // 28: pomelo.sys.v1.ForwardRequest.TraceContextEntry
+	nil,                          // 29: pomelo.sys.v1.StreamedPush.TraceContextEntry
+	(*emptypb.Empty)(nil),        // 30: google.protobuf.Empty
 }
 var file_pomelo_sys_v1_sys_proto_depIdxs = []int32{
-	22, // 0: pomelo.sys.v1.Session.settings:type_name -> pomelo.sys.v1.Session.SettingsEntry
-	23, // 1: pomelo.sys.v1.PushSettingsRequest.settings:type_name -> pomelo.sys.v1.PushSettingsRequest.SettingsEntry
+	26, // 0: pomelo.sys.v1.Session.settings:type_name -> pomelo.sys.v1.Session.SettingsEntry
+	27, // 1: pomelo.sys.v1.PushSettingsRequest.settings:type_name -> pomelo.sys.v1.PushSettingsRequest.SettingsEntry
 	2,  // 2: pomelo.sys.v1.SessionList.sessions:type_name -> pomelo.sys.v1.Session
 	1,  // 3: pomelo.sys.v1.SessionEvent.type:type_name -> pomelo.sys.v1.SessionEvent.EventType
 	2,  // 4: pomelo.sys.v1.SessionEvent.session:type_name -> pomelo.sys.v1.Session
@@ -1464,39 +1746,46 @@ var file_pomelo_sys_v1_sys_proto_depIdxs = []int32{
 	4,  // 6: pomelo.sys.v1.BroadcastRequest.payload:type_name -> pomelo.sys.v1.Payload
 	2,  // 7: pomelo.sys.v1.ForwardRequest.session:type_name -> pomelo.sys.v1.Session
 	0,  // 8: pomelo.sys.v1.ForwardRequest.serializer:type_name -> pomelo.sys.v1.Serializer
-	24, // 9: pomelo.sys.v1.ForwardRequest.trace_context:type_name -> pomelo.sys.v1.ForwardRequest.TraceContextEntry
+	28, // 9: pomelo.sys.v1.ForwardRequest.trace_context:type_name -> pomelo.sys.v1.ForwardRequest.TraceContextEntry
 	3,  // 10: pomelo.sys.v1.ForwardResponse.error:type_name -> pomelo.sys.v1.Error
-	5,  // 11: pomelo.sys.v1.SessionRemote.Bind:input_type -> pomelo.sys.v1.BindRequest
-	5,  // 12: pomelo.sys.v1.SessionRemote.Unbind:input_type -> pomelo.sys.v1.BindRequest
-	6,  // 13: pomelo.sys.v1.SessionRemote.Push:input_type -> pomelo.sys.v1.PushSettingsRequest
-	6,  // 14: pomelo.sys.v1.SessionRemote.PushAll:input_type -> pomelo.sys.v1.PushSettingsRequest
-	7,  // 15: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:input_type -> pomelo.sys.v1.GetBySidRequest
-	8,  // 16: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:input_type -> pomelo.sys.v1.GetByUidRequest
-	10, // 17: pomelo.sys.v1.SessionRemote.KickBySid:input_type -> pomelo.sys.v1.KickBySidRequest
-	11, // 18: pomelo.sys.v1.SessionRemote.KickByUid:input_type -> pomelo.sys.v1.KickByUidRequest
-	13, // 19: pomelo.sys.v1.SessionRemote.WatchSessions:input_type -> pomelo.sys.v1.WatchSessionsRequest
-	15, // 20: pomelo.sys.v1.ChannelRemote.PushMessage:input_type -> pomelo.sys.v1.PushMessageRequest
-	17, // 21: pomelo.sys.v1.ChannelRemote.Broadcast:input_type -> pomelo.sys.v1.BroadcastRequest
-	20, // 22: pomelo.sys.v1.MsgRemote.ForwardMessage:input_type -> pomelo.sys.v1.ForwardRequest
-	18, // 23: pomelo.sys.v1.MsgRemote.Forward:input_type -> pomelo.sys.v1.ForwardBatch
-	25, // 24: pomelo.sys.v1.SessionRemote.Bind:output_type -> google.protobuf.Empty
-	25, // 25: pomelo.sys.v1.SessionRemote.Unbind:output_type -> google.protobuf.Empty
-	25, // 26: pomelo.sys.v1.SessionRemote.Push:output_type -> google.protobuf.Empty
-	25, // 27: pomelo.sys.v1.SessionRemote.PushAll:output_type -> google.protobuf.Empty
-	2,  // 28: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:output_type -> pomelo.sys.v1.Session
-	9,  // 29: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:output_type -> pomelo.sys.v1.SessionList
-	12, // 30: pomelo.sys.v1.SessionRemote.KickBySid:output_type -> pomelo.sys.v1.KickResponse
-	12, // 31: pomelo.sys.v1.SessionRemote.KickByUid:output_type -> pomelo.sys.v1.KickResponse
-	14, // 32: pomelo.sys.v1.SessionRemote.WatchSessions:output_type -> pomelo.sys.v1.SessionEvent
-	16, // 33: pomelo.sys.v1.ChannelRemote.PushMessage:output_type -> pomelo.sys.v1.PushMessageResponse
-	25, // 34: pomelo.sys.v1.ChannelRemote.Broadcast:output_type -> google.protobuf.Empty
-	21, // 35: pomelo.sys.v1.MsgRemote.ForwardMessage:output_type -> pomelo.sys.v1.ForwardResponse
-	19, // 36: pomelo.sys.v1.MsgRemote.Forward:output_type -> pomelo.sys.v1.ForwardResponseBatch
-	24, // [24:37] is the sub-list for method output_type
-	11, // [11:24] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	23, // 11: pomelo.sys.v1.PushStreamBatch.pushes:type_name -> pomelo.sys.v1.StreamedPush
+	4,  // 12: pomelo.sys.v1.StreamedPush.payload:type_name -> pomelo.sys.v1.Payload
+	29, // 13: pomelo.sys.v1.StreamedPush.trace_context:type_name -> pomelo.sys.v1.StreamedPush.TraceContextEntry
+	25, // 14: pomelo.sys.v1.PushAckBatch.acks:type_name -> pomelo.sys.v1.PushAck
+	3,  // 15: pomelo.sys.v1.PushAck.error:type_name -> pomelo.sys.v1.Error
+	5,  // 16: pomelo.sys.v1.SessionRemote.Bind:input_type -> pomelo.sys.v1.BindRequest
+	5,  // 17: pomelo.sys.v1.SessionRemote.Unbind:input_type -> pomelo.sys.v1.BindRequest
+	6,  // 18: pomelo.sys.v1.SessionRemote.Push:input_type -> pomelo.sys.v1.PushSettingsRequest
+	6,  // 19: pomelo.sys.v1.SessionRemote.PushAll:input_type -> pomelo.sys.v1.PushSettingsRequest
+	7,  // 20: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:input_type -> pomelo.sys.v1.GetBySidRequest
+	8,  // 21: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:input_type -> pomelo.sys.v1.GetByUidRequest
+	10, // 22: pomelo.sys.v1.SessionRemote.KickBySid:input_type -> pomelo.sys.v1.KickBySidRequest
+	11, // 23: pomelo.sys.v1.SessionRemote.KickByUid:input_type -> pomelo.sys.v1.KickByUidRequest
+	13, // 24: pomelo.sys.v1.SessionRemote.WatchSessions:input_type -> pomelo.sys.v1.WatchSessionsRequest
+	15, // 25: pomelo.sys.v1.ChannelRemote.PushMessage:input_type -> pomelo.sys.v1.PushMessageRequest
+	17, // 26: pomelo.sys.v1.ChannelRemote.Broadcast:input_type -> pomelo.sys.v1.BroadcastRequest
+	22, // 27: pomelo.sys.v1.ChannelRemote.PushStream:input_type -> pomelo.sys.v1.PushStreamBatch
+	20, // 28: pomelo.sys.v1.MsgRemote.ForwardMessage:input_type -> pomelo.sys.v1.ForwardRequest
+	18, // 29: pomelo.sys.v1.MsgRemote.Forward:input_type -> pomelo.sys.v1.ForwardBatch
+	30, // 30: pomelo.sys.v1.SessionRemote.Bind:output_type -> google.protobuf.Empty
+	30, // 31: pomelo.sys.v1.SessionRemote.Unbind:output_type -> google.protobuf.Empty
+	30, // 32: pomelo.sys.v1.SessionRemote.Push:output_type -> google.protobuf.Empty
+	30, // 33: pomelo.sys.v1.SessionRemote.PushAll:output_type -> google.protobuf.Empty
+	2,  // 34: pomelo.sys.v1.SessionRemote.GetBackendSessionBySid:output_type -> pomelo.sys.v1.Session
+	9,  // 35: pomelo.sys.v1.SessionRemote.GetBackendSessionsByUid:output_type -> pomelo.sys.v1.SessionList
+	12, // 36: pomelo.sys.v1.SessionRemote.KickBySid:output_type -> pomelo.sys.v1.KickResponse
+	12, // 37: pomelo.sys.v1.SessionRemote.KickByUid:output_type -> pomelo.sys.v1.KickResponse
+	14, // 38: pomelo.sys.v1.SessionRemote.WatchSessions:output_type -> pomelo.sys.v1.SessionEvent
+	16, // 39: pomelo.sys.v1.ChannelRemote.PushMessage:output_type -> pomelo.sys.v1.PushMessageResponse
+	30, // 40: pomelo.sys.v1.ChannelRemote.Broadcast:output_type -> google.protobuf.Empty
+	24, // 41: pomelo.sys.v1.ChannelRemote.PushStream:output_type -> pomelo.sys.v1.PushAckBatch
+	21, // 42: pomelo.sys.v1.MsgRemote.ForwardMessage:output_type -> pomelo.sys.v1.ForwardResponse
+	19, // 43: pomelo.sys.v1.MsgRemote.Forward:output_type -> pomelo.sys.v1.ForwardResponseBatch
+	30, // [30:44] is the sub-list for method output_type
+	16, // [16:30] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_pomelo_sys_v1_sys_proto_init() }
@@ -1510,7 +1799,7 @@ func file_pomelo_sys_v1_sys_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pomelo_sys_v1_sys_proto_rawDesc), len(file_pomelo_sys_v1_sys_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

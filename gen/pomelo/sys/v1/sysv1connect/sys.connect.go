@@ -68,6 +68,9 @@ const (
 	ChannelRemotePushMessageProcedure = "/pomelo.sys.v1.ChannelRemote/PushMessage"
 	// ChannelRemoteBroadcastProcedure is the fully-qualified name of the ChannelRemote's Broadcast RPC.
 	ChannelRemoteBroadcastProcedure = "/pomelo.sys.v1.ChannelRemote/Broadcast"
+	// ChannelRemotePushStreamProcedure is the fully-qualified name of the ChannelRemote's PushStream
+	// RPC.
+	ChannelRemotePushStreamProcedure = "/pomelo.sys.v1.ChannelRemote/PushStream"
 	// MsgRemoteForwardMessageProcedure is the fully-qualified name of the MsgRemote's ForwardMessage
 	// RPC.
 	MsgRemoteForwardMessageProcedure = "/pomelo.sys.v1.MsgRemote/ForwardMessage"
@@ -378,6 +381,11 @@ type ChannelRemoteClient interface {
 	PushMessage(context.Context, *connect.Request[v1.PushMessageRequest]) (*connect.Response[v1.PushMessageResponse], error)
 	// Broadcast pushes one message to every session of this frontend.
 	Broadcast(context.Context, *connect.Request[v1.BroadcastRequest]) (*connect.Response[emptypb.Empty], error)
+	// PushStream is one long-lived stream from a server to this frontend that
+	// carries its pushes in batches (every push queued while one batch was
+	// written goes in the next); the frontend delivers them in the order they
+	// arrive and answers each by seq, acks batched the same way.
+	PushStream(context.Context) *connect.BidiStreamForClient[v1.PushStreamBatch, v1.PushAckBatch]
 }
 
 // NewChannelRemoteClient constructs a client for the pomelo.sys.v1.ChannelRemote service. By
@@ -403,6 +411,12 @@ func NewChannelRemoteClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(channelRemoteMethods.ByName("Broadcast")),
 			connect.WithClientOptions(opts...),
 		),
+		pushStream: connect.NewClient[v1.PushStreamBatch, v1.PushAckBatch](
+			httpClient,
+			baseURL+ChannelRemotePushStreamProcedure,
+			connect.WithSchema(channelRemoteMethods.ByName("PushStream")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -410,6 +424,7 @@ func NewChannelRemoteClient(httpClient connect.HTTPClient, baseURL string, opts 
 type channelRemoteClient struct {
 	pushMessage *connect.Client[v1.PushMessageRequest, v1.PushMessageResponse]
 	broadcast   *connect.Client[v1.BroadcastRequest, emptypb.Empty]
+	pushStream  *connect.Client[v1.PushStreamBatch, v1.PushAckBatch]
 }
 
 // PushMessage calls pomelo.sys.v1.ChannelRemote.PushMessage.
@@ -422,6 +437,11 @@ func (c *channelRemoteClient) Broadcast(ctx context.Context, req *connect.Reques
 	return c.broadcast.CallUnary(ctx, req)
 }
 
+// PushStream calls pomelo.sys.v1.ChannelRemote.PushStream.
+func (c *channelRemoteClient) PushStream(ctx context.Context) *connect.BidiStreamForClient[v1.PushStreamBatch, v1.PushAckBatch] {
+	return c.pushStream.CallBidiStream(ctx)
+}
+
 // ChannelRemoteHandler is an implementation of the pomelo.sys.v1.ChannelRemote service.
 type ChannelRemoteHandler interface {
 	// PushMessage pushes one message to the listed uids' sessions on this
@@ -429,6 +449,11 @@ type ChannelRemoteHandler interface {
 	PushMessage(context.Context, *connect.Request[v1.PushMessageRequest]) (*connect.Response[v1.PushMessageResponse], error)
 	// Broadcast pushes one message to every session of this frontend.
 	Broadcast(context.Context, *connect.Request[v1.BroadcastRequest]) (*connect.Response[emptypb.Empty], error)
+	// PushStream is one long-lived stream from a server to this frontend that
+	// carries its pushes in batches (every push queued while one batch was
+	// written goes in the next); the frontend delivers them in the order they
+	// arrive and answers each by seq, acks batched the same way.
+	PushStream(context.Context, *connect.BidiStream[v1.PushStreamBatch, v1.PushAckBatch]) error
 }
 
 // NewChannelRemoteHandler builds an HTTP handler from the service implementation. It returns the
@@ -450,12 +475,20 @@ func NewChannelRemoteHandler(svc ChannelRemoteHandler, opts ...connect.HandlerOp
 		connect.WithSchema(channelRemoteMethods.ByName("Broadcast")),
 		connect.WithHandlerOptions(opts...),
 	)
+	channelRemotePushStreamHandler := connect.NewBidiStreamHandler(
+		ChannelRemotePushStreamProcedure,
+		svc.PushStream,
+		connect.WithSchema(channelRemoteMethods.ByName("PushStream")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/pomelo.sys.v1.ChannelRemote/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ChannelRemotePushMessageProcedure:
 			channelRemotePushMessageHandler.ServeHTTP(w, r)
 		case ChannelRemoteBroadcastProcedure:
 			channelRemoteBroadcastHandler.ServeHTTP(w, r)
+		case ChannelRemotePushStreamProcedure:
+			channelRemotePushStreamHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -471,6 +504,10 @@ func (UnimplementedChannelRemoteHandler) PushMessage(context.Context, *connect.R
 
 func (UnimplementedChannelRemoteHandler) Broadcast(context.Context, *connect.Request[v1.BroadcastRequest]) (*connect.Response[emptypb.Empty], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pomelo.sys.v1.ChannelRemote.Broadcast is not implemented"))
+}
+
+func (UnimplementedChannelRemoteHandler) PushStream(context.Context, *connect.BidiStream[v1.PushStreamBatch, v1.PushAckBatch]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("pomelo.sys.v1.ChannelRemote.PushStream is not implemented"))
 }
 
 // MsgRemoteClient is a client for the pomelo.sys.v1.MsgRemote service.
