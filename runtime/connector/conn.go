@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,8 +45,12 @@ type conn struct {
 
 	// send queue, drained by writeLoop, which runs only while something is
 	// queued (writing); closed: no more Sends, flush then close
-	out      *batchq.Queue[[]byte]
-	writing  atomic.Bool
+	out     *batchq.Queue[[]byte]
+	writing atomic.Bool
+	// loaded: the writer's last write carried several packages, so more
+	// are likely on their way; the next writer yields once before it
+	// takes. Only the writer reads and writes it.
+	loaded   bool
 	writer   func()        // writeLoop, bound once: starting it allocates nothing
 	done     chan struct{} // closed when the connection is finished
 	doneOnce sync.Once
@@ -321,8 +326,15 @@ func (cn *conn) writeLoop() {
 			return // finished: no writer starts again (writing stays set)
 		default:
 		}
+		if cn.loaded {
+			// Under load, let the goroutines queueing to this connection
+			// (a push delivered to many) run first, so that one write
+			// carries more. An idle connection never waits here.
+			goruntime.Gosched()
+		}
 		var closing bool
 		batch, closing = cn.out.Take(batch)
+		cn.loaded = len(batch) > 1
 		if len(batch) > 0 {
 			// Coalesce every queued package into one frame; a single
 			// package is written as it is.
