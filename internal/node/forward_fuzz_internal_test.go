@@ -87,16 +87,24 @@ func FuzzForwardFrameDecode(f *testing.F) {
 	f.Add(appendResponse(appendResponse(nil, 1, []byte("ok"), nil), 2, nil, runtime.Errorf(runtime.ErrTimeout, "late")))
 	f.Add([]byte{recMessage, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{recMessage, 1, flagSession, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{recFrontend, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var dec fwdDecoder
 		got, err := decodeAll(&dec, b)
 		if err == nil && len(b) > 0 && len(got) == 0 && len(dec.sessions) == 0 && dec.frontend == "" {
-			// Only drop records (of sessions never sent) decode to nothing.
+			// Only drop records (of sessions never sent) and frontend
+			// records naming no frontend decode to nothing.
 			for r := (frameReader{b: b}); len(r.b) > 0; {
-				if r.byte() != recDrop {
+				switch r.byte() {
+				case recDrop:
+					r.uvarint()
+				case recFrontend:
+					if r.string() != "" {
+						t.Fatalf("%x: a frontend record left no frontend", b)
+					}
+				default:
 					t.Fatalf("%x decoded to nothing without an error", b)
 				}
-				r.uvarint()
 			}
 		}
 		n := 0
