@@ -338,6 +338,16 @@ func (cn *conn) drop(leave bool) {
 	cn.c.sessions.CloseSession(cn.session(), "", false)
 }
 
+// forgotten, once the inbox ran dry, lets the session of a detached
+// connection drop it.
+func (cn *conn) forgotten() {
+	if cn.detached.Load() {
+		if l := cn.link.Load(); l != nil {
+			l.forget(cn)
+		}
+	}
+}
+
 // busy reports whether the inbox has work.
 func (cn *conn) busy() bool {
 	cn.inMu.Lock()
@@ -724,6 +734,7 @@ func (cn *conn) drainInbox() {
 			cn.inbox, cn.inHead = cn.inbox[:0], 0
 			cn.wentIdle()
 			cn.inMu.Unlock()
+			cn.forgotten()
 			return
 		}
 		m := cn.inbox[cn.inHead]
@@ -766,6 +777,7 @@ func (cn *conn) answerClosed() {
 	cn.wentIdle()
 	ended, kick, reason := cn.ended, cn.kick, cn.kickReason
 	cn.inMu.Unlock()
+	cn.forgotten()
 	if ended {
 		cn.closeAfterAnswers(kick, reason)
 	}

@@ -23,7 +23,7 @@ import (
 // connection presents the token and the count of packages it has received:
 // then the link swaps the new connection in and replays the rest.
 //
-// Lock order: link.mu, then Connector.mu.
+// Lock order: link.mu, then Connector.mu or conn.inMu.
 
 // Defaults of the resume fields of Config.
 const (
@@ -218,6 +218,9 @@ func (c *Connector) grantResume(cn *conn, token string, received uint64, ser run
 	if dropped != nil {
 		dropped.detached.Store(true)
 		dropped.transport.closeNow()
+		if !dropped.busy() {
+			l.forget(dropped)
+		}
 		c.sessions.Suspend(l.sess)
 	}
 	return l, tok
@@ -274,8 +277,21 @@ func (l *link) suspend(cn *conn) bool {
 	cn.detached.Store(true)
 	l.suspendLocked()
 	l.mu.Unlock()
+	if !cn.busy() {
+		l.forget(cn) // nothing of it runs: a suspended session keeps none of it
+	}
 	l.c.sessions.Suspend(l.sess)
 	return true
+}
+
+// forget drops the link's reference to cn, a detached connection whose
+// inbox ran dry.
+func (l *link) forget(cn *conn) {
+	l.mu.Lock()
+	if l.prev == cn {
+		l.prev = nil
+	}
+	l.mu.Unlock()
 }
 
 // attach is cn's HANDSHAKE_ACK, with the server's HEARTBEAT queued: the
@@ -307,7 +323,10 @@ func (l *link) attach(cn *conn) bool {
 		l.timer.Stop()
 		l.timer = nil
 	}
-	cn.after = l.prev
+	if p := l.prev; p != nil && p.busy() {
+		cn.after = p
+	}
+	l.prev = nil
 	a := cn.RemoteAddr()
 	l.addr.Store(&a)
 	l.mu.Unlock()

@@ -120,8 +120,7 @@ func (svc *Service) OnResumed(fn func(s *Session)) {
 // Create registers a new session for conn.
 func (svc *Service) Create(conn Conn) *Session {
 	s := &Session{id: svc.nextID.Add(1), svc: svc}
-	s.own.c = conn
-	s.conn.Store(&s.own)
+	s.conn.Store(&connRef{c: conn})
 	svc.mu.Lock()
 	svc.sessions[s.id] = s
 	svc.mu.Unlock()

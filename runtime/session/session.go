@@ -67,11 +67,9 @@ type Snapshot struct {
 type Session struct {
 	id  uint64
 	svc *Service
-	// conn points at own, or after SetConn at another connRef: reading it
-	// is one atomic load, and a session whose connection is never
-	// replaced allocates nothing for it.
+	// conn is the session's connection; SetConn replaces it (and lets the
+	// one it replaces go). Reading it is one atomic load.
 	conn atomic.Pointer[connRef]
-	own  connRef
 
 	mu        sync.RWMutex
 	uid       string
