@@ -19,6 +19,7 @@ import (
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/client"
+	"github.com/pomelo-go/pomelo/runtime/cluster"
 	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
@@ -388,6 +389,74 @@ func TestStockClientSessionClosesWhenItsConnectionDrops(t *testing.T) {
 	select {
 	case uid := <-rc.susp:
 		t.Fatalf("stock session of %q suspended", uid)
+	default:
+	}
+}
+
+func TestBackendHearsSuspendResumeAndCloseOfItsSessions(t *testing.T) {
+	type event struct {
+		kind string
+		sid  uint64
+	}
+	events := make(chan event, 16)
+	var front *pomelo.App
+	testkit.Start(t, testkit.Config{
+		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "room"}},
+		Setup: func(m *testkit.Member) error {
+			if m.Info.Type == "connector" {
+				front = m.App
+				return nil
+			}
+			testkit.HandleStruct(t, m.App, "room.h.hello", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				return in, nil
+			})
+			m.App.OnSessionSuspended(func(ev cluster.SessionEvent) { events <- event{"suspended", ev.Session.ID} })
+			m.App.OnSessionResumed(func(ev cluster.SessionEvent) { events <- event{"resumed", ev.Session.ID} })
+			m.App.OnSessionClosed(func(ev cluster.SessionEvent) { events <- event{"closed", ev.Session.ID} })
+			return nil
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	proxy := newCutProxy(t, front.TCPAddr().String())
+	a, err := client.Config{Resume: true, ReconnectMinDelay: time.Millisecond, ReconnectMaxDelay: 5 * time.Millisecond}.Dial(ctx, "tcp://"+proxy.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Request(ctx, "room.h.hello", testkit.Struct(nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	var sid uint64
+	front.Sessions().Range(func(s *session.Session) bool { sid = s.ID(); return false })
+	next := func(want string) {
+		t.Helper()
+		select {
+		case ev := <-events:
+			if ev != (event{want, sid}) {
+				t.Fatalf("backend heard %v, want %s of session %d", ev, want, sid)
+			}
+		case <-ctx.Done():
+			t.Fatalf("backend never heard %s", want)
+		}
+	}
+	// Refused until the backend has heard of the suspension: its watch,
+	// sent in the background, may reach the frontend after the drop.
+	proxy.setRefuse(true)
+	proxy.cut()
+	next("suspended")
+	proxy.setRefuse(false)
+	next("resumed")
+	if err := a.Request(ctx, "room.h.hello", testkit.Struct(nil), nil); err != nil {
+		t.Fatalf("after the resume: %v", err)
+	}
+	if err := front.Sessions().Kick(sid, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	next("closed")
+	select {
+	case ev := <-events:
+		t.Fatalf("after closed: %v", ev)
 	default:
 	}
 }
