@@ -460,3 +460,21 @@ func TestBackendHearsSuspendResumeAndCloseOfItsSessions(t *testing.T) {
 	default:
 	}
 }
+
+func TestResumableWebSocketClientCloseLeavesAtOnce(t *testing.T) {
+	rc := startResumeCluster(t, func(cfg *pomelo.Config) { cfg.Connector.ResumeWindow = time.Hour })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, err := client.Config{Resume: true}.Dial(ctx, "ws://"+rc.app.WSAddr().String()+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	login(t, ctx, a, "a")
+	a.Close() // close code 1000: the client leaves
+	waitValue(t, "closed", rc.closed, "a")
+	select {
+	case uid := <-rc.susp:
+		t.Fatalf("session of %q suspended after the client closed", uid)
+	default:
+	}
+}

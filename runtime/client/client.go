@@ -212,7 +212,7 @@ func (c *Client) connect(ctx context.Context, resume *wire.ResumeRequest) (*ccon
 		select {
 		case hs = <-k.hsCh:
 		default:
-			return fail(fmt.Errorf("pomelo client: handshake: %w", c.connErr(k)))
+			return fail(fmt.Errorf("pomelo client: handshake: %w", c.lostErr()))
 		}
 	case <-ctx.Done():
 		return fail(fmt.Errorf("pomelo client: handshake: %w", ctx.Err()))
@@ -230,14 +230,6 @@ func (c *Client) connect(ctx context.Context, resume *wire.ResumeRequest) (*ccon
 		go c.heartbeatLoop(k, time.Duration(hs.Sys.Heartbeat)*time.Second)
 	}
 	return k, hs, nil
-}
-
-// connErr is why a connection that ended before its handshake completed ended.
-func (c *Client) connErr(k *cconn) error {
-	if err := c.Err(); err != nil {
-		return err
-	}
-	return ErrConnectionLost
 }
 
 // handshakeBody returns the JSON of the client's handshake, shaped as the JS client's:
