@@ -101,13 +101,15 @@ type cconn struct {
 	hbRecv   chan struct{}                // capacity 1: a server heartbeat arrived
 	done     chan struct{}                // closed once the connection is gone
 	once     sync.Once
+	err      error        // why it ended; set before done is closed
 	hsSeen   bool         // read goroutine only
 	lastRecv atomic.Int64 // nanoseconds since Client.start of the last package received
 }
 
-// end closes the connection once, with a WebSocket close code (0: none).
-func (k *cconn) end(code websocket.StatusCode) {
+// end closes the connection once, for cause, with a WebSocket close code (0: none).
+func (k *cconn) end(cause error, code websocket.StatusCode) {
 	k.once.Do(func() {
+		k.err = cause
 		_ = k.tr.close(code)
 		close(k.done)
 	})
@@ -197,7 +199,7 @@ func (c *Client) connect(ctx context.Context, resume *wire.ResumeRequest) (*ccon
 	k.lastRecv.Store(c.now())
 	go c.readLoop(k)
 	fail := func(err error) (*cconn, *wire.HandshakeResponse, error) {
-		k.end(0)
+		k.end(err, 0)
 		return nil, nil, err
 	}
 	if err := c.writeOn(ctx, k, hsPkg); err != nil {
@@ -212,7 +214,7 @@ func (c *Client) connect(ctx context.Context, resume *wire.ResumeRequest) (*ccon
 		select {
 		case hs = <-k.hsCh:
 		default:
-			return fail(fmt.Errorf("pomelo client: handshake: %w", c.lostErr()))
+			return fail(fmt.Errorf("pomelo client: handshake: %w", k.err))
 		}
 	case <-ctx.Done():
 		return fail(fmt.Errorf("pomelo client: handshake: %w", ctx.Err()))
@@ -552,7 +554,7 @@ func (c *Client) shutdown(cause error, graceful bool) {
 		if graceful {
 			code = websocket.StatusNormalClosure
 		}
-		k.end(code)
+		k.end(cause, code)
 	}
 	c.lifeCancel()
 	close(c.done)
@@ -590,7 +592,7 @@ func (c *Client) connEnded(k *cconn, cause error, code websocket.StatusCode) {
 		c.cur = nil
 	}
 	c.mu.Unlock()
-	k.end(code)
+	k.end(cause, code)
 	switch {
 	case reconnect:
 		go c.reconnect(cause)

@@ -140,7 +140,7 @@ func (c *Client) resumed(k *cconn, hs *wire.HandshakeResponse) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		k.end(websocket.StatusNormalClosure)
+		k.end(ErrClosed, websocket.StatusNormalClosure)
 		return
 	}
 	c.cur = k
