@@ -80,6 +80,7 @@ func (a *App) instrument() {
 	sessions := a.srv.Sessions()
 	m.GaugeFunc("pomelo_sessions", "Sessions a frontend holds.", func() float64 { return float64(sessions.Count()) })
 	m.GaugeFunc("pomelo_sessions_bound", "Sessions a frontend holds that are bound to a uid.", func() float64 { return float64(sessions.BoundCount()) })
+	m.GaugeFunc("pomelo_sessions_suspended", "Sessions a frontend holds whose connection dropped, waiting within their resume window.", func() float64 { return float64(sessions.SuspendedCount()) })
 	m.CounterFunc("pomelo_push_deliveries_total", "Pushes a frontend queued to client connections (one per receiving session).", func() float64 {
 		return float64(sessions.Pushed())
 	})

@@ -602,6 +602,18 @@ func (a *App) WatchSession(ctx context.Context, frontendID string, sid uint64) e
 // from, and those named to WatchSession.
 func (a *App) OnSessionClosed(fn func(cluster.SessionEvent)) { a.node.OnSessionClosed(fn) }
 
+// OnSessionSuspended registers fn to run when a watched session (see
+// OnSessionClosed) is suspended: its client asked for a resumable session
+// and its connection dropped without a kick; it keeps its uid, settings
+// and channels within its resume window (connector.Config.ResumeWindow,
+// docs/PROTOCOL.md section 10). OnSessionClosed still fires, once, if the
+// window ends.
+func (a *App) OnSessionSuspended(fn func(cluster.SessionEvent)) { a.node.OnSessionSuspended(fn) }
+
+// OnSessionResumed registers fn to run when a suspended watched session
+// continues on a new connection.
+func (a *App) OnSessionResumed(fn func(cluster.SessionEvent)) { a.node.OnSessionResumed(fn) }
+
 // The App is what generated code takes.
 var (
 	_ runtime.HandlerRegistrar = (*App)(nil)

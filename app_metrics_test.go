@@ -69,6 +69,7 @@ func TestAdminListenerServesHealthReadinessMetricsAndPprof(t *testing.T) {
 		`pomelo_connections{server="connector-1",transport="tcp"} 0`,
 		`pomelo_cluster_members{server="connector-1",type="echo"} 1`,
 		`pomelo_sessions_bound{server="connector-1"} 0`,
+		`pomelo_sessions_suspended{server="connector-1"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)

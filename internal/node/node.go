@@ -113,6 +113,10 @@ type Node struct {
 	filters  sync.Map // broadcast filter name -> BroadcastFilter
 	locator  atomic.Pointer[cluster.Locator]
 	closeFns []func(cluster.SessionEvent)
+	// suspendFns and resumeFns hear of watched sessions suspended and
+	// resumed (session resume, docs/PROTOCOL.md section 10).
+	suspendFns []func(cluster.SessionEvent)
+	resumeFns  []func(cluster.SessionEvent)
 
 	// orig is the Origin of forwarded messages' sessions.
 	orig origin
@@ -245,6 +249,8 @@ func Join(srv *server.Server, cfg Config) (*Node, error) {
 			return nil, err
 		}
 		srv.Sessions().OnClosed(n.onSessionClosed)
+		srv.Sessions().OnSuspended(n.onSessionSuspended)
+		srv.Sessions().OnResumed(n.onSessionResumed)
 	}
 	if err := mount(sysv1connect.NewMsgRemoteHandler(&msgRemote{n: n}, opts...)); err != nil {
 		return nil, err

@@ -24,6 +24,40 @@ func (n *Node) OnSessionClosed(fn func(cluster.SessionEvent)) {
 	n.mu.Unlock()
 }
 
+// OnSessionSuspended registers fn to run when a session this node watches
+// (see OnSessionClosed) is suspended: its connection dropped and it waits
+// within its resume window. A suspended session may be resumed, and is
+// closed (OnSessionClosed) when its window ends.
+func (n *Node) OnSessionSuspended(fn func(cluster.SessionEvent)) {
+	n.mu.Lock()
+	n.suspendFns = append(n.suspendFns, fn)
+	n.mu.Unlock()
+}
+
+// OnSessionResumed registers fn to run when a suspended session this node
+// watches continues on a new connection.
+func (n *Node) OnSessionResumed(fn func(cluster.SessionEvent)) {
+	n.mu.Lock()
+	n.resumeFns = append(n.resumeFns, fn)
+	n.mu.Unlock()
+}
+
+// fire runs the functions registered for an event of type t.
+func (n *Node) fire(t sysv1.SessionEvent_EventType, ev cluster.SessionEvent) {
+	n.mu.Lock()
+	var fns []func(cluster.SessionEvent)
+	switch t {
+	case sysv1.SessionEvent_EVENT_TYPE_SUSPENDED:
+		fns = n.suspendFns
+	case sysv1.SessionEvent_EVENT_TYPE_RESUMED:
+		fns = n.resumeFns
+	}
+	n.mu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
+}
+
 func (n *Node) fireClosed(ev cluster.SessionEvent) {
 	n.mu.Lock()
 	fns := n.closeFns
@@ -202,6 +236,11 @@ func (h *watchHub) serve(ctx context.Context, n *Node, st *connect.BidiStream[sy
 			}
 			set[ws] = struct{}{}
 			mine[sid] = struct{}{}
+			// A session suspended already is reported suspended now; under
+			// h.mu, so that a resume after it is reported after it.
+			if s, ok := svc.Get(sid); ok && s.Suspended() {
+				ws.enqueue(&sysv1.SessionEvent{Type: sysv1.SessionEvent_EVENT_TYPE_SUSPENDED, Session: snapshotToProto(s.Snapshot())})
+			}
 			h.mu.Unlock()
 			// A session that is already gone is reported now. Whichever of
 			// this and onSessionClosed removes the subscription reports it,
@@ -261,6 +300,30 @@ func (n *Node) onSessionClosed(s *session.Session, _ string) {
 	}
 }
 
+func (n *Node) onSessionSuspended(s *session.Session) {
+	n.onSessionChanged(s, sysv1.SessionEvent_EVENT_TYPE_SUSPENDED)
+}
+
+func (n *Node) onSessionResumed(s *session.Session) {
+	n.onSessionChanged(s, sysv1.SessionEvent_EVENT_TYPE_RESUMED)
+}
+
+// onSessionChanged tells the watchers of a session that it was suspended
+// or resumed (t), without blocking; the watch stays.
+func (n *Node) onSessionChanged(s *session.Session, t sysv1.SessionEvent_EventType) {
+	h := n.watchers
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.subs[s.ID()]
+	if len(set) == 0 {
+		return
+	}
+	ev := &sysv1.SessionEvent{Type: t, Session: snapshotToProto(s.Snapshot())}
+	for ws := range set {
+		ws.enqueue(ev)
+	}
+}
+
 // watchClient is this node's stream to one frontend, with the sessions it
 // watches there.
 type watchClient struct {
@@ -269,10 +332,12 @@ type watchClient struct {
 	stream  *connect.BidiStreamForClient[sysv1.WatchSessionsRequest, sysv1.SessionEvent]
 	cancel  context.CancelFunc
 
-	mu      sync.RWMutex
-	sids    map[uint64]struct{} // watched; nil once the stream ended
-	gone    [2]map[uint64]struct{}
-	pending *batchq.Queue[uint64] // subscriptions not sent yet, pushed under mu
+	mu   sync.RWMutex
+	sids map[uint64]struct{} // watched; nil once the stream ended
+	// suspended holds the watched sessions reported suspended.
+	suspended map[uint64]struct{}
+	gone      [2]map[uint64]struct{}
+	pending   *batchq.Queue[uint64] // subscriptions not sent yet, pushed under mu
 }
 
 // maxGoneGeneration bounds one generation of a watchClient's reported
@@ -435,7 +500,31 @@ func (h *watchHub) receive(n *Node, frontendID string, wc *watchClient, failures
 		if err != nil {
 			break
 		}
-		if ev.Type != sysv1.SessionEvent_EVENT_TYPE_CLOSED {
+		switch ev.Type {
+		case sysv1.SessionEvent_EVENT_TYPE_CLOSED:
+		case sysv1.SessionEvent_EVENT_TYPE_SUSPENDED, sysv1.SessionEvent_EVENT_TYPE_RESUMED:
+			// Reported on a change only: a subscription to a suspended
+			// session hears of it, and may hear of it twice.
+			snap := snapshotFromProto(ev.Session)
+			suspend := ev.Type == sysv1.SessionEvent_EVENT_TYPE_SUSPENDED
+			wc.mu.Lock()
+			_, watched := wc.sids[snap.ID]
+			_, was := wc.suspended[snap.ID]
+			change := watched && was != suspend
+			if change && suspend {
+				if wc.suspended == nil {
+					wc.suspended = map[uint64]struct{}{}
+				}
+				wc.suspended[snap.ID] = struct{}{}
+			} else if change {
+				delete(wc.suspended, snap.ID)
+			}
+			wc.mu.Unlock()
+			if change {
+				n.fire(ev.Type, cluster.SessionEvent{Session: snap})
+			}
+			continue
+		default:
 			continue
 		}
 		snap := snapshotFromProto(ev.Session)
@@ -443,6 +532,7 @@ func (h *watchHub) receive(n *Node, frontendID string, wc *watchClient, failures
 		_, watched := wc.sids[snap.ID]
 		if watched {
 			delete(wc.sids, snap.ID)
+			delete(wc.suspended, snap.ID)
 			wc.reportedLocked(snap.ID)
 		}
 		wc.mu.Unlock()

@@ -139,7 +139,7 @@ func startTCP(t *testing.T, cfg Config, h Handler) (*Connector, *session.Service
 	return c, svc, l.Addr()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {

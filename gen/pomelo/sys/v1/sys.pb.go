@@ -80,7 +80,13 @@ type SessionEvent_EventType int32
 
 const (
 	SessionEvent_EVENT_TYPE_UNSPECIFIED SessionEvent_EventType = 0
-	SessionEvent_EVENT_TYPE_CLOSED      SessionEvent_EventType = 1
+	// CLOSED: the session is gone (once per session; the last event).
+	SessionEvent_EVENT_TYPE_CLOSED SessionEvent_EventType = 1
+	// SUSPENDED: the connection of a resumable session dropped; the
+	// session waits within its resume window (docs/PROTOCOL.md section 10).
+	SessionEvent_EVENT_TYPE_SUSPENDED SessionEvent_EventType = 2
+	// RESUMED: a suspended session continues on a new connection.
+	SessionEvent_EVENT_TYPE_RESUMED SessionEvent_EventType = 3
 )
 
 // Enum value maps for SessionEvent_EventType.
@@ -88,10 +94,14 @@ var (
 	SessionEvent_EventType_name = map[int32]string{
 		0: "EVENT_TYPE_UNSPECIFIED",
 		1: "EVENT_TYPE_CLOSED",
+		2: "EVENT_TYPE_SUSPENDED",
+		3: "EVENT_TYPE_RESUMED",
 	}
 	SessionEvent_EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED": 0,
 		"EVENT_TYPE_CLOSED":      1,
+		"EVENT_TYPE_SUSPENDED":   2,
+		"EVENT_TYPE_RESUMED":     3,
 	}
 )
 
@@ -1599,13 +1609,15 @@ const file_pomelo_sys_v1_sys_proto_rawDesc = "" +
 	"\x06kicked\x18\x01 \x01(\x05R\x06kicked\"V\n" +
 	"\x14WatchSessionsRequest\x12\x1c\n" +
 	"\tsubscribe\x18\x01 \x03(\x04R\tsubscribe\x12 \n" +
-	"\vunsubscribe\x18\x02 \x03(\x04R\vunsubscribe\"\xbb\x01\n" +
+	"\vunsubscribe\x18\x02 \x03(\x04R\vunsubscribe\"\xed\x01\n" +
 	"\fSessionEvent\x129\n" +
 	"\x04type\x18\x01 \x01(\x0e2%.pomelo.sys.v1.SessionEvent.EventTypeR\x04type\x120\n" +
-	"\asession\x18\x02 \x01(\v2\x16.pomelo.sys.v1.SessionR\asession\">\n" +
+	"\asession\x18\x02 \x01(\v2\x16.pomelo.sys.v1.SessionR\asession\"p\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
-	"\x11EVENT_TYPE_CLOSED\x10\x01\"\x84\x01\n" +
+	"\x11EVENT_TYPE_CLOSED\x10\x01\x12\x18\n" +
+	"\x14EVENT_TYPE_SUSPENDED\x10\x02\x12\x16\n" +
+	"\x12EVENT_TYPE_RESUMED\x10\x03\"\x84\x01\n" +
 	"\x12PushMessageRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x120\n" +
 	"\apayload\x18\x02 \x01(\v2\x16.pomelo.sys.v1.PayloadR\apayload\x12\x12\n" +
