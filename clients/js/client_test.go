@@ -232,3 +232,24 @@ func TestTypeDeclarationsAcceptTheAPIAndRejectMisuse(t *testing.T) {
 		t.Fatalf("tsc -p clients/js/test: %v\n%s", err, out)
 	}
 }
+
+// TestResumeModeAgainstAFakeFrontend runs test/resume.mjs: the installed
+// package's resume mode (docs/PROTOCOL.md, section 10) against the small
+// frontend of test/fakeserver.mjs, under node: sys.resume on the first
+// handshake and {token, received} on reconnects, the DATA count across
+// connections, every push once and in order after a drop, the requests not
+// answered sent again with their ids (and run once), ids counting across
+// connections, resumed:false and giving up reported as lost with the
+// pending requests failed SESSION_LOST, backoff with jitter, code 4000 on
+// a heartbeat timeout and 1000 on disconnect, and no change without the
+// option.
+func TestResumeModeAgainstAFakeFrontend(t *testing.T) {
+	node := installedClient(t)
+	for _, scenario := range []string{"stock", "resume", "notresumed", "gaveup", "heartbeat", "notresumable", "kick"} {
+		t.Run(scenario, func(t *testing.T) {
+			if checks := runClient(t, node, "resume.mjs", scenario); len(checks) == 0 {
+				t.Errorf("resume.mjs %s checked nothing", scenario)
+			}
+		})
+	}
+}
