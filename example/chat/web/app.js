@@ -98,9 +98,10 @@ async function enter(username, rid) {
     state.client = null;
     if (connected) client.disconnect(); // a new session here: enter again through the gate
     setStatus('not connected', 'offline');
-    showLogin(reason === 'GAVE_UP'
-      ? 'The connection was lost and could not be made again. Enter the room again.'
-      : 'The connection was lost for too long: the server ended your session. Enter the room again.');
+    showLogin({
+      GAVE_UP: 'The connection was lost and could not be made again. Enter the room again.',
+      NOT_RESUMED: 'You were offline too long: the server ended your session. Enter the room again.',
+    }[reason] || 'The connection was lost. Enter the room again.');
   });
   client.on('onChat', (m) => {
     const to = m.target === '*' ? '' : ` → ${m.target}`;
