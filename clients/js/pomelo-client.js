@@ -455,10 +455,16 @@ export class PomeloClient {
     if (!this._open && this._state !== 'reconnecting') {
       return Promise.reject(new PomeloError(0, ClientError.CLOSED, 'not connected'));
     }
+    let bytes;
+    try {
+      bytes = encoder.encode(JSON.stringify(body));
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this._nextId = this._nextId >= MAX_ID ? 1 : this._nextId + 1;
     const id = this._nextId;
     return new Promise((resolve, reject) => {
-      const p = { route, body, resolve, reject, timer: null };
+      const p = { route, bytes, resolve, reject, timer: null };
       if (this.options.timeout > 0) {
         p.timer = setTimeout(() => {
           this._pending.delete(id);
@@ -466,15 +472,20 @@ export class PomeloClient {
         }, this.options.timeout);
       }
       this._pending.set(id, p);
-      if (!this._open) return; // reconnecting: sent after the resume
-      try {
-        this._sendMessage(MessageType.REQUEST, id, route, body);
-      } catch (err) {
-        clearTimeout(p.timer);
-        this._pending.delete(id);
-        reject(err);
-      }
+      if (this._open) this._sendRequest(id, p); // else sent after the resume
     });
+  }
+
+  // _sendRequest sends pending request id, or rejects it with the error
+  // that keeps it from being sent (a route or body too long).
+  _sendRequest(id, p) {
+    try {
+      this._sendMessage(MessageType.REQUEST, id, p.route, p.bytes);
+    } catch (err) {
+      clearTimeout(p.timer);
+      this._pending.delete(id);
+      p.reject(err);
+    }
   }
 
   /**
@@ -483,13 +494,10 @@ export class PomeloClient {
    * is back (and dropped if it is lost).
    */
   notify(route, body = {}) {
-    if (this._open) {
-      this._sendMessage(MessageType.NOTIFY, 0, route, body);
-      return;
-    }
-    if (this._state !== 'reconnecting') throw new PomeloError(0, ClientError.CLOSED, 'not connected');
-    encoder.encode(JSON.stringify(body)); // throw now on a body that cannot be sent
-    this._queue.push({ route, body });
+    if (!this._open && this._state !== 'reconnecting') throw new PomeloError(0, ClientError.CLOSED, 'not connected');
+    const bytes = encoder.encode(JSON.stringify(body));
+    if (this._open) this._sendMessage(MessageType.NOTIFY, 0, route, bytes);
+    else this._queue.push({ route, bytes });
   }
 
   /**
@@ -545,9 +553,10 @@ export class PomeloClient {
     if (this._ws && this._ws.readyState === 1) this._ws.send(bytes);
   }
 
-  _sendMessage(type, id, route, body) {
+  // _sendMessage sends a message whose body is encoded already: the route
+  // is compressed by the dictionary of the connection it goes on.
+  _sendMessage(type, id, route, bytes) {
     const code = (this._codes && this._codes.get(route)) || 0;
-    const bytes = encoder.encode(JSON.stringify(body));
     this._send(encodePackage(PackageType.DATA, encodeMessage({ type, id, route, code, body: bytes })));
   }
 
@@ -779,10 +788,16 @@ export class PomeloClient {
     if (r && r.resumed === true) {
       // Every request not answered yet goes again, with its id: the server
       // runs an id once, and the replay brings the answers it has.
-      for (const [id, p] of this._pending) this._sendMessage(MessageType.REQUEST, id, p.route, p.body);
+      for (const [id, p] of [...this._pending]) this._sendRequest(id, p);
       const queue = this._queue;
       this._queue = [];
-      for (const n of queue) this._sendMessage(MessageType.NOTIFY, 0, n.route, n.body);
+      for (const n of queue) {
+        try {
+          this._sendMessage(MessageType.NOTIFY, 0, n.route, n.bytes);
+        } catch (err) {
+          this._emit('error', err);
+        }
+      }
       this._emit('resumed', { attempt });
       return;
     }

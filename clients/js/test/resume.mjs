@@ -128,6 +128,8 @@ async function resume() {
   for (const i of [1, 2, 3]) s.push('onPush', { i });
   release.resolve();
   await new Promise((r) => setImmediate(r));
+  const bad = await rejection(c.request('room.echo', { big: 1n }));
+  check('resume: a body that cannot be sent rejects at once while reconnecting', bad instanceof TypeError, String(bad));
   const queued = c.request('room.echo', { queued: true });
   c.notify('room.note', { queued: true });
   const resumed = next(c, 'resumed');
