@@ -39,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pomelo-go/pomelo/runtime"
@@ -52,37 +53,70 @@ var _ runtime.ClientConn = (*Client)(nil)
 const maxRequestID = 1 << 31
 
 // Client is a connection to a Pomelo frontend server, in the WORKING state once Dial returns.
+// With Config.Resume it is a resumable session that outlives its connections: see Config.Resume.
 type Client struct {
 	opts  options
-	tr    transport
+	addr  string
 	ser   runtime.Serializer
 	start time.Time // origin of the monotonic times below
 
-	// Set by the read goroutine when the handshake reply arrives, before it is handed to Dial
-	// through hsCh; read-only afterwards.
-	hs     *wire.HandshakeResponse
-	codes  map[string]uint16 // route dictionary
-	routes map[uint16]string // its inverse
-	hsSeen bool              // read goroutine only
+	// life ends when the Client is finished; it bounds reconnection attempts.
+	life       context.Context
+	lifeCancel context.CancelFunc
 
-	hsCh        chan *wire.HandshakeResponse // capacity 1
-	hbRecv      chan struct{}                // capacity 1: a server heartbeat arrived
-	wsem        chan struct{}                // capacity 1: held while writing
-	done        chan struct{}                // closed once the connection is gone
-	closeCalled chan struct{}                // closed by Close
+	hs   atomic.Pointer[wire.HandshakeResponse] // the latest handshake reply
+	dict atomic.Pointer[dictMaps]               // route dictionary; nil for none
+
+	wsem        chan struct{} // capacity 1: held while writing
+	done        chan struct{} // closed once the Client is finished
+	closeCalled chan struct{} // closed by Close
 	closeOnce   sync.Once
 
-	lastRecv atomic.Int64 // nanoseconds since start of the last package received
+	received atomic.Uint64 // DATA packages received in the session (Received)
 
 	pushes *pushes
 
 	mu         sync.Mutex
+	cur        *cconn        // the connection in use; nil while reconnecting
+	connected  chan struct{} // closed when a reconnection is up, then replaced
+	token      string        // resume token of the session; "" when not resumable
 	closing    bool
 	err        error
 	kicked     bool
 	kickReason string
 	lastID     uint64
-	pending    map[uint64]chan result
+	pending    map[uint64]*call
+}
+
+// dictMaps is a route dictionary and its inverse.
+type dictMaps struct {
+	codes  map[string]uint16
+	routes map[uint16]string
+}
+
+// cconn is one network connection of a Client.
+type cconn struct {
+	tr       transport
+	hsCh     chan *wire.HandshakeResponse // capacity 1
+	hbRecv   chan struct{}                // capacity 1: a server heartbeat arrived
+	done     chan struct{}                // closed once the connection is gone
+	once     sync.Once
+	hsSeen   bool         // read goroutine only
+	lastRecv atomic.Int64 // nanoseconds since Client.start of the last package received
+}
+
+// end closes the connection once, with a WebSocket close code (0: none).
+func (k *cconn) end(code websocket.StatusCode) {
+	k.once.Do(func() {
+		_ = k.tr.close(code)
+		close(k.done)
+	})
+}
+
+// call is a request waiting for its response.
+type call struct {
+	ch  chan result
+	pkg []byte // kept to send it again after a resume (Config.Resume only)
 }
 
 // result is the outcome of a request.
@@ -100,52 +134,85 @@ type result struct {
 // handshake only.
 func (cfg Config) Dial(ctx context.Context, addr string) (*Client, error) {
 	o := cfg.options()
-	hsBody, err := handshakeBody(&o)
-	if err != nil {
-		return nil, err
-	}
-	hsPkg, err := wire.AppendPackage(nil, wire.TypeHandshake, hsBody)
-	if err != nil {
-		return nil, fmt.Errorf("pomelo client: handshake: %w", err)
-	}
-	tr, err := dialTransport(ctx, addr, &o)
-	if err != nil {
+	if _, err := handshakeBody(&o, nil); err != nil {
 		return nil, err
 	}
 	c := &Client{
 		opts:        o,
-		tr:          tr,
+		addr:        addr,
 		ser:         o.serializer,
 		start:       time.Now(),
-		hsCh:        make(chan *wire.HandshakeResponse, 1),
-		hbRecv:      make(chan struct{}, 1),
 		wsem:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
 		closeCalled: make(chan struct{}),
 		pushes:      newPushes(),
-		pending:     make(map[uint64]chan result),
+		pending:     make(map[uint64]*call),
+		connected:   make(chan struct{}),
 	}
-	go c.readLoop()
-	go c.dispatch()
-
-	fail := func(err error) (*Client, error) {
-		c.shutdown(err, false)
-		c.closeOnce.Do(func() { close(c.closeCalled) })
+	c.life, c.lifeCancel = context.WithCancel(context.Background())
+	if o.dict != nil {
+		c.setDict(o.dict)
+	}
+	var resume *wire.ResumeRequest
+	if o.resume {
+		resume = &wire.ResumeRequest{}
+	}
+	k, hs, err := c.connect(ctx, resume)
+	if err != nil {
+		c.lifeCancel()
 		return nil, err
 	}
-	if err := c.write(ctx, hsPkg); err != nil {
+	go c.dispatch()
+	c.mu.Lock()
+	c.cur = k
+	if hs.Sys != nil && hs.Sys.Resume != nil {
+		c.token = hs.Sys.Resume.Token
+	}
+	c.mu.Unlock()
+	c.report(StateConnected)
+	return c, nil
+}
+
+// connect dials the client's address, does the handshake (asking to resume when resume is not
+// nil) and the ack, and starts the connection's read and heartbeat goroutines.
+func (c *Client) connect(ctx context.Context, resume *wire.ResumeRequest) (*cconn, *wire.HandshakeResponse, error) {
+	hsBody, err := handshakeBody(&c.opts, resume)
+	if err != nil {
+		return nil, nil, err
+	}
+	hsPkg, err := wire.AppendPackage(nil, wire.TypeHandshake, hsBody)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pomelo client: handshake: %w", err)
+	}
+	tr, err := dialTransport(ctx, c.addr, &c.opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	k := &cconn{
+		tr:     tr,
+		hsCh:   make(chan *wire.HandshakeResponse, 1),
+		hbRecv: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	k.lastRecv.Store(c.now())
+	go c.readLoop(k)
+	fail := func(err error) (*cconn, *wire.HandshakeResponse, error) {
+		k.end(0)
+		return nil, nil, err
+	}
+	if err := c.writeOn(ctx, k, hsPkg); err != nil {
 		return fail(fmt.Errorf("pomelo client: handshake: %w", err))
 	}
 	var hs *wire.HandshakeResponse
 	select {
-	case hs = <-c.hsCh:
-	case <-c.done:
+	case hs = <-k.hsCh:
+	case <-k.done:
 		// The read goroutine hands the reply over before it ends the connection: a reply
 		// followed at once by the close is in hsCh by now, and it is the answer.
 		select {
-		case hs = <-c.hsCh:
+		case hs = <-k.hsCh:
 		default:
-			return fail(fmt.Errorf("pomelo client: handshake: %w", c.Err()))
+			return fail(fmt.Errorf("pomelo client: handshake: %w", c.connErr(k)))
 		}
 	case <-ctx.Done():
 		return fail(fmt.Errorf("pomelo client: handshake: %w", ctx.Err()))
@@ -156,18 +223,26 @@ func (cfg Config) Dial(ctx context.Context, addr string) (*Client, error) {
 	if hs.Sys != nil && hs.Sys.Serializer != "" && hs.Sys.Serializer != c.ser.Name() {
 		return fail(fmt.Errorf("pomelo client: handshake: asked for serializer %q, server uses %q", c.ser.Name(), hs.Sys.Serializer))
 	}
-	if err := c.write(ctx, wire.HandshakeAckPackage); err != nil {
+	if err := c.writeOn(ctx, k, wire.HandshakeAckPackage); err != nil {
 		return fail(fmt.Errorf("pomelo client: handshake ack: %w", err))
 	}
-	if o.heartbeat && hs.Sys != nil && hs.Sys.Heartbeat > 0 {
-		go c.heartbeatLoop(time.Duration(hs.Sys.Heartbeat) * time.Second)
+	if c.opts.heartbeat && hs.Sys != nil && hs.Sys.Heartbeat > 0 {
+		go c.heartbeatLoop(k, time.Duration(hs.Sys.Heartbeat)*time.Second)
 	}
-	return c, nil
+	return k, hs, nil
+}
+
+// connErr is why a connection that ended before its handshake completed ended.
+func (c *Client) connErr(k *cconn) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return ErrConnectionLost
 }
 
 // handshakeBody returns the JSON of the client's handshake, shaped as the JS client's:
 // {"sys":{"type":...,"version":...,"protoVersion":0,...,"rsa":{}},"user":{}}.
-func handshakeBody(o *options) ([]byte, error) {
+func handshakeBody(o *options, resume *wire.ResumeRequest) ([]byte, error) {
 	user := o.user
 	if len(bytes.TrimSpace(user)) == 0 {
 		user = json.RawMessage("{}")
@@ -182,6 +257,7 @@ func handshakeBody(o *options) ([]byte, error) {
 			DictVersion:  o.dictVersion,
 			Serializer:   o.serializer.Name(),
 			RSA:          json.RawMessage("{}"),
+			Resume:       resume,
 		},
 		User: user,
 	}
@@ -233,19 +309,26 @@ func (c *Client) RequestRaw(ctx context.Context, route string, body []byte) (res
 		return nil, false, err
 	}
 	id := c.nextIDLocked()
-	c.pending[id] = ch
-	c.mu.Unlock()
-
 	m := c.message(wire.Request, route, body)
 	m.ID = id
 	pkg, err := wire.AppendMessagePackage(nil, &m)
 	if err != nil {
-		c.forget(id)
+		c.mu.Unlock()
 		return nil, false, fmt.Errorf("pomelo client: request %s: %w", route, err)
 	}
+	cl := &call{ch: ch}
+	if c.opts.resume {
+		cl.pkg = pkg
+	}
+	c.pending[id] = cl
+	c.mu.Unlock()
+
 	if err := c.write(ctx, pkg); err != nil {
-		c.forget(id)
-		return nil, false, err
+		if !c.opts.resume || c.Err() != nil {
+			c.forget(id)
+			return nil, false, err
+		}
+		// The connection dropped: the request goes again after the resume.
 	}
 	select {
 	case r := <-ch:
@@ -279,6 +362,10 @@ func (c *Client) NotifyRaw(ctx context.Context, route string, body []byte) error
 	return c.write(ctx, pkg)
 }
 
+// Received returns how many DATA packages (responses and pushes) the client has received in
+// its session, across every connection of a resumed session; a new session starts at 0.
+func (c *Client) Received() uint64 { return c.received.Load() }
+
 // SendRaw writes pkg as is, as one WebSocket frame (or as bytes on a TCP connection), for
 // tests of bad input. pkg may hold anything: several packages, part of one, garbage.
 func (c *Client) SendRaw(pkg []byte) error {
@@ -287,15 +374,31 @@ func (c *Client) SendRaw(pkg []byte) error {
 
 // Handshake returns the server's handshake reply (heartbeat, dictionary, user). The caller
 // must not modify it.
-func (c *Client) Handshake() *wire.HandshakeResponse { return c.hs }
+// With Config.Resume it is the reply of the latest connection.
+func (c *Client) Handshake() *wire.HandshakeResponse { return c.hs.Load() }
 
 // Dict returns a copy of the route dictionary in use (route to code); nil if there is none.
-func (c *Client) Dict() map[string]uint16 { return maps.Clone(c.codes) }
+func (c *Client) Dict() map[string]uint16 {
+	if d := c.dict.Load(); d != nil {
+		return maps.Clone(d.codes)
+	}
+	return nil
+}
+
+// setDict makes codes the route dictionary.
+func (c *Client) setDict(codes map[string]uint16) {
+	d := &dictMaps{codes: maps.Clone(codes), routes: make(map[uint16]string, len(codes))}
+	for r, code := range codes {
+		d.routes[code] = r
+	}
+	c.dict.Store(d)
+}
 
 // Serializer returns the serializer of the message bodies.
 func (c *Client) Serializer() runtime.Serializer { return c.ser }
 
-// Done returns a channel that is closed when the connection is gone.
+// Done returns a channel that is closed when the connection is gone (with Config.Resume: when
+// the Client is finished: closed, kicked, or it gave up reconnecting).
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // KickReason returns the reason of the KICK the server closed the connection with, and
@@ -314,10 +417,12 @@ func (c *Client) Err() error {
 	return c.err
 }
 
-// Close closes the connection (with a WebSocket close handshake) if it is still open, fails
-// the pending requests with ErrClosed and releases the goroutines of the Client. It returns
-// once the connection is gone. Close may be called more than once and after the connection
-// ended; it always returns nil, Err tells why the connection ended.
+// Close closes the connection (with a WebSocket close handshake, code 1000: the client leaves,
+// and a resumable session closes at once) if it is still open, fails the pending requests with
+// ErrClosed and releases the goroutines of the Client. It returns once the connection is gone.
+// Close may be called more than once and after the connection ended; it always returns nil,
+// Err tells why the connection ended. Over TCP there is no close code: the server cannot tell
+// a Close from a drop, so a resumable session stays suspended until its window ends.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() { close(c.closeCalled) })
 	c.shutdown(ErrClosed, true)
@@ -341,8 +446,10 @@ func (c *Client) encode(route string, req proto.Message) ([]byte, error) {
 // dictionary holds it (as the JS client does).
 func (c *Client) message(t wire.MessageType, route string, body []byte) wire.Message {
 	m := wire.Message{Type: t, Route: route, Body: body}
-	if code, ok := c.codes[route]; ok {
-		m.Compressed, m.RouteCode, m.Route = true, code, ""
+	if d := c.dict.Load(); d != nil {
+		if code, ok := d.codes[route]; ok {
+			m.Compressed, m.RouteCode, m.Route = true, code, ""
+		}
 	}
 	return m
 }
@@ -367,30 +474,67 @@ func (c *Client) forget(id uint64) {
 	c.mu.Unlock()
 }
 
-// write writes b as one frame. Writes are serialized; waiting for an ongoing write ends with
-// ctx, but a write that has started is bounded only by the write timeout. A failed write
-// closes the connection.
+// write writes b as one frame on the connection in use. Writes are serialized; waiting for an
+// ongoing write ends with ctx, but a write that has started is bounded only by the write
+// timeout. A failed write ends the connection. With Config.Resume, while the client is
+// reconnecting, write waits for the connection (or ctx, or the end of the Client).
 func (c *Client) write(ctx context.Context, b []byte) error {
+	for {
+		c.mu.Lock()
+		k, err := c.cur, c.err
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if k != nil {
+			return c.writeOn(ctx, k, b)
+		}
+		if !c.opts.resume {
+			return ErrConnectionLost
+		}
+		if err := c.waitConnected(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// writeOn writes b as one frame on k.
+func (c *Client) writeOn(ctx context.Context, k *cconn, b []byte) error {
 	select {
 	case c.wsem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-c.done:
-		return c.Err()
+	case <-k.done:
+		return c.lostErr()
 	}
 	defer func() { <-c.wsem }()
-	if err := c.Err(); err != nil {
-		return err
+	select {
+	case <-k.done:
+		return c.lostErr()
+	default:
 	}
-	if err := c.tr.writeFrame(b, c.opts.writeTimeout); err != nil {
-		c.shutdown(fmt.Errorf("%w: write: %w", ErrConnectionLost, err), false)
-		return c.Err()
+	if err := k.tr.writeFrame(b, c.opts.writeTimeout); err != nil {
+		err = fmt.Errorf("%w: write: %w", ErrConnectionLost, err)
+		c.connEnded(k, err, 0)
+		if e := c.Err(); e != nil {
+			return e
+		}
+		return err
 	}
 	return nil
 }
 
-// shutdown ends the connection once, with cause as the reason: it records the reason, fails
-// the pending requests, closes the transport and then closes done. Later calls do nothing.
+// lostErr is the error of a write on a connection that has ended.
+func (c *Client) lostErr() error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return ErrConnectionLost
+}
+
+// shutdown finishes the Client once, with cause as the reason: it records the reason, fails
+// the pending requests, closes the connection (WebSocket close code 1000 when graceful) and
+// then closes done. Later calls do nothing.
 func (c *Client) shutdown(cause error, graceful bool) {
 	c.mu.Lock()
 	if c.closing {
@@ -405,22 +549,30 @@ func (c *Client) shutdown(cause error, graceful bool) {
 	}
 	pending := c.pending
 	c.pending = nil
+	k := c.cur
 	c.mu.Unlock()
 
-	for _, ch := range pending {
-		ch <- result{err: cause} // capacity 1, and the read goroutine no longer finds ch
+	for _, cl := range pending {
+		cl.ch <- result{err: cause} // capacity 1, and the read goroutine no longer finds it
 	}
-	_ = c.tr.close(graceful)
+	if k != nil {
+		code := websocket.StatusCode(0)
+		if graceful {
+			code = websocket.StatusNormalClosure
+		}
+		k.end(code)
+	}
+	c.lifeCancel()
 	close(c.done)
 }
 
 // now returns the monotonic time since c.start.
 func (c *Client) now() int64 { return int64(time.Since(c.start)) }
 
-// readLoop runs on its own goroutine and handles every package from the server until the
+// readLoop runs on its own goroutine and handles every package from the server on k until the
 // connection ends.
-func (c *Client) readLoop() {
-	err := c.tr.readPackages(c.handle)
+func (c *Client) readLoop(k *cconn) {
+	err := k.tr.readPackages(func(t wire.PackageType, body []byte) error { return c.handle(k, t, body) })
 	var ke *KickError
 	switch {
 	case errors.As(err, &ke), errors.Is(err, ErrProtocol):
@@ -430,27 +582,50 @@ func (c *Client) readLoop() {
 	default:
 		err = fmt.Errorf("%w: %w", ErrConnectionLost, err)
 	}
-	c.shutdown(err, false)
+	c.connEnded(k, err, 0)
 }
 
-// handle handles one package from the server. body may be reused once it returns. An error
-// ends the connection.
-func (c *Client) handle(t wire.PackageType, body []byte) error {
-	c.lastRecv.Store(c.now())
+// connEnded handles the end of connection k, for cause, closing it with the WebSocket close
+// code (0: none). A resumable session whose connection broke (not a kick, not a protocol
+// error) reconnects; otherwise the Client is finished.
+func (c *Client) connEnded(k *cconn, cause error, code websocket.StatusCode) {
+	var ke *KickError
+	resumable := c.opts.resume && !errors.As(cause, &ke) && !errors.Is(cause, ErrProtocol)
+	c.mu.Lock()
+	current := c.cur == k
+	reconnect := current && resumable && !c.closing && c.token != ""
+	if reconnect {
+		c.cur = nil
+	}
+	c.mu.Unlock()
+	k.end(code)
+	switch {
+	case reconnect:
+		go c.reconnect(cause)
+	case current:
+		c.shutdown(cause, false)
+	}
+}
+
+// handle handles one package from the server on k. body may be reused once it returns. An
+// error ends the connection.
+func (c *Client) handle(k *cconn, t wire.PackageType, body []byte) error {
+	k.lastRecv.Store(c.now())
 	switch t {
 	case wire.TypeHandshake:
-		return c.handleHandshake(body)
+		return c.handleHandshake(k, body)
 	case wire.TypeHeartbeat:
 		if c.opts.heartbeat {
 			select {
-			case c.hbRecv <- struct{}{}:
+			case k.hbRecv <- struct{}{}:
 			default:
 			}
 		}
 	case wire.TypeData:
-		if !c.hsSeen {
+		if !k.hsSeen {
 			return fmt.Errorf("%w: DATA before the handshake", ErrProtocol)
 		}
+		c.received.Add(1)
 		return c.handleData(body)
 	case wire.TypeKick:
 		reason, err := wire.ParseKick(body)
@@ -465,12 +640,12 @@ func (c *Client) handle(t wire.PackageType, body []byte) error {
 }
 
 // handleHandshake records the server's handshake reply and its route dictionary, and hands the
-// reply to Dial.
-func (c *Client) handleHandshake(body []byte) error {
-	if c.hsSeen {
+// reply to the dialling goroutine.
+func (c *Client) handleHandshake(k *cconn, body []byte) error {
+	if k.hsSeen {
 		return fmt.Errorf("%w: second handshake", ErrProtocol)
 	}
-	c.hsSeen = true
+	k.hsSeen = true
 	var hs wire.HandshakeResponse
 	if err := json.Unmarshal(body, &hs); err != nil {
 		return fmt.Errorf("%w: handshake reply %q: %w", ErrProtocol, body, err)
@@ -478,19 +653,17 @@ func (c *Client) handleHandshake(body []byte) error {
 	if hs.Code == wire.CodeOK {
 		switch {
 		case hs.Sys != nil && len(hs.Sys.Dict) > 0:
-			c.codes = maps.Clone(hs.Sys.Dict)
+			c.setDict(hs.Sys.Dict)
 		case c.opts.dict != nil && (hs.Sys == nil || hs.Sys.DictVersion == "" || hs.Sys.DictVersion == c.opts.dictVersion):
-			c.codes = maps.Clone(c.opts.dict)
+			c.setDict(c.opts.dict)
 		}
-		if len(c.codes) > 0 {
-			c.routes = make(map[uint16]string, len(c.codes))
-			for r, code := range c.codes {
-				c.routes[code] = r
-			}
+		if hs.Sys == nil || hs.Sys.Resume == nil || !hs.Sys.Resume.Resumed {
+			// A new session: its DATA count starts at 0, before any of its packages.
+			c.received.Store(0)
 		}
+		c.hs.Store(&hs)
 	}
-	c.hs = &hs
-	c.hsCh <- &hs
+	k.hsCh <- &hs
 	return nil
 }
 
@@ -514,18 +687,22 @@ func (c *Client) handleData(pkg []byte) error {
 	switch m.Type {
 	case wire.Response:
 		c.mu.Lock()
-		ch, ok := c.pending[m.ID]
+		cl, ok := c.pending[m.ID]
 		delete(c.pending, m.ID)
 		c.mu.Unlock()
 		if !ok {
 			c.opts.logger.Debug("pomelo client: dropped response nobody waits for", "id", m.ID)
 			return nil
 		}
-		ch <- result{body: body, isErr: m.Error}
+		cl.ch <- result{body: body, isErr: m.Error}
 	case wire.Push:
 		route := m.Route
 		if m.Compressed {
-			r, ok := c.routes[m.RouteCode]
+			var r string
+			ok := false
+			if d := c.dict.Load(); d != nil {
+				r, ok = d.routes[m.RouteCode]
+			}
 			if !ok {
 				c.opts.logger.Warn("pomelo client: dropped push with a route code not in the dictionary", "code", m.RouteCode)
 				return nil
@@ -565,12 +742,12 @@ func (c *Client) inflate(b []byte) ([]byte, error) {
 	return out, nil
 }
 
-// heartbeatLoop runs on its own goroutine while heartbeats are on. As the JS client does, it
-// answers each server HEARTBEAT with one of its own after the interval (server heartbeats
-// arriving meanwhile are absorbed), and once it has sent one, closes the connection when
-// nothing has arrived for twice the interval since the later of the last package received and
-// the last heartbeat sent.
-func (c *Client) heartbeatLoop(interval time.Duration) {
+// heartbeatLoop runs on its own goroutine while heartbeats are on, for connection k. As the JS
+// client does, it answers each server HEARTBEAT with one of its own after the interval (server
+// heartbeats arriving meanwhile are absorbed), and once it has sent one, gives the connection
+// up when nothing has arrived for twice the interval since the later of the last package
+// received and the last heartbeat sent (a WebSocket is closed with code 4000, never 1000).
+func (c *Client) heartbeatLoop(k *cconn, interval time.Duration) {
 	timeout := 2 * interval
 	var (
 		lastSent int64
@@ -583,32 +760,32 @@ func (c *Client) heartbeatLoop(interval time.Duration) {
 		}
 	}()
 	deadline := func() time.Duration {
-		return time.Duration(max(c.lastRecv.Load(), lastSent)+int64(timeout)) - time.Duration(c.now())
+		return time.Duration(max(k.lastRecv.Load(), lastSent)+int64(timeout)) - time.Duration(c.now())
 	}
 	for {
 		select {
-		case <-c.done:
+		case <-k.done:
 			return
 		case <-watchC:
 			left := deadline()
 			if left <= 0 {
-				c.shutdown(ErrHeartbeatTimeout, false)
+				c.connEnded(k, ErrHeartbeatTimeout, statusGaveUp)
 				return
 			}
 			watch.Reset(left)
-		case <-c.hbRecv:
+		case <-k.hbRecv:
 			t := time.NewTimer(interval)
 			select {
-			case <-c.done:
+			case <-k.done:
 				t.Stop()
 				return
 			case <-t.C:
 			}
 			select { // absorb a server heartbeat that came during the wait
-			case <-c.hbRecv:
+			case <-k.hbRecv:
 			default:
 			}
-			if err := c.write(context.Background(), wire.HeartbeatPackage); err != nil {
+			if err := c.writeOn(context.Background(), k, wire.HeartbeatPackage); err != nil {
 				return
 			}
 			lastSent = c.now()

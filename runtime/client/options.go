@@ -73,6 +73,33 @@ type Config struct {
 	// Logger receives what the client drops: pushes it cannot decode or route, responses
 	// nobody waits for any more (nil: discard).
 	Logger *slog.Logger
+
+	// Resume asks the server for a resumable session (docs/PROTOCOL.md section 10). When
+	// the connection then breaks (not a kick, not Close), the client dials the same address
+	// again with backoff and resumes the session: the server replays what the client missed,
+	// each response and push once and in order, and the client sends again the requests not
+	// answered yet (request ids keep counting across connections), so calls in flight just
+	// take longer. Calls made while reconnecting wait for the connection. A server without
+	// the extension (or with it off) makes this an ordinary session. False: a broken
+	// connection ends the Client, as the JS client's does.
+	Resume bool
+
+	// ReconnectMinDelay and ReconnectMaxDelay bound the backoff between reconnection
+	// attempts: the first is immediate, then the delay doubles from ReconnectMinDelay up to
+	// ReconnectMaxDelay, each wait drawn at random from its upper half (0:
+	// DefaultReconnectMinDelay, 100ms, and DefaultReconnectMaxDelay, 5s).
+	ReconnectMinDelay time.Duration
+	ReconnectMaxDelay time.Duration
+
+	// ReconnectTimeout is how long the client keeps trying to reconnect before it gives up:
+	// the Client is then finished, with an error wrapping ErrConnectionLost, and StateLost
+	// is reported (0: DefaultReconnectTimeout, 30s, the server's default resume window).
+	ReconnectTimeout time.Duration
+
+	// OnState, when set, is called with each change of the connection state (connected,
+	// reconnecting, resumed, lost), in order, on a goroutine of the client; it must not
+	// block.
+	OnState func(State)
 }
 
 // Dial connects to addr with the default configuration: it is Config{}.Dial.
@@ -93,6 +120,12 @@ type options struct {
 	tlsConfig     *tls.Config
 	writeTimeout  time.Duration
 	logger        *slog.Logger
+
+	resume           bool
+	minDelay         time.Duration
+	maxDelay         time.Duration
+	reconnectTimeout time.Duration
+	onState          func(State)
 }
 
 // options returns cfg with its defaults filled in, holding its own copies of the slices and
@@ -110,6 +143,22 @@ func (cfg Config) options() options {
 		tlsConfig:     cfg.TLSConfig,
 		writeTimeout:  cfg.WriteTimeout,
 		logger:        cfg.Logger,
+
+		resume:           cfg.Resume,
+		minDelay:         cfg.ReconnectMinDelay,
+		maxDelay:         cfg.ReconnectMaxDelay,
+		reconnectTimeout: cfg.ReconnectTimeout,
+		onState:          cfg.OnState,
+	}
+	if o.minDelay <= 0 {
+		o.minDelay = DefaultReconnectMinDelay
+	}
+	if o.maxDelay <= 0 {
+		o.maxDelay = DefaultReconnectMaxDelay
+	}
+	o.maxDelay = max(o.maxDelay, o.minDelay)
+	if o.reconnectTimeout <= 0 {
+		o.reconnectTimeout = DefaultReconnectTimeout
 	}
 	if o.serializer == nil {
 		o.serializer = runtime.JSON

@@ -24,8 +24,9 @@ type transport interface {
 	// returns an error, and returns that error. The body passed to fn may alias a buffer that
 	// is reused once fn returns.
 	readPackages(fn func(wire.PackageType, []byte) error) error
-	// close closes the connection, with a WebSocket close handshake if graceful is set.
-	close(graceful bool) error
+	// close closes the connection: a WebSocket with a close handshake with code (none when
+	// code is 0; with a code other than 1000, without waiting for the server's answer).
+	close(code websocket.StatusCode) error
 }
 
 // dialTransport connects to addr: "ws://", "wss://", "tcp://" or "tls://" (raw TCP with TLS).
@@ -94,11 +95,17 @@ func (t *wsTransport) readPackages(fn func(wire.PackageType, []byte) error) erro
 	}
 }
 
-func (t *wsTransport) close(graceful bool) error {
-	if graceful {
-		return t.conn.Close(websocket.StatusNormalClosure, "")
+func (t *wsTransport) close(code websocket.StatusCode) error {
+	switch code {
+	case 0:
+		return t.conn.CloseNow()
+	case websocket.StatusNormalClosure:
+		return t.conn.Close(code, "")
 	}
-	return t.conn.CloseNow()
+	// The connection is given up: the close frame goes, nobody waits for the answer (the
+	// library bounds its wait).
+	go t.conn.Close(code, "")
+	return nil
 }
 
 // tcpTransport is a raw TCP (or TLS) connection.
@@ -146,7 +153,7 @@ func (t *tcpTransport) readPackages(fn func(wire.PackageType, []byte) error) err
 	}
 }
 
-func (t *tcpTransport) close(bool) error {
+func (t *tcpTransport) close(websocket.StatusCode) error {
 	err := t.conn.Close()
 	if errors.Is(err, net.ErrClosed) {
 		return nil

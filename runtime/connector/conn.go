@@ -37,11 +37,20 @@ var errSlowConsumer = runtime.Errorf(runtime.ErrClosed, "client send queue is fu
 type conn struct {
 	c         *Connector
 	transport transport
-	sess      *session.Session
-	ser       atomic.Pointer[serializerBox] // set by the handshake
-	state     atomic.Int32
-	lastRecv  atomic.Int64 // unix nanos of the last package received
-	timer     *time.Timer  // handshake, then heartbeat timeout
+	// sess is the connection's session: the one made with it, or, once a
+	// resume is granted, the resumed one.
+	sess atomic.Pointer[session.Session]
+	// link is set by the handshake of a resumable session (resume.go).
+	link atomic.Pointer[link]
+	// detached: the connection no longer carries its resumable session
+	// (it dropped, or a resume took the session over); its inbox may still
+	// run the messages it accepted, which after waits for.
+	detached atomic.Bool
+	after    *conn                         // the detached connection whose inbox runs first
+	ser      atomic.Pointer[serializerBox] // set by the handshake
+	state    atomic.Int32
+	lastRecv atomic.Int64 // unix nanos of the last package received
+	timer    *time.Timer  // handshake, then heartbeat timeout
 
 	// send queue, drained by writeLoop, which runs only while something is
 	// queued (writing); closed: no more Sends, flush then close
@@ -71,6 +80,8 @@ type conn struct {
 	// stopping: no more messages are accepted; the waiting ones are
 	// answered CLOSED once the running one has finished.
 	stopping bool
+	// idle, when set, is closed once the inbox has no work (waitIdle).
+	idle chan struct{}
 	// ended: Kick or Close was called; kick and kickReason say which. The
 	// final KICK (or close) follows the answers of every accepted message.
 	ended      bool
@@ -102,13 +113,16 @@ func newConn(c *Connector, t transport) *conn {
 // start creates the session and arms the handshake timer, once the
 // connector has accepted the connection.
 func (cn *conn) start() {
-	cn.sess = cn.c.sessions.Create(cn)
+	cn.sess.Store(cn.c.sessions.Create(cn))
 	cn.timer = time.AfterFunc(cn.c.cfg.HandshakeTimeout, cn.onTimer)
 }
 
 // errNotReady answers a push to a connection that has not finished its
 // handshake: Pomelo sends nothing before that either.
 var errNotReady = runtime.Errorf(runtime.ErrClosed, "connection has not completed its handshake")
+
+// session returns the connection's session.
+func (cn *conn) session() *session.Session { return cn.sess.Load() }
 
 // Send implements session.Conn. Only a connection that completed its
 // handshake (WORKING) takes packages.
@@ -119,6 +133,12 @@ func (cn *conn) Send(pkgs []byte) error {
 		}
 		return errNotReady
 	}
+	return cn.push(pkgs)
+}
+
+// push queues pkgs for the writer; a full queue kicks the session as a
+// slow consumer.
+func (cn *conn) push(pkgs []byte) error {
 	switch cn.out.Push(pkgs) {
 	case nil:
 		cn.wakeWriter()
@@ -126,7 +146,7 @@ func (cn *conn) Send(pkgs []byte) error {
 	case batchq.ErrFull:
 		// Kick on another goroutine: the close hooks may push to other
 		// sessions.
-		go cn.c.sessions.CloseSession(cn.sess, KickReasonSlowConsumer, true)
+		go cn.c.sessions.CloseSession(cn.session(), KickReasonSlowConsumer, true)
 		return errSlowConsumer
 	}
 	return runtime.Errorf(runtime.ErrClosed, "connection closed")
@@ -261,7 +281,10 @@ func (cn *conn) setState(s int32) { cn.state.Store(s) }
 func (cn *conn) finish() {
 	cn.doneOnce.Do(func() {
 		cn.timer.Stop()
-		cn.inCancel()
+		if !cn.detached.Load() || !cn.busy() {
+			// A detached connection's inbox cancels when it runs dry.
+			cn.inCancel()
+		}
 		cn.out.Discard()
 		close(cn.done)
 		cn.transport.closeNow()
@@ -271,7 +294,7 @@ func (cn *conn) finish() {
 
 // shutdown kicks the session (or just closes it when reason is empty).
 func (cn *conn) shutdown(reason string) {
-	cn.c.sessions.CloseSession(cn.sess, reason, reason != "")
+	cn.c.sessions.CloseSession(cn.session(), reason, reason != "")
 }
 
 // onTimer closes a connection that has not completed its handshake in time,
@@ -288,9 +311,10 @@ func (cn *conn) onTimer() {
 			return
 		}
 		if paused {
-			// The client left while we were not reading: end the session
-			// (the running request's context is cancelled after the grace).
-			cn.c.sessions.CloseSession(cn.sess, "", false)
+			// The client left while we were not reading: end (or suspend)
+			// the session (the running request's context is cancelled
+			// after the grace).
+			cn.drop(false)
 			return
 		}
 		idle := time.Duration(time.Now().UnixNano() - cn.lastRecv.Load())
@@ -299,7 +323,54 @@ func (cn *conn) onTimer() {
 			return
 		}
 	}
-	cn.c.sessions.CloseSession(cn.sess, "", false)
+	cn.drop(false)
+}
+
+// drop handles the end of the connection without a kick: the client left
+// (leave: a WebSocket close with code 1000), broke the protocol, or the
+// connection failed. A resumable session is suspended instead of closed
+// (and the connection closed at once); any other closes.
+func (cn *conn) drop(leave bool) {
+	if l := cn.link.Load(); l != nil && !leave && l.suspend(cn) {
+		cn.transport.closeNow()
+		return
+	}
+	cn.c.sessions.CloseSession(cn.session(), "", false)
+}
+
+// busy reports whether the inbox has work.
+func (cn *conn) busy() bool {
+	cn.inMu.Lock()
+	defer cn.inMu.Unlock()
+	return cn.inActive
+}
+
+// waitIdle returns once cn's inbox has no work.
+func (cn *conn) waitIdle() {
+	cn.inMu.Lock()
+	if !cn.inActive {
+		cn.inMu.Unlock()
+		return
+	}
+	if cn.idle == nil {
+		cn.idle = make(chan struct{})
+	}
+	idle := cn.idle
+	cn.inMu.Unlock()
+	<-idle
+}
+
+// wentIdle, with cn.inMu held, wakes those waiting for the inbox to run
+// dry; a detached connection's context goes with its last message.
+func (cn *conn) wentIdle() {
+	cn.inActive = false
+	if cn.idle != nil {
+		close(cn.idle)
+		cn.idle = nil
+	}
+	if cn.detached.Load() {
+		cn.inCancel()
+	}
 }
 
 // writeBufs holds the coalescing buffers of the connections writing at
@@ -352,7 +423,7 @@ func (cn *conn) writeLoop() {
 			err := cn.transport.write(frame, cn.c.cfg.WriteTimeout)
 			clear(batch) // the packages are written: let them go now
 			if err != nil {
-				cn.c.sessions.CloseSession(cn.sess, "", false)
+				cn.drop(false)
 				cn.finish()
 				return
 			}
@@ -397,24 +468,36 @@ var errProtocol = errors.New("protocol violation")
 
 func (cn *conn) readLoop() {
 	defer close(cn.readerDone)
+	var err error
 	defer func() {
 		// The client left (or broke the protocol): close the session, which
-		// closes the connection; make sure it is finished.
-		cn.c.sessions.CloseSession(cn.sess, "", false)
+		// closes the connection (a resumable one is suspended); make sure
+		// it is finished.
+		cn.drop(isLeave(err))
 		cn.finish()
 	}()
 	for {
-		err := cn.transport.readPackages(cn.onPackage)
+		err = cn.transport.readPackages(cn.onPackage)
 		if err != nil {
 			if !isClosedErr(err) && cn.state.Load() != stateClosed {
-				cn.c.cfg.Logger.Debug("pomelo: closing client connection", "remote", cn.RemoteAddr(), "session", cn.sess.ID(), "error", err)
+				cn.c.cfg.Logger.Debug("pomelo: closing client connection", "remote", cn.RemoteAddr(), "session", cn.session().ID(), "error", err)
 			}
 			return
 		}
 	}
 }
 
+// errDetached stops the reader of a connection that no longer carries its
+// session; errSessionGone, of one whose session ended before its ack.
+var (
+	errDetached    = errors.New("connection detached from its session")
+	errSessionGone = errors.New("session ended before the handshake ack")
+)
+
 func (cn *conn) onPackage(t wire.PackageType, body []byte) error {
+	if cn.detached.Load() {
+		return errDetached
+	}
 	cn.lastRecv.Store(time.Now().UnixNano())
 	switch cn.state.Load() {
 	case stateInited:
@@ -429,6 +512,9 @@ func (cn *conn) onPackage(t wire.PackageType, body []byte) error {
 			cn.timer.Reset(cn.c.cfg.HeartbeatTimeout)
 			// The JS client starts heartbeating only after a server one.
 			cn.sendControl(wire.HeartbeatPackage, false)
+			if l := cn.link.Load(); l != nil && !l.attach(cn) {
+				return errSessionGone // the session ended before the ack
+			}
 			return nil
 		case wire.TypeHeartbeat:
 			return nil
@@ -468,7 +554,7 @@ func (cn *conn) onHandshake(body []byte) error {
 		return fail(wire.CodeBadHandshake)
 	}
 	cn.ser.Store(&serializerBox{ser})
-	user, err := cn.c.h.Handshake(cn.c.ctx, cn.sess, req)
+	user, err := cn.c.h.Handshake(cn.c.ctx, cn.session(), req)
 	if err != nil {
 		var he *HandshakeError
 		if errors.As(err, &he) && he.Code == wire.CodeOldClient {
@@ -479,6 +565,9 @@ func (cn *conn) onHandshake(body []byte) error {
 	resp := wire.HandshakeResponse{Code: wire.CodeOK, Sys: &wire.HandshakeResponseSys{
 		Heartbeat: max(1, int(cn.c.cfg.Heartbeat/time.Second)),
 	}, User: user}
+	if r := req.Sys.Resume; r != nil && cn.c.resumeOn() {
+		resp.Sys.Resume = cn.resumeHandshake(r, ser)
+	}
 	if d := cn.c.dict; d != nil && d.Len() > 0 {
 		resp.Sys.UseDict = true
 		resp.Sys.DictVersion = d.Version()
@@ -498,6 +587,23 @@ func (cn *conn) onHandshake(body []byte) error {
 	return nil
 }
 
+// resumeHandshake answers sys.resume of the handshake: the session of the
+// token resumes on cn, or cn's own session becomes resumable.
+func (cn *conn) resumeHandshake(r *wire.ResumeRequest, ser runtime.Serializer) *wire.ResumeReply {
+	if r.Token != "" {
+		if l, tok := cn.c.grantResume(cn, r.Token, r.Received, ser); l != nil {
+			fresh := cn.session()
+			cn.sess.Store(l.sess)
+			cn.link.Store(l)
+			cn.c.sessions.Discard(fresh)
+			return &wire.ResumeReply{Token: tok, Resumed: true}
+		}
+	}
+	l, tok := cn.c.newLink(cn, ser)
+	cn.link.Store(l)
+	return &wire.ResumeReply{Token: tok}
+}
+
 func (cn *conn) onData(body []byte) error {
 	m, err := wire.DecodeMessage(body)
 	if err != nil {
@@ -510,6 +616,8 @@ func (cn *conn) onData(body []byte) error {
 	case wire.Request:
 		if m.ID == 0 { // docs/PROTOCOL.md: a request with id 0 is a notify
 			m.Type = wire.Notify
+		} else if l := cn.link.Load(); l != nil && !l.admit(m.ID) {
+			return nil // sent again after a resume: its one answer comes
 		}
 	case wire.Notify:
 	default:
@@ -519,7 +627,7 @@ func (cn *conn) onData(body []byte) error {
 		route, ok := cn.c.dict.Route(m.RouteCode)
 		if !ok {
 			if m.Type == wire.Request && cn.accepting() {
-				cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrUnknownRoute, "unknown route code %d", m.RouteCode))
+				cn.c.h.Reject(cn.session(), &m, runtime.Errorf(runtime.ErrUnknownRoute, "unknown route code %d", m.RouteCode))
 			}
 			return nil
 		}
@@ -527,9 +635,9 @@ func (cn *conn) onData(body []byte) error {
 	} else if err := wire.ValidateRoute(m.Route); err != nil {
 		// A malformed route fails this message alone; the connection stays.
 		if m.Type == wire.Request && cn.accepting() {
-			cn.c.h.Reject(cn.sess, &m, runtime.Errorf(runtime.ErrBadRequest, "malformed route"))
+			cn.c.h.Reject(cn.session(), &m, runtime.Errorf(runtime.ErrBadRequest, "malformed route"))
 		} else {
-			cn.c.cfg.Logger.Debug("pomelo: dropped a notify with a malformed route", "session", cn.sess.ID(), "error", err)
+			cn.c.cfg.Logger.Debug("pomelo: dropped a notify with a malformed route", "session", cn.session().ID(), "error", err)
 		}
 		return nil
 	}
@@ -600,6 +708,11 @@ func (cn *conn) enqueue(m *wire.Message) {
 }
 
 func (cn *conn) drainInbox() {
+	if p := cn.after; p != nil {
+		// The session's messages from its previous connection run first.
+		p.waitIdle()
+		cn.after = nil
+	}
 	for {
 		cn.inMu.Lock()
 		if cn.stopping {
@@ -609,7 +722,7 @@ func (cn *conn) drainInbox() {
 		if cn.inHead == len(cn.inbox) {
 			// Keep the backing array: the next message reuses it.
 			cn.inbox, cn.inHead = cn.inbox[:0], 0
-			cn.inActive = false
+			cn.wentIdle()
 			cn.inMu.Unlock()
 			return
 		}
@@ -627,7 +740,7 @@ func (cn *conn) drainInbox() {
 			cn.wakeReader()
 		}
 		cn.inMu.Unlock()
-		cn.c.h.ServeMessage(cn.inCtx, cn.sess, m)
+		cn.c.h.ServeMessage(cn.inCtx, cn.session(), m)
 	}
 }
 
@@ -646,11 +759,11 @@ func (cn *conn) answerClosed() {
 	cn.inMu.Unlock()
 	for _, m := range waiting {
 		if m.Type == wire.Request {
-			cn.c.h.Reject(cn.sess, m, errClosedBeforeRun)
+			cn.c.h.Reject(cn.session(), m, errClosedBeforeRun)
 		}
 	}
 	cn.inMu.Lock()
-	cn.inActive = false
+	cn.wentIdle()
 	ended, kick, reason := cn.ended, cn.kick, cn.kickReason
 	cn.inMu.Unlock()
 	if ended {

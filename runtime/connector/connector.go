@@ -110,6 +110,20 @@ type Config struct {
 	// Logger receives connection errors (default slog.Default()).
 	Logger *slog.Logger
 
+	// ResumeWindow is how long a resumable session (one whose client asked
+	// for it in its handshake, docs/PROTOCOL.md section 10) stays
+	// suspended after its connection dropped without a kick, waiting for
+	// the client to resume it (default DefaultResumeWindow, 30s; NoResume,
+	// or any negative value, turns resume off).
+	ResumeWindow time.Duration
+	// ResumeBufferBytes and ResumeBufferPackages bound the DATA packages a
+	// resumable session keeps for a replay (defaults
+	// DefaultResumeBufferBytes, 256 KiB, and DefaultResumeBufferPackages,
+	// 256): while connected, the most recent ones; while suspended, every
+	// one sent since the drop, which closes the session when it overflows.
+	ResumeBufferBytes    int
+	ResumeBufferPackages int
+
 	// closeGrace bounds how long a closing connection waits for the client
 	// to close its side (the WebSocket close handshake, the TCP half-close):
 	// defaultCloseGrace; tests shorten it.
@@ -150,6 +164,15 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.ResumeWindow == 0 {
+		c.ResumeWindow = DefaultResumeWindow
+	}
+	if c.ResumeBufferBytes <= 0 {
+		c.ResumeBufferBytes = DefaultResumeBufferBytes
+	}
+	if c.ResumeBufferPackages <= 0 {
+		c.ResumeBufferPackages = DefaultResumeBufferPackages
+	}
 	if c.closeGrace <= 0 {
 		c.closeGrace = defaultCloseGrace
 	}
@@ -170,6 +193,7 @@ type Connector struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	links     map[string]*link // resumable sessions by their current token
 	closed    bool
 	count     atomic.Int64
 	byKind    [2]atomic.Int64 // open connections: WebSocket, TCP
@@ -192,6 +216,7 @@ func New(cfg Config, dict *wire.Dict, sessions *session.Service, h Handler) *Con
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
+		links:     make(map[string]*link),
 	}
 	c.workers = workpool.New(ctx)
 	sessions.SetDict(dict)
@@ -376,6 +401,10 @@ func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 	for cn := range c.conns {
 		conns = append(conns, cn)
 	}
+	links := make([]*link, 0, len(c.links))
+	for _, l := range c.links {
+		links = append(links, l)
+	}
 	c.mu.Unlock()
 	defer c.cancel()
 	for _, cn := range conns {
@@ -387,6 +416,10 @@ func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 	go func() {
 		for _, cn := range conns {
 			cn.shutdown(reason)
+		}
+		// Suspended sessions have no connection: they close now.
+		for _, l := range links {
+			c.sessions.CloseSession(l.sess, reason, reason != "")
 		}
 	}()
 	done := make(chan struct{})

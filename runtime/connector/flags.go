@@ -34,9 +34,9 @@ func (cn *conn) gunzipBody(m *wire.Message) bool {
 		msg = fmt.Sprintf("gzip body decompresses to more than %d bytes", cn.c.cfg.MaxPackageSize)
 	}
 	if m.Type == wire.Request && cn.accepting() {
-		cn.c.h.Reject(cn.sess, m, runtime.Errorf(runtime.ErrBadRequest, "%s", msg))
+		cn.c.h.Reject(cn.session(), m, runtime.Errorf(runtime.ErrBadRequest, "%s", msg))
 	} else {
-		cn.c.cfg.Logger.Debug("pomelo: dropping notify", "remote", cn.RemoteAddr(), "session", cn.sess.ID(), "route", m.Route, "error", err)
+		cn.c.cfg.Logger.Debug("pomelo: dropping notify", "remote", cn.RemoteAddr(), "session", cn.session().ID(), "route", m.Route, "error", err)
 	}
 	return false
 }

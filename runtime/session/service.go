@@ -43,15 +43,18 @@ type Service struct {
 	dict       atomic.Pointer[wire.Dict]
 	pushed     atomic.Uint64
 
-	mu       sync.RWMutex
-	sessions map[uint64]*Session
-	byUID    map[string][]*Session
-	bound    int
+	mu        sync.RWMutex
+	sessions  map[uint64]*Session
+	byUID     map[string][]*Session
+	bound     int
+	suspended int
 
-	hookMu   sync.RWMutex
-	onBind   []func(s *Session, uid string)
-	onUnbind []func(s *Session, uid string)
-	onClosed []func(s *Session, reason string)
+	hookMu      sync.RWMutex
+	onBind      []func(s *Session, uid string)
+	onUnbind    []func(s *Session, uid string)
+	onClosed    []func(s *Session, reason string)
+	onSuspended []func(s *Session)
+	onResumed   []func(s *Session)
 }
 
 // NewService returns the session service of frontend frontendID.
@@ -98,13 +101,111 @@ func (svc *Service) OnClosed(fn func(s *Session, reason string)) {
 	svc.hookMu.Unlock()
 }
 
+// OnSuspended registers fn to run when a session is suspended (its
+// connection dropped; it waits for its client to resume it).
+func (svc *Service) OnSuspended(fn func(s *Session)) {
+	svc.hookMu.Lock()
+	svc.onSuspended = append(svc.onSuspended, fn)
+	svc.hookMu.Unlock()
+}
+
+// OnResumed registers fn to run when a suspended session is resumed on a
+// new connection.
+func (svc *Service) OnResumed(fn func(s *Session)) {
+	svc.hookMu.Lock()
+	svc.onResumed = append(svc.onResumed, fn)
+	svc.hookMu.Unlock()
+}
+
 // Create registers a new session for conn.
 func (svc *Service) Create(conn Conn) *Session {
-	s := &Session{id: svc.nextID.Add(1), svc: svc, conn: conn}
+	s := &Session{id: svc.nextID.Add(1), svc: svc}
+	s.own.c = conn
+	s.conn.Store(&s.own)
 	svc.mu.Lock()
 	svc.sessions[s.id] = s
 	svc.mu.Unlock()
 	return s
+}
+
+// SetConn makes c the connection of s from now on. The connector calls it
+// when a session becomes resumable: its connection is then one that
+// outlives each network connection of the session.
+func (svc *Service) SetConn(s *Session, c Conn) {
+	s.conn.Store(&connRef{c: c})
+}
+
+// Discard removes s, a session nobody has seen yet, from the service
+// without running any hook or closing its connection: the connector
+// discards the session of a connection that resumed another one.
+func (svc *Service) Discard(s *Session) {
+	svc.mu.Lock()
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		if s.uid != "" {
+			svc.removeUIDLocked(s, s.uid)
+		}
+		delete(svc.sessions, s.id)
+	}
+	s.mu.Unlock()
+	svc.mu.Unlock()
+}
+
+// Suspend marks s suspended, counted by SuspendedCount, and runs the
+// suspended hooks. It reports false, doing nothing, when s is closed or
+// suspended already.
+func (svc *Service) Suspend(s *Session) bool {
+	if !svc.setSuspended(s, true) {
+		return false
+	}
+	svc.hookMu.RLock()
+	hooks := svc.onSuspended
+	svc.hookMu.RUnlock()
+	for _, fn := range hooks {
+		fn(s)
+	}
+	return true
+}
+
+// Resume marks suspended s connected again and runs the resumed hooks. It
+// reports false, doing nothing, when s is closed or not suspended.
+func (svc *Service) Resume(s *Session) bool {
+	if !svc.setSuspended(s, false) {
+		return false
+	}
+	svc.hookMu.RLock()
+	hooks := svc.onResumed
+	svc.hookMu.RUnlock()
+	for _, fn := range hooks {
+		fn(s)
+	}
+	return true
+}
+
+func (svc *Service) setSuspended(s *Session, v bool) bool {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.suspended == v {
+		return false
+	}
+	s.suspended = v
+	if v {
+		svc.suspended++
+	} else {
+		svc.suspended--
+	}
+	return true
+}
+
+// SuspendedCount returns the number of suspended sessions (counted in
+// Count too).
+func (svc *Service) SuspendedCount() int {
+	svc.mu.RLock()
+	defer svc.mu.RUnlock()
+	return svc.suspended
 }
 
 // Get returns a session by id.
@@ -272,6 +373,10 @@ func (svc *Service) CloseSession(s *Session, reason string, kick bool) {
 		return
 	}
 	s.closed = true
+	if s.suspended {
+		s.suspended = false
+		svc.suspended--
+	}
 	if s.uid != "" {
 		svc.removeUIDLocked(s, s.uid)
 	}
@@ -285,10 +390,10 @@ func (svc *Service) CloseSession(s *Session, reason string, kick bool) {
 	for _, fn := range hooks {
 		fn(s, reason)
 	}
-	if kick {
-		s.conn.Kick(reason)
+	if c := s.Conn(); kick {
+		c.Kick(reason)
 	} else {
-		s.conn.Close()
+		c.Close()
 	}
 }
 
@@ -395,14 +500,15 @@ func (svc *Service) PushBodyToSessions(route string, body Body, sessions []*Sess
 	sent := 0
 	var encErr error
 	for _, s := range sessions {
-		pkg, err := enc.packageFor(s.conn.Serializer())
+		c := s.Conn()
+		pkg, err := enc.packageFor(c.Serializer())
 		if err != nil {
 			if encErr == nil {
 				encErr = err
 			}
 			continue
 		}
-		if s.conn.Send(pkg) == nil {
+		if c.Send(pkg) == nil {
 			sent++
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"maps"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -64,15 +65,23 @@ type Snapshot struct {
 // Session is a real frontend session: one client connection, its uid binding
 // and settings.
 type Session struct {
-	id   uint64
-	svc  *Service
-	conn Conn
+	id  uint64
+	svc *Service
+	// conn points at own, or after SetConn at another connRef: reading it
+	// is one atomic load, and a session whose connection is never
+	// replaced allocates nothing for it.
+	conn atomic.Pointer[connRef]
+	own  connRef
 
-	mu       sync.RWMutex
-	uid      string
-	settings map[string]string // replaced, never mutated: snapshots share it
-	closed   bool
+	mu        sync.RWMutex
+	uid       string
+	settings  map[string]string // replaced, never mutated: snapshots share it
+	closed    bool
+	suspended bool
 }
+
+// connRef holds a session's Conn.
+type connRef struct{ c Conn }
 
 // ID returns the session id, unique within the frontend.
 func (s *Session) ID() uint64 { return s.id }
@@ -88,13 +97,23 @@ func (s *Session) UID() string {
 }
 
 // Conn returns the client connection.
-func (s *Session) Conn() Conn { return s.conn }
+func (s *Session) Conn() Conn { return s.conn.Load().c }
 
 // RemoteAddr returns the client's address.
-func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+func (s *Session) RemoteAddr() net.Addr { return s.Conn().RemoteAddr() }
 
 // Serializer returns the serializer the client chose.
-func (s *Session) Serializer() runtime.Serializer { return s.conn.Serializer() }
+func (s *Session) Serializer() runtime.Serializer { return s.Conn().Serializer() }
+
+// Suspended reports whether the session is suspended: its connection
+// dropped and it waits, within its grace window, for the client to resume
+// it (docs/PROTOCOL.md section 10). A suspended session is still open and
+// bound.
+func (s *Session) Suspended() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.suspended
+}
 
 // Closed reports whether the session has been closed.
 func (s *Session) Closed() bool {
@@ -149,11 +168,12 @@ func (s *Session) SetSettings(kv map[string]string, replace bool) error {
 
 // Send pushes msg under route to the session's client.
 func (s *Session) Send(route string, msg proto.Message) error {
-	pkg, err := s.svc.EncodePush(s.conn.Serializer(), route, msg)
+	c := s.Conn()
+	pkg, err := s.svc.EncodePush(c.Serializer(), route, msg)
 	if err != nil {
 		return err
 	}
-	return s.conn.Send(pkg)
+	return c.Send(pkg)
 }
 
 // Local returns a per-request view of the session for a handler.

@@ -169,6 +169,9 @@ func FuzzParseHandshake(f *testing.F) {
 		`{"sys":{"platform":"mac","libVersion":"0.3.5-release","type":"go-websocket","version":"0.3.5"},"user":{"age":30}}`,
 		`{"sys":{"type":null,"version":1.5,"dictVersion":-3,"rsa":null},"user":null}`,
 		`{"sys":null}`, `{"sys":{"type":true}}`, "", "null", "[]", "{}",
+		`{"sys":{"type":"go-client","resume":{}}}`, `{"sys":{"resume":{"token":"AAAAAAAAAAAAAAAAAAAAAA","received":42}}}`,
+		`{"sys":{"resume":null}}`, `{"sys":{"resume":{"token":5}}}`, `{"sys":{"resume":{"received":-1}}}`,
+		`{"sys":{"resume":{"received":1.5}}}`, `{"sys":{"resume":[]}}`, `{"sys":{"resume":{"token":null,"received":null}}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -198,7 +201,8 @@ func FuzzParseHandshake(f *testing.F) {
 		}
 		a, b := h.Sys, h2.Sys
 		if a.Type != b.Type || a.Version != b.Version || a.DictVersion != b.DictVersion || a.Serializer != b.Serializer ||
-			(a.RSA == nil) != (b.RSA == nil) || (a.ProtoVersion == nil) != (b.ProtoVersion == nil) || (h.User == nil) != (h2.User == nil) {
+			(a.RSA == nil) != (b.RSA == nil) || (a.ProtoVersion == nil) != (b.ProtoVersion == nil) || (h.User == nil) != (h2.User == nil) ||
+			(a.Resume == nil) != (b.Resume == nil) || a.Resume != nil && *a.Resume != *b.Resume {
 			t.Fatalf("round trip: %+v / %s\n       vs %+v / %s", *a, h.User, *b, h2.User)
 		}
 	})

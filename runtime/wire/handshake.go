@@ -36,6 +36,9 @@ type HandshakeSys struct {
 	Serializer string `json:"serializer,omitempty"`
 	// RSA is the client's RSA key object, kept raw.
 	RSA json.RawMessage `json:"rsa,omitempty"`
+	// Resume is the session resume extension (docs/PROTOCOL.md section 10): nil when the
+	// client does not ask for a resumable session (stock clients never do).
+	Resume *ResumeRequest `json:"resume,omitempty"`
 	// Raw is the whole "sys" object as received, for fields this struct does not name (Pitaya
 	// clients send platform, libVersion, clientVersion, ...). It is not encoded.
 	Raw json.RawMessage `json:"-"`
@@ -49,6 +52,56 @@ type handshakeSysWire struct {
 	DictVersion  json.RawMessage `json:"dictVersion"`
 	Serializer   json.RawMessage `json:"serializer"`
 	RSA          json.RawMessage `json:"rsa"`
+	Resume       json.RawMessage `json:"resume"`
+}
+
+// ResumeRequest is sys.resume of a client handshake: {} asks for a new resumable session,
+// {"token":...,"received":N} asks to resume the session of Token, the client having received
+// its first Received DATA packages.
+type ResumeRequest struct {
+	// Token is the token of the session to resume; "" asks for a new resumable session.
+	Token string `json:"token,omitempty"`
+	// Received is how many DATA packages (responses and pushes) of that session the client
+	// has received, across every connection of the session.
+	Received uint64 `json:"received,omitempty"`
+}
+
+// MarshalJSON encodes {} for a new resumable session (the zero value), {"token":...,
+// "received":N} otherwise.
+func (r ResumeRequest) MarshalJSON() ([]byte, error) {
+	if r == (ResumeRequest{}) {
+		return []byte("{}"), nil
+	}
+	tok, err := json.Marshal(r.Token)
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, `{"token":%s,"received":%d}`, tok, r.Received), nil
+}
+
+// parseResume decodes sys.resume: null or absent is nil; anything but an object whose token
+// is a string and whose received is a non-negative integer is an error.
+func parseResume(raw json.RawMessage) (*ResumeRequest, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var w struct {
+		Token    *string          `json:"token"`
+		Received *json.RawMessage `json:"received"`
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, err
+	}
+	r := &ResumeRequest{}
+	if w.Token != nil {
+		r.Token = *w.Token
+	}
+	if w.Received != nil && string(*w.Received) != "null" {
+		if err := json.Unmarshal(*w.Received, &r.Received); err != nil {
+			return nil, fmt.Errorf("received: %w", err)
+		}
+	}
+	return r, nil
 }
 
 // UnmarshalJSON decodes a "sys" object leniently (see HandshakeSys).
@@ -74,6 +127,11 @@ func (s *HandshakeSys) UnmarshalJSON(data []byte) error {
 		}
 		*f.dst = v
 	}
+	resume, err := parseResume(w.Resume)
+	if err != nil {
+		return fmt.Errorf("sys.resume: %w", err)
+	}
+	out.Resume = resume
 	out.ProtoVersion = nonNull(w.ProtoVersion)
 	out.RSA = nonNull(w.RSA)
 	out.Raw = append(json.RawMessage(nil), data...)
@@ -141,6 +199,18 @@ type HandshakeResponseSys struct {
 	DictVersion string `json:"dictVersion,omitempty"`
 	// Serializer is the body serializer in use: "json" or "protobuf".
 	Serializer string `json:"serializer,omitempty"`
+	// Resume answers a handshake that carried sys.resume (docs/PROTOCOL.md section 10); nil
+	// otherwise, so a stock client's reply is unchanged.
+	Resume *ResumeReply `json:"resume,omitempty"`
+}
+
+// ResumeReply is sys.resume of the server's handshake reply.
+type ResumeReply struct {
+	// Token resumes the session on the next connection; it is valid for one use.
+	Token string `json:"token"`
+	// Resumed reports that the connection continues the session of the request's token; false
+	// means a new session.
+	Resumed bool `json:"resumed"`
 }
 
 // HandshakeResponse is the body of the server's HANDSHAKE package.

@@ -66,6 +66,28 @@ func TestParseHandshake(t *testing.T) {
 	}
 }
 
+func TestParseHandshakeResume(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want *wire.ResumeRequest
+	}{
+		{jsHandshake, nil},
+		{`{"sys":{"resume":null}}`, nil},
+		{`{"sys":{"resume":{}}}`, &wire.ResumeRequest{}},
+		{`{"sys":{"resume":{"token":"abc","received":42}}}`, &wire.ResumeRequest{Token: "abc", Received: 42}},
+		{`{"sys":{"resume":{"token":null,"received":null,"extra":1}}}`, &wire.ResumeRequest{}},
+	} {
+		h, err := wire.ParseHandshake([]byte(tc.body))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.body, err)
+		}
+		got := h.Sys.Resume
+		if (got == nil) != (tc.want == nil) || got != nil && *got != *tc.want {
+			t.Errorf("%s: resume = %+v, want %+v", tc.body, got, tc.want)
+		}
+	}
+}
+
 func TestParseHandshakeDoesNotAlias(t *testing.T) {
 	body := []byte(jsHandshake)
 	h, err := wire.ParseHandshake(body)
@@ -100,6 +122,12 @@ func TestParseHandshakeErrors(t *testing.T) {
 		`{"sys":{"serializer":["json"]}}`,
 		`{"sys":{}} trailing`,
 		"{\"sys\":{\"type\":\"\xff\"}",
+		`{"sys":{"resume":5}}`,
+		`{"sys":{"resume":[]}}`,
+		`{"sys":{"resume":{"token":5}}}`,
+		`{"sys":{"resume":{"token":"t","received":-1}}}`,
+		`{"sys":{"resume":{"token":"t","received":1.5}}}`,
+		`{"sys":{"resume":{"token":"t","received":"3"}}}`,
 	} {
 		h, err := wire.ParseHandshake([]byte(body))
 		if !errors.Is(err, wire.ErrMalformed) || h != nil {
@@ -125,6 +153,14 @@ func TestHandshakeResponseMarshal(t *testing.T) {
 		},
 		{wire.HandshakeResponse{Code: 200, Sys: &wire.HandshakeResponseSys{}, User: json.RawMessage(`{bad`)}, `{"code":200,"sys":{"heartbeat":0}}`},
 		{wire.HandshakeResponse{Code: 200, User: json.RawMessage(`  `)}, `{"code":200}`},
+		{
+			wire.HandshakeResponse{Code: wire.CodeOK, Sys: &wire.HandshakeResponseSys{Heartbeat: 10, Resume: &wire.ResumeReply{Token: "tok"}}},
+			`{"code":200,"sys":{"heartbeat":10,"resume":{"token":"tok","resumed":false}}}`,
+		},
+		{
+			wire.HandshakeResponse{Code: wire.CodeOK, Sys: &wire.HandshakeResponseSys{Heartbeat: 10, Resume: &wire.ResumeReply{Token: "tok", Resumed: true}}},
+			`{"code":200,"sys":{"heartbeat":10,"resume":{"token":"tok","resumed":true}}}`,
+		},
 	} {
 		if got := string(tc.r.Marshal()); got != tc.want {
 			t.Errorf("Marshal = %s\n    want %s", got, tc.want)

@@ -1,0 +1,393 @@
+package pomelo_test
+
+// Sessions that survive a dropped connection, end to end: the Go client
+// against an App, through a TCP proxy that the test cuts (the connection,
+// not the server) in the middle of a stream of pushes and requests.
+
+import (
+	"context"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/pomelo-go/pomelo"
+	"github.com/pomelo-go/pomelo/runtime"
+	"github.com/pomelo-go/pomelo/runtime/channel"
+	"github.com/pomelo-go/pomelo/runtime/client"
+	"github.com/pomelo-go/pomelo/runtime/session"
+	"github.com/pomelo-go/pomelo/runtime/testkit"
+)
+
+// cutProxy forwards loopback TCP connections to target until cut.
+type cutProxy struct {
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	refuse bool
+	wg     sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{l: l, target: target}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() {
+		l.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *cutProxy) addr() string { return p.l.Addr().String() }
+
+func (p *cutProxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		refuse := p.refuse
+		p.mu.Unlock()
+		if refuse {
+			in.Close()
+			continue
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(in, out)
+		go p.pipe(out, in)
+	}
+}
+
+func (p *cutProxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+// cut closes every proxied connection, both ways: what is in flight is lost.
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func (p *cutProxy) setRefuse(v bool) {
+	p.mu.Lock()
+	p.refuse = v
+	p.mu.Unlock()
+}
+
+// resumeCluster is one frontend with the test routes: login (bind, join
+// the room), echo (counting runs per n; n = 0 waits for hold), and onLeave
+// pushed to the room when a session closes.
+type resumeCluster struct {
+	app    *pomelo.App
+	room   *channel.Channel
+	hold   chan struct{}
+	held   chan struct{}
+	mu     sync.Mutex
+	runs   map[int]int
+	closed chan string // uids of closed sessions
+	susp   chan string
+	res    chan string
+}
+
+func startResumeCluster(t *testing.T, cfg func(*pomelo.Config)) *resumeCluster {
+	t.Helper()
+	rc := &resumeCluster{hold: make(chan struct{}), held: make(chan struct{}, 1), runs: map[int]int{},
+		closed: make(chan string, 16), susp: make(chan string, 16), res: make(chan string, 16)}
+	c := testkit.Start(t, testkit.Config{
+		Servers:   []testkit.Spec{{Type: "connector", Frontend: true}},
+		Configure: cfg,
+		Setup: func(m *testkit.Member) error {
+			rc.app = m.App
+			rc.room = m.App.Channels().GetOrCreate("room", channel.ChannelConfig{LeaveOnClose: true})
+			testkit.HandleStruct(t, m.App, "connector.h.login", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				if err := s.Bind(ctx, in.Fields["uid"].GetStringValue()); err != nil {
+					return nil, err
+				}
+				return &structpb.Struct{}, rc.room.AddSession(s)
+			})
+			testkit.HandleStruct(t, m.App, "connector.h.echo", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+				n := int(in.Fields["n"].GetNumberValue())
+				rc.mu.Lock()
+				rc.runs[n]++
+				rc.mu.Unlock()
+				if n == 0 {
+					rc.held <- struct{}{}
+					<-rc.hold
+				}
+				return in, nil
+			})
+			svc := m.App.Sessions()
+			svc.OnClosed(func(s *session.Session, _ string) {
+				uid := s.UID()
+				rc.closed <- uid
+				rc.room.PushMessage(context.Background(), "onLeave", testkit.Struct(map[string]any{"uid": uid}))
+			})
+			svc.OnSuspended(func(s *session.Session) { rc.susp <- s.UID() })
+			svc.OnResumed(func(s *session.Session) { rc.res <- s.UID() })
+			return nil
+		},
+	})
+	_ = c
+	return rc
+}
+
+func waitValue[T comparable](t *testing.T, what string, ch <-chan T, want T) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case v := <-ch:
+			if v == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func login(t *testing.T, ctx context.Context, c *client.Client, uid string) {
+	t.Helper()
+	if err := c.Request(ctx, "connector.h.login", testkit.Struct(map[string]any{"uid": uid}), nil); err != nil {
+		t.Fatalf("login %s: %v", uid, err)
+	}
+}
+
+// states records the states a client reports.
+type states struct {
+	mu  sync.Mutex
+	all []client.State
+	ch  chan client.State
+}
+
+func newStates() *states { return &states{ch: make(chan client.State, 64)} }
+
+func (s *states) on(st client.State) {
+	s.mu.Lock()
+	s.all = append(s.all, st)
+	s.mu.Unlock()
+	s.ch <- st
+}
+
+func (s *states) list() []client.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.all)
+}
+
+func TestResumedSessionGetsEveryPushAndResponseOnceAcrossACut(t *testing.T) {
+	for _, tr := range []string{"ws", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			// The buffer holds the whole stream: the client may be far
+			// behind when the cut comes.
+			rc := startResumeCluster(t, func(cfg *pomelo.Config) { cfg.Connector.ResumeBufferPackages = 1024 })
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			target, url := rc.app.TCPAddr().String(), func(addr string) string { return "tcp://" + addr }
+			if tr == "ws" {
+				target, url = rc.app.WSAddr().String(), func(addr string) string { return "ws://" + addr + "/" }
+			}
+			proxy := newCutProxy(t, target)
+
+			other, err := client.Dial(ctx, url(target)) // a stock client, not through the proxy
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			leaves := other.Pushes("onLeave", 16)
+			login(t, ctx, other, "other")
+
+			st := newStates()
+			a, err := client.Config{Resume: true, ReconnectMinDelay: time.Millisecond, OnState: st.on}.Dial(ctx, url(proxy.addr()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			const pushes, requests = 300, 60
+			got := a.Pushes("onChat", pushes)
+			login(t, ctx, a, "a")
+
+			// A request that is running across the cut: the client sends
+			// it again after the resume; it runs once, answered once.
+			heldDone := make(chan error, 1)
+			go func() {
+				out := &structpb.Struct{}
+				err := a.Request(ctx, "connector.h.echo", testkit.Struct(map[string]any{"n": 0}), out)
+				heldDone <- err
+			}()
+			<-rc.held
+
+			reqDone := make(chan error, 1)
+			go func() {
+				for n := 1; n <= requests; n++ {
+					out := &structpb.Struct{}
+					if err := a.Request(ctx, "connector.h.echo", testkit.Struct(map[string]any{"n": n}), out); err != nil {
+						reqDone <- err
+						return
+					}
+					if int(out.Fields["n"].GetNumberValue()) != n {
+						reqDone <- runtime.Errorf(runtime.ErrInternal, "request %d answered %v", n, out)
+						return
+					}
+				}
+				reqDone <- nil
+			}()
+			go func() {
+				for i := 1; i <= pushes; i++ {
+					rc.room.PushMessageExcept(ctx, "onChat", testkit.Struct(map[string]any{"i": i}), "other")
+					if i == pushes/3 {
+						proxy.cut() // in the middle of the stream
+					}
+				}
+			}()
+			waitValue(t, "suspended", rc.susp, "a")
+			waitValue(t, "resumed", rc.res, "a")
+			close(rc.hold)
+			if err := <-heldDone; err != nil {
+				t.Fatalf("the request running across the cut: %v", err)
+			}
+			if err := <-reqDone; err != nil {
+				t.Fatalf("requests: %v", err)
+			}
+			for i := 1; i <= pushes; i++ {
+				var body []byte
+				select {
+				case body = <-got:
+				case <-ctx.Done():
+					t.Fatalf("push %d never came", i)
+				}
+				m := &structpb.Struct{}
+				if err := runtime.JSON.Unmarshal(body, m); err != nil {
+					t.Fatal(err)
+				}
+				if n := int(m.Fields["i"].GetNumberValue()); n != i {
+					t.Fatalf("push %d is %d: lost, doubled or out of order", i, n)
+				}
+			}
+			rc.mu.Lock()
+			for n := 0; n <= requests; n++ {
+				if rc.runs[n] != 1 {
+					t.Errorf("request %d ran %d times", n, rc.runs[n])
+				}
+			}
+			rc.mu.Unlock()
+			if s := st.list(); !slices.Equal(s[:3], []client.State{client.StateConnected, client.StateReconnecting, client.StateResumed}) {
+				t.Errorf("states %v", s)
+			}
+			if _, ok := rc.room.Member("a"); !ok {
+				t.Error("the resumed session left the room")
+			}
+			select {
+			case uid := <-rc.closed:
+				t.Errorf("session of %q closed", uid)
+			case b := <-leaves:
+				t.Errorf("the other member saw onLeave %s", b)
+			default:
+			}
+			if a.Received() < pushes+requests+2 {
+				t.Errorf("Received() = %d", a.Received())
+			}
+		})
+	}
+}
+
+func TestSuspendedSessionLeavesWhenItsWindowEnds(t *testing.T) {
+	rc := startResumeCluster(t, func(cfg *pomelo.Config) { cfg.Connector.ResumeWindow = 100 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	proxy := newCutProxy(t, rc.app.TCPAddr().String())
+	other, err := client.Dial(ctx, "tcp://"+rc.app.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	leaves := other.Pushes("onLeave", 16)
+	login(t, ctx, other, "other")
+	st := newStates()
+	a, err := client.Config{Resume: true, ReconnectMinDelay: time.Millisecond, ReconnectMaxDelay: 5 * time.Millisecond, OnState: st.on}.Dial(ctx, "tcp://"+proxy.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	login(t, ctx, a, "a")
+
+	proxy.setRefuse(true)
+	proxy.cut()
+	waitValue(t, "suspended", rc.susp, "a")
+	waitValue(t, "closed at the end of the window", rc.closed, "a")
+	select {
+	case b := <-leaves:
+		m := &structpb.Struct{}
+		runtime.JSON.Unmarshal(b, m)
+		if m.Fields["uid"].GetStringValue() != "a" {
+			t.Fatalf("onLeave %s", b)
+		}
+	case <-ctx.Done():
+		t.Fatal("no onLeave")
+	}
+	if _, ok := rc.room.Member("a"); ok {
+		t.Error("the closed session is still in the room")
+	}
+	// The client comes back too late: its token is refused, a new session.
+	proxy.setRefuse(false)
+	waitValue(t, "lost", st.ch, client.StateLost)
+	select {
+	case <-a.Done():
+		t.Fatalf("the client gave up: %v", a.Err())
+	default:
+	}
+	if err := a.Request(ctx, "connector.h.echo", testkit.Struct(map[string]any{"n": 1}), nil); err != nil {
+		t.Fatalf("request on the new session: %v", err)
+	}
+}
+
+func TestStockClientSessionClosesWhenItsConnectionDrops(t *testing.T) {
+	rc := startResumeCluster(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	proxy := newCutProxy(t, rc.app.TCPAddr().String())
+	a, err := client.Dial(ctx, "tcp://"+proxy.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	login(t, ctx, a, "a")
+	proxy.cut()
+	waitValue(t, "closed", rc.closed, "a")
+	<-a.Done()
+	select {
+	case uid := <-rc.susp:
+		t.Fatalf("stock session of %q suspended", uid)
+	default:
+	}
+}
