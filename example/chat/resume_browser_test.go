@@ -95,3 +95,51 @@ func TestBrowserResumesAfterANetworkBlip(t *testing.T) {
 	}
 	cb.checkPageErrors()
 }
+
+// TestBrowserLosesTheSessionAfterTheWindow keeps ann's page off the
+// network longer than the connectors' grace window: bob sees ann leave
+// once the window ends; back online, ann's page is told the session is
+// gone, says so and shows the login form, and ann enters again.
+func TestBrowserLosesTheSessionAfterTheWindow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	proxy := socksProxy(t)
+	cb := startChatBrowser(t, ctx, startApp(t, app.Options{WebAddr: "127.0.0.1:0", ResumeWindow: time.Second}))
+
+	ann := cb.open("ann", "gophers", proxy.Addr())
+	bob := cb.open("bob", "gophers", "")
+	ann.waitFor(ctx, "bob in ann's user list", usersExpr+` === "ann,bob"`)
+
+	blip(t, ctx, ann, proxy)
+	ann.waitFor(ctx, `"reconnecting…"`, statusExpr+`.startsWith("reconnecting…")`)
+	cb.hasLine(bob, "ann's leave once the window ended", "system", "ann left the room")
+	bob.waitFor(ctx, "ann gone from bob's user list", usersExpr+` === "bob"`)
+
+	backOnline(t, ctx, ann, proxy)
+	ann.waitFor(ctx, "the login form", `getComputedStyle(document.querySelector("#login")).display !== "none"`)
+	var shown struct {
+		Error  string `json:"error"`
+		Status string `json:"status"`
+	}
+	if err := ann.eval(ctx, `({error: document.querySelector("#login-error").textContent, status: `+statusExpr+`})`, &shown); err != nil {
+		t.Fatal(err)
+	}
+	if shown.Error != "You were offline too long: the server ended your session. Enter the room again." || shown.Status != "not connected" {
+		t.Errorf("ann's page after the window: %+v", shown)
+	}
+	cb.screenshot(ann, "ann-session-lost")
+
+	cb.enter(ann, "ann", "gophers")
+	cb.hasLine(ann, "ann in the room again", "system", "you entered gophers")
+	cb.hasLine(bob, "ann entering again", "system", "ann entered the room")
+	ann.waitFor(ctx, "ann online", statusExpr+`.startsWith("online as ann")`)
+	cb.say(bob, "welcome back")
+	cb.hasLine(ann, "bob's message after the re-entry", "msg", "bobwelcome back")
+	cb.checkConversation(bob,
+		"system|you entered gophers",
+		"system|ann left the room",
+		"system|ann entered the room",
+		"msg|bobwelcome back",
+	)
+	cb.checkPageErrors()
+}

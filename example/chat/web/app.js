@@ -183,6 +183,16 @@ $('leave').addEventListener('click', () => {
   showLogin('');
 });
 
+// Closing the tab (or leaving the page) is leaving the room: disconnect()
+// closes with code 1000, which ends the session at once. Without it, the
+// browser's close (code 1001) would be a drop that the connector keeps
+// for its grace window, and the others would see the leave only then.
+window.addEventListener('pagehide', () => {
+  const client = state.client;
+  state.client = null;
+  if (client) client.disconnect();
+});
+
 const params = new URLSearchParams(location.search);
 if (params.get('name')) $('username').value = params.get('name');
 if (params.get('room')) $('room').value = params.get('room');
