@@ -57,17 +57,31 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
-func TestCutClosesTheCarriedConnectionsAndRefuseRefusesNewOnes(t *testing.T) {
-	p, err := New(echoServer(t))
+// started returns p, failing the test on err; p closes when the test ends.
+func started(t *testing.T, p *Proxy, err error) *Proxy {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// dial connects to p; the connection closes when the test ends.
+func dial(t *testing.T, p *Proxy) net.Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestCutClosesTheCarriedConnectionsAndRefuseRefusesNewOnes(t *testing.T) {
+	p, err := New(echoServer(t))
+	p = started(t, p, err)
+	c := dial(t, p)
 	roundTrip(t, c, "hello")
 	if n := p.Cut(); n != 1 {
 		t.Errorf("Cut cut %d client connections, want 1", n)
@@ -84,12 +98,7 @@ func TestCutClosesTheCarriedConnectionsAndRefuseRefusesNewOnes(t *testing.T) {
 		r.Close()
 	}
 	p.Refuse(false)
-	c2, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	roundTrip(t, c2, "again")
+	roundTrip(t, dial(t, p), "again")
 	if acc, ref := p.Counts(); acc != 2 || ref != 1 {
 		t.Errorf("counts %d accepted, %d refused; want 2, 1", acc, ref)
 	}
@@ -98,15 +107,8 @@ func TestCutClosesTheCarriedConnectionsAndRefuseRefusesNewOnes(t *testing.T) {
 func TestSOCKS5ConnectsToTheAddressAsked(t *testing.T) {
 	target := echoServer(t)
 	p, err := NewSOCKS5()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	c, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	p = started(t, p, err)
+	c := dial(t, p)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	host, port, _ := net.SplitHostPort(target)
 	var pn int

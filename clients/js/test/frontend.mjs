@@ -11,39 +11,10 @@
 // (exit 0) or {"event":"fail","message":...} (exit 1).
 import { PomeloClient, PomeloError, ClientError, LostReason } from 'pomelo-go-client';
 import WebSocket from 'ws';
+import { check, fail, eq, within, next, rejection, run } from './check.mjs';
 
 const [url, scenario, ctl] = process.argv.slice(2);
 
-function emit(ev) { process.stdout.write(JSON.stringify(ev) + '\n'); }
-function fail(message) {
-  emit({ event: 'fail', message: String(message) });
-  process.exit(1);
-}
-function check(what, cond, detail) {
-  if (!cond) fail(what + (detail === undefined ? '' : ': ' + JSON.stringify(detail)));
-  emit({ event: 'ok', what });
-}
-function eq(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
-// within bounds a wait: it only keeps a broken run from hanging.
-function within(promise, what, ms = 20000) {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('timed out waiting for ' + what)), ms); }),
-  ]);
-}
-function next(client, name) {
-  return within(new Promise((resolve) => {
-    const off = client.on(name, (v) => { off(); resolve(v); });
-  }), name);
-}
-async function rejection(promise) {
-  try {
-    return { resolved: await promise };
-  } catch (err) {
-    return err;
-  }
-}
 async function control(path) {
   const res = await within(fetch(ctl + path), path);
   if (!res.ok) fail(`${path}: ${res.status} ${await res.text()}`);
@@ -120,7 +91,4 @@ async function window() {
   c.disconnect();
 }
 
-process.on('unhandledRejection', (err) => fail('unhandled rejection: ' + (err && err.stack || err)));
-const scenarios = { stream, window };
-if (!scenarios[scenario]) fail('unknown scenario ' + scenario);
-scenarios[scenario]().then(() => { emit({ event: 'done' }); process.exit(0); }, (err) => fail(err && err.stack || err));
+run({ stream, window }, scenario);

@@ -9,40 +9,10 @@
 import { PomeloClient, PomeloError, ClientError, LostReason } from 'pomelo-go-client';
 import WebSocket from 'ws';
 import { FakeServer, LOSE } from './fakeserver.mjs';
+import { check, eq, within, next, rejection, run } from './check.mjs';
 
 const [scenario] = process.argv.slice(2);
 
-function emit(ev) { process.stdout.write(JSON.stringify(ev) + '\n'); }
-function fail(message) {
-  emit({ event: 'fail', message: String(message) });
-  process.exit(1);
-}
-function check(what, cond, detail) {
-  if (!cond) fail(what + (detail === undefined ? '' : ': ' + JSON.stringify(detail)));
-  emit({ event: 'ok', what });
-}
-function eq(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
-// within bounds a wait: it only keeps a broken run from hanging.
-function within(promise, what, ms = 10000) {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('timed out waiting for ' + what)), ms); }),
-  ]);
-}
-// next resolves with the next call of a client listener.
-function next(client, name) {
-  return within(new Promise((resolve) => {
-    const off = client.on(name, (v) => { off(); resolve(v); });
-  }), name);
-}
-async function rejection(promise) {
-  try {
-    return { resolved: await promise };
-  } catch (err) {
-    return err;
-  }
-}
 // record keeps the client's state events in order.
 function record(client) {
   const events = [];
@@ -322,7 +292,4 @@ async function kick() {
   await server.close();
 }
 
-process.on('unhandledRejection', (err) => fail('unhandled rejection: ' + (err && err.stack || err)));
-const scenarios = { stock, resume, notresumed, gaveup, heartbeat, notresumable, kick };
-if (!scenarios[scenario]) fail('unknown scenario ' + scenario);
-scenarios[scenario]().then(() => { emit({ event: 'done' }); process.exit(0); }, (err) => fail(err && err.stack || err));
+run({ stock, resume, notresumed, gaveup, heartbeat, notresumable, kick }, scenario);
