@@ -6,8 +6,6 @@ package pomelo_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pomelo-go/pomelo"
+	"github.com/pomelo-go/pomelo/internal/cutproxy"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/channel"
 	"github.com/pomelo-go/pomelo/runtime/client"
@@ -24,85 +23,16 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/testkit"
 )
 
-// cutProxy forwards loopback TCP connections to target until cut.
-type cutProxy struct {
-	l      net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	refuse bool
-	wg     sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
+// newCutProxy forwards loopback TCP connections to target until cut
+// (internal/cutproxy); it closes when the test ends.
+func newCutProxy(t *testing.T, target string) *cutproxy.Proxy {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := cutproxy.New(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &cutProxy{l: l, target: target}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		l.Close()
-		p.cut()
-		p.wg.Wait()
-	})
+	t.Cleanup(func() { p.Close() })
 	return p
-}
-
-func (p *cutProxy) addr() string { return p.l.Addr().String() }
-
-func (p *cutProxy) accept() {
-	defer p.wg.Done()
-	for {
-		in, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		refuse := p.refuse
-		p.mu.Unlock()
-		if refuse {
-			in.Close()
-			continue
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, in, out)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
-	}
-}
-
-func (p *cutProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// cut closes every proxied connection, both ways: what is in flight is lost.
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	conns := p.conns
-	p.conns = nil
-	p.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-}
-
-func (p *cutProxy) setRefuse(v bool) {
-	p.mu.Lock()
-	p.refuse = v
-	p.mu.Unlock()
 }
 
 // resumeCluster is one frontend with the test routes: login (bind, join
@@ -229,7 +159,7 @@ func TestResumedSessionGetsEveryPushAndResponseOnceAcrossACut(t *testing.T) {
 			login(t, ctx, other, "other")
 
 			st := newStates()
-			a, err := client.Config{Resume: true, ReconnectMinDelay: time.Millisecond, OnState: st.on}.Dial(ctx, url(proxy.addr()))
+			a, err := client.Config{Resume: true, ReconnectMinDelay: time.Millisecond, OnState: st.on}.Dial(ctx, url(proxy.Addr()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -267,7 +197,7 @@ func TestResumedSessionGetsEveryPushAndResponseOnceAcrossACut(t *testing.T) {
 				for i := 1; i <= pushes; i++ {
 					rc.room.PushMessageExcept(ctx, "onChat", testkit.Struct(map[string]any{"i": i}), "other")
 					if i == pushes/3 {
-						proxy.cut() // in the middle of the stream
+						proxy.Cut() // in the middle of the stream
 					}
 				}
 			}()
@@ -335,15 +265,15 @@ func TestSuspendedSessionLeavesWhenItsWindowEnds(t *testing.T) {
 	leaves := other.Pushes("onLeave", 16)
 	login(t, ctx, other, "other")
 	st := newStates()
-	a, err := client.Config{Resume: true, ReconnectMinDelay: time.Millisecond, ReconnectMaxDelay: 5 * time.Millisecond, OnState: st.on}.Dial(ctx, "tcp://"+proxy.addr())
+	a, err := client.Config{Resume: true, ReconnectMinDelay: time.Millisecond, ReconnectMaxDelay: 5 * time.Millisecond, OnState: st.on}.Dial(ctx, "tcp://"+proxy.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	login(t, ctx, a, "a")
 
-	proxy.setRefuse(true)
-	proxy.cut()
+	proxy.Refuse(true)
+	proxy.Cut()
 	waitValue(t, "suspended", rc.susp, "a")
 	waitValue(t, "closed at the end of the window", rc.closed, "a")
 	select {
@@ -360,7 +290,7 @@ func TestSuspendedSessionLeavesWhenItsWindowEnds(t *testing.T) {
 		t.Error("the closed session is still in the room")
 	}
 	// The client comes back too late: its token is refused, a new session.
-	proxy.setRefuse(false)
+	proxy.Refuse(false)
 	waitValue(t, "lost", st.ch, client.StateLost)
 	select {
 	case <-a.Done():
@@ -377,13 +307,13 @@ func TestStockClientSessionClosesWhenItsConnectionDrops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	proxy := newCutProxy(t, rc.app.TCPAddr().String())
-	a, err := client.Dial(ctx, "tcp://"+proxy.addr())
+	a, err := client.Dial(ctx, "tcp://"+proxy.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	login(t, ctx, a, "a")
-	proxy.cut()
+	proxy.Cut()
 	waitValue(t, "closed", rc.closed, "a")
 	<-a.Done()
 	select {

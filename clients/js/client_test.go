@@ -5,6 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pomelo-go/pomelo"
+	"github.com/pomelo-go/pomelo/internal/cutproxy"
 	"github.com/pomelo-go/pomelo/internal/testenv"
 	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
@@ -68,7 +72,11 @@ type server struct {
 	mu        sync.Mutex
 	types     []string // the handshakes' sys.type values
 	notes     []string // texts of the notifies run
+	closed    int      // sessions closed on the frontend
 	unblocked chan struct{}
+	cut       chan struct{} // closed by the first cut of resumeControl
+	cutOnce   sync.Once
+	closes    chan struct{} // one value per closed session
 }
 
 func (s *server) clientTypes() []string {
@@ -77,8 +85,10 @@ func (s *server) clientTypes() []string {
 	return append([]string(nil), s.types...)
 }
 
-func startServer(t *testing.T) *server {
-	srv := &server{unblocked: make(chan struct{})}
+// startServer starts the server; configure, when not nil, adjusts each
+// server's configuration.
+func startServer(t *testing.T, configure func(*pomelo.Config)) *server {
+	srv := &server{unblocked: make(chan struct{}), cut: make(chan struct{}), closes: make(chan struct{}, 100)}
 	c := testkit.Start(t, testkit.Config{
 		Servers: []testkit.Spec{{Type: "connector", Frontend: true}, {Type: "room"}},
 		Configure: func(cfg *pomelo.Config) {
@@ -91,11 +101,23 @@ func startServer(t *testing.T) *server {
 			cfg.HandshakeHook = func(ctx context.Context, s *session.Session, user json.RawMessage) (json.RawMessage, error) {
 				return user, nil
 			}
+			if configure != nil {
+				configure(cfg)
+			}
 		},
 		Setup: func(m *testkit.Member) error {
 			handle := func(route string, fn testkit.StructHandler) { testkit.HandleStruct(t, m.App, route, fn) }
 			switch m.Info.Type {
 			case "connector":
+				m.App.Sessions().OnClosed(func(*session.Session, string) {
+					srv.mu.Lock()
+					srv.closed++
+					srv.mu.Unlock()
+					select {
+					case srv.closes <- struct{}{}:
+					default: // nobody waits for that many
+					}
+				})
 				handle("connector.entry.login", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					uid := in.Fields["uid"].GetStringValue()
 					if err := s.Bind(ctx, uid); err != nil {
@@ -124,6 +146,24 @@ func startServer(t *testing.T) *server {
 						return nil, err
 					}
 					return testkit.Struct(map[string]any{"pushed": true}), nil
+				})
+				// stream pushes onPush {i} for i from 0 to n-1, waiting for
+				// the cut of resumeControl halfway.
+				handle("room.h.stream", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
+					n := int(in.Fields["n"].GetNumberValue())
+					for i := 0; i < n; i++ {
+						if i == n/2 {
+							select {
+							case <-srv.cut:
+							case <-ctx.Done():
+								return nil, ctx.Err()
+							}
+						}
+						if err := s.Send(ctx, "onPush", testkit.Struct(map[string]any{"i": i})); err != nil {
+							return nil, err
+						}
+					}
+					return testkit.Struct(map[string]any{"streamed": n}), nil
 				})
 				handle("room.h.hang", func(ctx context.Context, s runtime.Session, in *structpb.Struct) (*structpb.Struct, error) {
 					select {
@@ -181,7 +221,7 @@ func runClient(t *testing.T, node, script, url string, args ...string) []string 
 // and the client's own errors (TIMEOUT, CLOSED, OLD_CLIENT, ...).
 func TestInstalledPackageUnderNode(t *testing.T) {
 	node := installedClient(t)
-	srv := startServer(t)
+	srv := startServer(t, nil)
 	for _, tc := range []struct {
 		scenario string
 		want     []string // checks that must have passed, among others
@@ -230,5 +270,100 @@ func TestTypeDeclarationsAcceptTheAPIAndRejectMisuse(t *testing.T) {
 	cmd.Dir = testDir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tsc -p clients/js/test: %v\n%s", err, out)
+	}
+}
+
+// TestResumeModeAgainstAFakeFrontend runs test/resume.mjs: the installed
+// package's resume mode (docs/PROTOCOL.md, section 10) against the small
+// frontend of test/fakeserver.mjs, under node: sys.resume on the first
+// handshake and {token, received} on reconnects, the DATA count across
+// connections, every push once and in order after a drop, the requests not
+// answered sent again with their ids (and run once), ids counting across
+// connections, resumed:false and giving up reported as lost with the
+// pending requests failed SESSION_LOST, backoff with jitter, code 4000 on
+// a heartbeat timeout and 1000 on disconnect, and no change without the
+// option.
+func TestResumeModeAgainstAFakeFrontend(t *testing.T) {
+	node := installedClient(t)
+	for _, scenario := range []string{"stock", "resume", "notresumed", "gaveup", "heartbeat", "notresumable", "kick"} {
+		t.Run(scenario, func(t *testing.T) {
+			if checks := runClient(t, node, "resume.mjs", scenario); len(checks) == 0 {
+				t.Errorf("resume.mjs %s checked nothing", scenario)
+			}
+		})
+	}
+}
+
+// resumeControl serves the control paths of test/frontend.mjs for srv and
+// proxy, the client's way to the frontend.
+func resumeControl(t *testing.T, srv *server, proxy *cutproxy.Proxy) string {
+	reply := func(w http.ResponseWriter, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/cut", func(w http.ResponseWriter, r *http.Request) {
+		n := proxy.Cut()
+		srv.cutOnce.Do(func() { close(srv.cut) })
+		reply(w, map[string]int{"cut": n})
+	})
+	mux.HandleFunc("/refuse", func(w http.ResponseWriter, r *http.Request) {
+		proxy.Refuse(true)
+		reply(w, map[string]bool{"refusing": true})
+	})
+	mux.HandleFunc("/accept", func(w http.ResponseWriter, r *http.Request) {
+		proxy.Refuse(false)
+		reply(w, map[string]bool{"refusing": false})
+	})
+	mux.HandleFunc("/wait-closed", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-srv.closes:
+			reply(w, map[string]bool{"closed": true})
+		case <-time.After(20 * time.Second):
+			http.Error(w, "no session closed on the frontend", http.StatusGatewayTimeout)
+		}
+	})
+	mux.HandleFunc("/closed", func(w http.ResponseWriter, r *http.Request) {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		reply(w, map[string]int{"closed": srv.closed})
+	})
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// TestResumeAgainstAFrontend runs test/frontend.mjs: the installed
+// package's resume mode against a real frontend, reached through a TCP
+// proxy that cuts the connection. In the middle of a stream of pushes and
+// with requests in flight, the client resumes: every push once and in
+// order, every response once, the session (its uid) kept and never closed
+// on the frontend, and closed at once by disconnect. Away longer than the
+// grace window, the client is told resumed:false and reports the session
+// lost.
+func TestResumeAgainstAFrontend(t *testing.T) {
+	node := installedClient(t)
+	for _, tc := range []struct {
+		scenario string
+		window   time.Duration
+	}{
+		{"stream", 0},
+		{"window", 300 * time.Millisecond},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			srv := startServer(t, func(cfg *pomelo.Config) { cfg.Connector.ResumeWindow = tc.window })
+			u, err := url.Parse(srv.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxy, err := cutproxy.New(u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { proxy.Close() })
+			if checks := runClient(t, node, "frontend.mjs", "ws://"+proxy.Addr()+u.Path, tc.scenario, resumeControl(t, srv, proxy)); len(checks) == 0 {
+				t.Errorf("frontend.mjs %s checked nothing", tc.scenario)
+			}
+		})
 	}
 }

@@ -33,7 +33,22 @@ export declare const ClientError: Readonly<{
   OLD_CLIENT: 'OLD_CLIENT';
   /** The server refused the handshake with another code. */
   HANDSHAKE_REFUSED: 'HANDSHAKE_REFUSED';
+  /** Resume mode: the session ended (a "lost" event) before the answer came. */
+  SESSION_LOST: 'SESSION_LOST';
 }>;
+
+/** The reasons of a "lost" event. */
+export declare const LostReason: Readonly<{
+  /** The server answered the resume with resumed:false: the connection is a new session. */
+  NOT_RESUMED: 'NOT_RESUMED';
+  /** Every reconnect attempt failed: the client is disconnected. */
+  GAVE_UP: 'GAVE_UP';
+  /** The server does not resume sessions (its handshake reply has no sys.resume). */
+  NOT_RESUMABLE: 'NOT_RESUMABLE';
+}>;
+
+/** A name from LostReason. */
+export type LostReasonName = (typeof LostReason)[keyof typeof LostReason];
 
 /** A name from ClientError. */
 export type ClientErrorName = (typeof ClientError)[keyof typeof ClientError];
@@ -95,11 +110,64 @@ export interface PomeloClientOptions {
   /** Request timeout in milliseconds (default 10000; 0 for none). */
   timeout?: number;
   /**
+   * Resumable sessions (docs/PROTOCOL.md, section 10): false (the default),
+   * true, or the reconnect settings. When on, the client asks the server for
+   * a resumable session, reconnects by itself when the connection drops
+   * (not after a kick or disconnect()) and resumes the session.
+   */
+  resume?: boolean | ResumeOptions;
+  /**
    * The WebSocket class. Default: globalThis.WebSocket, or, where there is
    * none (node 20), the ws package's, imported on the first connect().
    */
   WebSocket?: WebSocketConstructor | (new (url: string) => any);
 }
+
+/** The reconnect settings of the resume option. */
+export interface ResumeOptions {
+  /** Reconnect attempts after a drop before giving up (default 10). */
+  maxAttempts?: number;
+  /** The delay before the first attempt, in milliseconds (default 500); it doubles with each attempt. */
+  initialDelay?: number;
+  /** The longest delay between attempts, in milliseconds (default 10000). */
+  maxDelay?: number;
+}
+
+/** The "connected" event: the first connection of a session is ready. */
+export interface ConnectedEvent {
+  /** Whether the server made the session resumable (resume mode, and the server answered sys.resume). */
+  resumable: boolean;
+}
+
+/** The "reconnecting" event (resume mode): the connection dropped, or an attempt failed. */
+export interface ReconnectingEvent {
+  /** The attempt about to be made, from 1. */
+  attempt: number;
+  /** Milliseconds before it starts (a browser coming back online starts it at once). */
+  delay: number;
+  /** The close code of the connection that dropped or of the failed attempt, when there was one. */
+  code?: number;
+}
+
+/** The "resumed" event (resume mode): the session goes on over a new connection. */
+export interface ResumedEvent {
+  /** The attempt that succeeded. */
+  attempt: number;
+}
+
+/** The "lost" event (resume mode): the session is over. Pending requests have rejected with SESSION_LOST. */
+export interface LostEvent {
+  reason: LostReasonName;
+  /**
+   * True when the client is connected in a new session (NOT_RESUMED, or
+   * NOT_RESUMABLE on a reconnect): log in again, on this connection or
+   * another. False when it is disconnected ("close" follows).
+   */
+  connected: boolean;
+}
+
+/** The client's connection state. */
+export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting';
 
 /** The "kick" event: the server closed the session with a reason (such as "relogin"). */
 export interface KickEvent {
@@ -117,7 +185,7 @@ export interface CloseEvent {
 }
 
 /** The names on() takes for connection events; every other name is a push route. */
-export type ConnectionEvent = 'kick' | 'close' | 'error';
+export type ConnectionEvent = 'kick' | 'close' | 'error' | 'connected' | 'reconnecting' | 'resumed' | 'lost';
 
 /** A connection to a Pomelo frontend server. */
 export declare class PomeloClient {
@@ -128,6 +196,8 @@ export declare class PomeloClient {
   readonly connected: boolean;
   /** The heartbeat interval the server asked for, in seconds (0 for none). */
   readonly heartbeat: number;
+  /** The connection state; "reconnecting" only in resume mode. */
+  readonly state: ConnectionState;
   /**
    * Connects to url ("ws://host:port/path" or "wss://...") and does the
    * handshake. Resolves with the handshake reply's "user" object once the
@@ -139,10 +209,15 @@ export declare class PomeloClient {
   /**
    * Sends a request and resolves with the response body. Rejects with a
    * PomeloError: the server's error (its name is the body's "error"),
-   * TIMEOUT or CLOSED.
+   * TIMEOUT, CLOSED, or in resume mode SESSION_LOST. In resume mode a
+   * request made while reconnecting is sent once the session is back.
    */
   request<T = any>(route: string, body?: unknown): Promise<T>;
-  /** Sends a notify: the server runs the route and answers nothing. Throws a CLOSED PomeloError when not connected. */
+  /**
+   * Sends a notify: the server runs the route and answers nothing. Throws a
+   * CLOSED PomeloError when not connected; in resume mode a notify made
+   * while reconnecting is sent once the session is back.
+   */
   notify(route: string, body?: unknown): void;
   /** Registers fn for the "kick" event. Returns a function that unregisters it. */
   on(name: 'kick', fn: (ev: KickEvent) => void): () => void;
@@ -150,6 +225,14 @@ export declare class PomeloClient {
   on(name: 'close', fn: (ev: CloseEvent) => void): () => void;
   /** Registers fn for the "error" event (protocol errors, heartbeat timeout). Returns a function that unregisters it. */
   on(name: 'error', fn: (err: Error) => void): () => void;
+  /** Registers fn for the "connected" event. Returns a function that unregisters it. */
+  on(name: 'connected', fn: (ev: ConnectedEvent) => void): () => void;
+  /** Registers fn for the "reconnecting" event (resume mode). Returns a function that unregisters it. */
+  on(name: 'reconnecting', fn: (ev: ReconnectingEvent) => void): () => void;
+  /** Registers fn for the "resumed" event (resume mode). Returns a function that unregisters it. */
+  on(name: 'resumed', fn: (ev: ResumedEvent) => void): () => void;
+  /** Registers fn for the "lost" event (resume mode). Returns a function that unregisters it. */
+  on(name: 'lost', fn: (ev: LostEvent) => void): () => void;
   /**
    * Registers fn for the pushes of a route (such as "onChat"; not one of
    * the event names). Returns a function that unregisters it.
@@ -157,7 +240,11 @@ export declare class PomeloClient {
   on<T = any, R extends string = string>(route: R & (R extends ConnectionEvent ? never : unknown), fn: (body: T, route: string) => void): () => void;
   /** Unregisters fn. */
   off(name: string, fn: (...args: any[]) => void): void;
-  /** Closes the connection. Pending requests reject with CLOSED; "close" follows. */
+  /**
+   * Closes the connection with code 1000 (a resumable session ends at once
+   * on the server) and stops reconnecting. Pending requests reject with
+   * CLOSED; "close" follows.
+   */
   disconnect(): void;
 }
 

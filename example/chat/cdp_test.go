@@ -63,14 +63,15 @@ var chromiumFlags = []string{
 	"--remote-debugging-port=0",
 }
 
-// startBrowser starts Chromium at path with a fresh profile and connects to
-// it; it is stopped when the test ends.
-func startBrowser(t *testing.T, path string) *browser {
+// startBrowser starts Chromium at path with a fresh profile and the
+// chromiumFlags and flags, and connects to it; it is stopped when the test
+// ends.
+func startBrowser(t *testing.T, path string, flags ...string) *browser {
 	t.Helper()
 	profile := t.TempDir()
 	ctx, stop := context.WithCancel(context.Background())
 	b := &browser{t: t, ctx: ctx, stop: stop, pending: map[int64]chan cdpReply{}}
-	b.cmd = exec.CommandContext(ctx, path, append(chromiumFlags, "--user-data-dir="+profile, "about:blank")...)
+	b.cmd = exec.CommandContext(ctx, path, append(append(append([]string(nil), chromiumFlags...), flags...), "--user-data-dir="+profile, "about:blank")...)
 	b.cmd.Stderr = &b.stderr
 	if err := b.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", path, err)
@@ -211,10 +212,24 @@ type page struct {
 // newPage opens url in a new tab of a new browser context.
 func (b *browser) newPage(ctx context.Context, name, url string) *page {
 	b.t.Helper()
+	return b.newPageVia(ctx, name, url, "")
+}
+
+// newPageVia opens url in a new tab of a new browser context whose
+// connections, loopback included, go through the SOCKS5 proxy at
+// proxyAddr ("host:port"; "" for none).
+func (b *browser) newPageVia(ctx context.Context, name, url, proxyAddr string) *page {
+	b.t.Helper()
 	var bc struct {
 		BrowserContextID string `json:"browserContextId"`
 	}
-	if err := b.call(ctx, "", "Target.createBrowserContext", map[string]any{"disposeOnDetach": true}, &bc); err != nil {
+	params := map[string]any{"disposeOnDetach": true}
+	if proxyAddr != "" {
+		// "<-loopback>" removes the implicit bypass of loopback addresses.
+		params["proxyServer"] = "socks5://" + proxyAddr
+		params["proxyBypassList"] = "<-loopback>"
+	}
+	if err := b.call(ctx, "", "Target.createBrowserContext", params, &bc); err != nil {
 		b.t.Fatal(err)
 	}
 	var tg struct {
@@ -326,6 +341,24 @@ func (p *page) screenshot(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	return base64.StdEncoding.DecodeString(r.Data)
+}
+
+// emulateOffline takes the page offline (DevTools network emulation:
+// navigator.onLine false, the "offline" event, new requests fail) or back
+// online. It does not stop a WebSocket that is open already.
+func (p *page) emulateOffline(ctx context.Context, offline bool) {
+	p.b.t.Helper()
+	for _, c := range []struct {
+		method string
+		params any
+	}{
+		{"Network.enable", nil},
+		{"Network.emulateNetworkConditions", map[string]any{"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}},
+	} {
+		if err := p.b.call(ctx, p.session, c.method, c.params, nil); err != nil {
+			p.b.t.Fatalf("%s: %v", p.name, err)
+		}
+	}
 }
 
 // closeTab closes the page's tab, as a user closing it.

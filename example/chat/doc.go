@@ -37,6 +37,8 @@
 //	-heartbeat-timeout d       POMELO_HEARTBEAT_TIMEOUT: close a silent client (default 2 x heartbeat)
 //	-handshake-timeout 10s     POMELO_HANDSHAKE_TIMEOUT: time to complete the handshake
 //	-max-conns 10000           POMELO_MAX_CONNS: client connections per frontend, -1 for no cap
+//	-resume-window 30s         POMELO_RESUME_WINDOW: how long a dropped client's session waits
+//	                           for it to resume, 0 for none
 //	-min-client-version 0.0.1  POMELO_MIN_CLIENT_VERSION: older clients get code 501
 //	-probe 1s                  POMELO_PROBE: how often other servers are probed
 //	-etcd url,url              POMELO_ETCD: keep the membership in this etcd

@@ -24,9 +24,12 @@ func parseLimits(t *testing.T, args ...string) app.Options {
 }
 
 func TestConnectionLimitFlagsSetTheOptions(t *testing.T) {
-	opts := parseLimits(t, "-max-conns", "50", "-handshake-timeout", "2s", "-heartbeat-timeout", "30s")
-	if opts.MaxConnections != 50 || opts.HandshakeTimeout != 2*time.Second || opts.HeartbeatTimeout != 30*time.Second {
-		t.Fatalf("options %d, %v, %v; want 50, 2s, 30s", opts.MaxConnections, opts.HandshakeTimeout, opts.HeartbeatTimeout)
+	opts := parseLimits(t, "-max-conns", "50", "-handshake-timeout", "2s", "-heartbeat-timeout", "30s", "-resume-window", "5s")
+	if opts.MaxConnections != 50 || opts.HandshakeTimeout != 2*time.Second || opts.HeartbeatTimeout != 30*time.Second || opts.ResumeWindow != 5*time.Second {
+		t.Fatalf("options %d, %v, %v, %v; want 50, 2s, 30s, 5s", opts.MaxConnections, opts.HandshakeTimeout, opts.HeartbeatTimeout, opts.ResumeWindow)
+	}
+	if opts := parseLimits(t, "-resume-window", "0"); opts.ResumeWindow != connector.NoResume {
+		t.Fatalf("-resume-window 0: ResumeWindow %v, want NoResume", opts.ResumeWindow)
 	}
 	if opts := parseLimits(t, "-max-conns", "-5"); opts.MaxConnections != connector.NoConnectionLimit {
 		t.Fatalf("-max-conns -5: MaxConnections %d, want NoConnectionLimit", opts.MaxConnections)
@@ -36,9 +39,10 @@ func TestConnectionLimitFlagsSetTheOptions(t *testing.T) {
 func TestConnectionLimitFlagsDefaultToTheConnectorDefaults(t *testing.T) {
 	t.Setenv("POMELO_MAX_CONNS", "")
 	opts := parseLimits(t)
-	if opts.MaxConnections != connector.DefaultMaxConnections || opts.HandshakeTimeout != connector.DefaultHandshakeTimeout || opts.HeartbeatTimeout != 0 {
-		t.Fatalf("defaults %d, %v, %v; want %d, %v, 0 (2 x heartbeat)", opts.MaxConnections, opts.HandshakeTimeout, opts.HeartbeatTimeout,
-			connector.DefaultMaxConnections, connector.DefaultHandshakeTimeout)
+	if opts.MaxConnections != connector.DefaultMaxConnections || opts.HandshakeTimeout != connector.DefaultHandshakeTimeout || opts.HeartbeatTimeout != 0 ||
+		opts.ResumeWindow != connector.DefaultResumeWindow {
+		t.Fatalf("defaults %d, %v, %v, %v; want %d, %v, 0 (2 x heartbeat), %v", opts.MaxConnections, opts.HandshakeTimeout, opts.HeartbeatTimeout, opts.ResumeWindow,
+			connector.DefaultMaxConnections, connector.DefaultHandshakeTimeout, connector.DefaultResumeWindow)
 	}
 }
 

@@ -34,25 +34,29 @@ var envs = map[string]string{
 	"cluster": "POMELO_CLUSTER", "servers": "POMELO_SERVERS", "web": "POMELO_WEB",
 	"heartbeat": "POMELO_HEARTBEAT", "max-conns": "POMELO_MAX_CONNS",
 	"handshake-timeout": "POMELO_HANDSHAKE_TIMEOUT", "heartbeat-timeout": "POMELO_HEARTBEAT_TIMEOUT",
-	"min-client-version": "POMELO_MIN_CLIENT_VERSION", "probe": "POMELO_PROBE",
+	"resume-window": "POMELO_RESUME_WINDOW", "min-client-version": "POMELO_MIN_CLIENT_VERSION", "probe": "POMELO_PROBE",
 	"etcd": "POMELO_ETCD", "etcd-prefix": "POMELO_ETCD_PREFIX",
 	"redis": "POMELO_REDIS", "redis-prefix": "POMELO_REDIS_PREFIX",
 	"secret": "POMELO_SECRET", "v": "POMELO_VERBOSE", "admin": "POMELO_ADMIN",
 }
 
-// limits are the frontends' client connection limits, as flags.
+// limits are the frontends' client connection limits and resume window,
+// as flags.
 type limits struct {
 	maxConns         *int
 	handshakeTimeout *time.Duration
 	heartbeatTimeout *time.Duration
+	resumeWindow     *time.Duration
 }
 
-// frontendFlags defines the flags of the client connection limits on fs.
+// frontendFlags defines the flags of the client connection limits and the
+// resume window on fs.
 func frontendFlags(fs *flag.FlagSet) limits {
 	return limits{
 		maxConns:         fs.Int("max-conns", connector.DefaultMaxConnections, "client connections each frontend accepts at once, -1 for no cap"),
 		handshakeTimeout: fs.Duration("handshake-timeout", connector.DefaultHandshakeTimeout, "time a client has to complete its handshake"),
 		heartbeatTimeout: fs.Duration("heartbeat-timeout", 0, "close a client connection silent for this long (default 2 x -heartbeat)"),
+		resumeWindow:     fs.Duration("resume-window", connector.DefaultResumeWindow, "how long a connector keeps the session of a client whose connection dropped, for it to resume; 0 for none"),
 	}
 }
 
@@ -64,6 +68,10 @@ func (l limits) apply(opts *app.Options) {
 	}
 	opts.HandshakeTimeout = *l.handshakeTimeout
 	opts.HeartbeatTimeout = *l.heartbeatTimeout
+	opts.ResumeWindow = *l.resumeWindow
+	if *l.resumeWindow <= 0 {
+		opts.ResumeWindow = connector.NoResume
+	}
 }
 
 // DefaultAdminAddr is the admin listener of the first server of the

@@ -10,46 +10,9 @@
 // {"event":"fail","message":...} (exit 1).
 import { PomeloClient, PomeloError, ClientError } from 'pomelo-go-client';
 import WebSocket from 'ws';
+import { check, eq, next, nextPush, rejection, run } from './check.mjs';
 
 const [url, scenario] = process.argv.slice(2);
-
-function emit(ev) { process.stdout.write(JSON.stringify(ev) + '\n'); }
-function fail(message) {
-  emit({ event: 'fail', message: String(message) });
-  process.exit(1);
-}
-function check(what, cond, detail) {
-  if (!cond) fail(what + (detail === undefined ? '' : ': ' + JSON.stringify(detail)));
-  emit({ event: 'ok', what });
-}
-// eq compares JSON values, ignoring the order of object keys.
-function eq(a, b) {
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => eq(v, b[i]));
-  }
-  if (a && b && typeof a === 'object' && typeof b === 'object') {
-    const ka = Object.keys(a).sort();
-    const kb = Object.keys(b).sort();
-    return eq(ka, kb) && ka.every((k) => eq(a[k], b[k]));
-  }
-  return a === b;
-}
-// next resolves with the next call of a listener; the limit only keeps a
-// broken run from hanging.
-function next(client, name, what) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => fail('timed out waiting for ' + what), 10000);
-    const off = client.on(name, (body, route) => { clearTimeout(timer); off(); resolve({ body, route }); });
-  });
-}
-async function rejection(promise) {
-  try {
-    const v = await promise;
-    return { resolved: v };
-  } catch (err) {
-    return err;
-  }
-}
 
 async function session() {
   check('node has no global WebSocket', typeof globalThis.WebSocket === 'undefined', typeof globalThis.WebSocket);
@@ -84,13 +47,13 @@ async function session() {
     { code: unknown.code, name: unknown.name });
 
   // Pushes: one a request makes, and one a notify makes.
-  const pushed = next(c, 'onPush', 'onPush');
+  const pushed = nextPush(c, 'onPush');
   const answer = await c.request('room.h.push', { news: 'fresh' });
   check('push request answered', eq(answer, { pushed: true }), answer);
   const push = await pushed;
   check('push body and route', eq(push.body, { news: 'fresh' }) && push.route === 'onPush', push);
 
-  const notified = next(c, 'onNotify', 'onNotify');
+  const notified = nextPush(c, 'onNotify');
   c.notify('connector.entry.note', { text: 'via notify' });
   check('notify runs its handler, which pushes', eq((await notified).body, { text: 'via notify' }));
 
@@ -99,7 +62,7 @@ async function session() {
   const counter = () => { calls++; };
   c.on('onPush', counter);
   c.off('onPush', counter);
-  const stillPushed = next(c, 'onPush', 'onPush after off');
+  const stillPushed = nextPush(c, 'onPush', 'onPush after off');
   await c.request('room.h.push', { news: 'again' });
   await stillPushed;
   check('off unregisters', calls === 0, calls);
@@ -108,8 +71,8 @@ async function session() {
   const kicked = next(c, 'kick', 'the kick');
   const closed = next(c, 'close', 'the close');
   c.notify('connector.entry.kickMe', { reason: 'by-test' });
-  check('kick event with the reason', eq((await kicked).body, { reason: 'by-test' }));
-  const ev = (await closed).body;
+  check('kick event with the reason', eq(await kicked, { reason: 'by-test' }));
+  const ev = await closed;
   check('close event after the kick', ev.kicked === 'by-test', ev);
   check('not connected after the kick', !c.connected);
   const after = await rejection(c.request('room.h.echo', {}));
@@ -133,7 +96,7 @@ async function option() {
   const closed = next(c, 'close', 'the close');
   const pending = rejection(c.request('room.h.hang', {}));
   c.disconnect();
-  const ev = (await closed).body;
+  const ev = await closed;
   check('close event after disconnect', ev.kicked === null, ev);
   const err = await pending;
   check('pending request rejects CLOSED on disconnect', err instanceof PomeloError && err.name === ClientError.CLOSED, err.name);
@@ -149,7 +112,4 @@ async function refused() {
   check('no server: CONNECT_FAILED', down instanceof PomeloError && down.name === ClientError.CONNECT_FAILED, down.name);
 }
 
-process.on('unhandledRejection', (err) => fail('unhandled rejection: ' + (err && err.stack || err)));
-const scenarios = { session, option, refused };
-if (!scenarios[scenario]) fail('unknown scenario ' + scenario);
-scenarios[scenario]().then(() => { emit({ event: 'done' }); process.exit(0); }, (err) => fail(err && err.stack || err));
+run({ session, option, refused }, scenario);

@@ -2,7 +2,8 @@
 // that index.d.ts must accept, and, marked @ts-expect-error, uses it must
 // reject.
 import {
-  PomeloClient, PomeloError, ClientError, type ClientErrorName, type CloseEvent, type KickEvent,
+  PomeloClient, PomeloError, ClientError, LostReason, type ClientErrorName, type CloseEvent, type KickEvent,
+  type LostEvent, type ReconnectingEvent, type ConnectionState, type LostReasonName,
   encodePackage, decodePackages, encodeMessage, decodeMessage, MessageType, PackageType,
 } from 'pomelo-go-client';
 
@@ -24,6 +25,17 @@ export async function uses(WebSocketClass: new (url: string) => any): Promise<vo
   client.on('kick', (ev: KickEvent) => { const r: string = ev.reason; });
   client.on('close', (ev: CloseEvent) => { const k: string | null = ev.kicked; const c: number | undefined = ev.code; });
   client.on('error', (err: Error) => { const m: string = err.message; });
+  const resumable = new PomeloClient({ resume: true });
+  const tuned = new PomeloClient({ resume: { maxAttempts: 5, initialDelay: 250, maxDelay: 5000 } });
+  const state: ConnectionState = tuned.state;
+  resumable.on('connected', (ev) => { const r: boolean = ev.resumable; });
+  resumable.on('reconnecting', (ev: ReconnectingEvent) => { const n: number = ev.attempt + ev.delay; const c: number | undefined = ev.code; });
+  resumable.on('resumed', (ev) => { const n: number = ev.attempt; });
+  resumable.on('lost', (ev: LostEvent) => {
+    const gaveUp: boolean = ev.reason === LostReason.GAVE_UP && !ev.connected;
+    const r: LostReasonName = ev.reason;
+  });
+  const lostName: ClientErrorName = ClientError.SESSION_LOST;
   const fn = (body: unknown) => {};
   client.on('onLeave', fn);
   client.off('onLeave', fn);
@@ -59,6 +71,16 @@ export async function uses(WebSocketClass: new (url: string) => any): Promise<vo
   client.on('kick', (ev: { code: number }) => {});
   // @ts-expect-error: no such client error name
   const wrong: ClientErrorName = 'NOPE';
+  // @ts-expect-error: resume is a boolean or the reconnect settings
+  new PomeloClient({ resume: 'yes' });
+  // @ts-expect-error: no such reconnect setting
+  new PomeloClient({ resume: { retries: 3 } });
+  // @ts-expect-error: a lost listener gets a LostEvent
+  resumable.on('lost', (ev: { code: number }) => {});
+  // @ts-expect-error: no such lost reason
+  const badReason: LostReasonName = 'KICKED';
+  // @ts-expect-error: state is read-only
+  resumable.state = 'connected';
   // @ts-expect-error: notify returns nothing to await on
   const result: Promise<unknown> = client.notify('a.b.c');
 }

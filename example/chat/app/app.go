@@ -112,6 +112,11 @@ type Options struct {
 	// HandshakeTimeout closes a client connection that has not completed
 	// its handshake in this time (default connector.DefaultHandshakeTimeout).
 	HandshakeTimeout time.Duration
+	// ResumeWindow is how long a connector keeps the session of a client
+	// whose connection dropped, for the client to resume it (default
+	// connector.DefaultResumeWindow; connector.NoResume for none). The
+	// page's client resumes.
+	ResumeWindow time.Duration
 	// MaxConnections caps the client connections of each frontend (default
 	// connector.DefaultMaxConnections; connector.NoConnectionLimit for none).
 	MaxConnections int
@@ -288,6 +293,7 @@ func (a *App) configure(cfg *pomelo.Config) {
 			HeartbeatTimeout: a.opts.HeartbeatTimeout,
 			HandshakeTimeout: a.opts.HandshakeTimeout,
 			MaxConnections:   a.opts.MaxConnections,
+			ResumeWindow:     a.opts.ResumeWindow,
 		}
 		minVersion := a.opts.MinClientVersion
 		cfg.CheckClient = func(_, version string) bool { return VersionAtLeast(version, minVersion) }

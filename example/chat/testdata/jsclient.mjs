@@ -10,41 +10,11 @@ import { createRequire } from 'node:module';
 import {
   PomeloClient, PomeloError, encodeMessage, decodeMessage, encodePackage, decodePackages, MessageType, PackageType,
 } from '../../../clients/js/pomelo-client.js';
+import { check, fail, eq, next, run } from '../../../clients/js/test/check.mjs';
 
 const [modules, gateURL, scenario] = process.argv.slice(2);
 const require = createRequire(modules.replace(/\/?$/, '/'));
 const WebSocket = require('ws');
-
-function emit(ev) { process.stdout.write(JSON.stringify(ev) + '\n'); }
-function fail(message) {
-  emit({ event: 'fail', message: String(message) });
-  process.exit(1);
-}
-function check(what, cond, detail) {
-  if (!cond) fail(what + (detail === undefined ? '' : ': ' + JSON.stringify(detail)));
-  emit({ event: 'ok', what });
-}
-// eq compares JSON values, ignoring the order of object keys.
-function eq(a, b) {
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => eq(v, b[i]));
-  }
-  if (a && b && typeof a === 'object' && typeof b === 'object') {
-    const ka = Object.keys(a).sort();
-    const kb = Object.keys(b).sort();
-    return eq(ka, kb) && ka.every((k) => eq(a[k], b[k]));
-  }
-  return a === b;
-}
-
-// next resolves with the next call of a listener; the limit only keeps a
-// broken run from hanging.
-function next(client, name, what) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => fail('timed out waiting for ' + what), 10000);
-    const off = client.on(name, (body) => { clearTimeout(timer); off(); resolve(body); });
-  });
-}
 
 function codec() {
   // Varint ids, as in docs/PROTOCOL.md section 3.
@@ -137,7 +107,4 @@ async function refused() {
   }
 }
 
-process.on('unhandledRejection', (err) => fail('unhandled rejection: ' + (err && err.stack || err)));
-const scenarios = { session, refused };
-if (!scenarios[scenario]) fail('unknown scenario ' + scenario);
-scenarios[scenario]().then(() => { emit({ event: 'done' }); process.exit(0); }, (err) => fail(err && err.stack || err));
+run({ session, refused }, scenario);

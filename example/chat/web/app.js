@@ -1,6 +1,9 @@
 // The chat page: the flow of Pomelo's chat demo on pomelo-client.js. Ask the
 // gate for a connector, connect to it, enter a room, then chat; pushes keep
-// the user list and the conversation up to date.
+// the user list and the conversation up to date. The connection to the
+// connector resumes its session after a network blip (the client's resume
+// option): the page shows "reconnecting…" meanwhile and misses nothing;
+// when the session is lost, it says so and asks to enter again.
 import { PomeloClient } from './pomelo-client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -81,7 +84,25 @@ async function enter(username, rid) {
 
   const url = `ws://${entry.host}:${entry.port}/`;
   setStatus(`connecting to ${url}…`);
-  const client = new PomeloClient();
+  const client = new PomeloClient({ resume: { maxDelay: 5000 } });
+  client.on('reconnecting', ({ attempt }) => {
+    if (state.client !== client) return;
+    setStatus(attempt > 1 ? `reconnecting… (attempt ${attempt})` : 'reconnecting…', 'reconnecting');
+  });
+  client.on('resumed', () => {
+    if (state.client !== client) return;
+    setStatus(`online as ${state.username} on ${entry.host}:${entry.port}`, 'online');
+  });
+  client.on('lost', ({ reason, connected }) => {
+    if (state.client !== client) return;
+    state.client = null;
+    if (connected) client.disconnect(); // a new session here: enter again through the gate
+    setStatus('not connected', 'offline');
+    showLogin({
+      GAVE_UP: 'The connection was lost and could not be made again. Enter the room again.',
+      NOT_RESUMED: 'You were offline too long: the server ended your session. Enter the room again.',
+    }[reason] || 'The connection was lost. Enter the room again.');
+  });
   client.on('onChat', (m) => {
     const to = m.target === '*' ? '' : ` → ${m.target}`;
     addLine(m.target === '*' ? 'msg' : 'msg private', m.from + to, m.msg);
@@ -160,6 +181,16 @@ $('leave').addEventListener('click', () => {
   if (client) client.disconnect();
   setStatus('not connected');
   showLogin('');
+});
+
+// Closing the tab (or leaving the page) is leaving the room: disconnect()
+// closes with code 1000, which ends the session at once. Without it, the
+// browser's close (code 1001) would be a drop that the connector keeps
+// for its grace window, and the others would see the leave only then.
+window.addEventListener('pagehide', () => {
+  const client = state.client;
+  state.client = null;
+  if (client) client.disconnect();
 });
 
 const params = new URLSearchParams(location.search);
