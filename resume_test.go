@@ -349,7 +349,7 @@ func TestBackendHearsSuspendResumeAndCloseOfItsSessions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	proxy := newCutProxy(t, front.TCPAddr().String())
-	a, err := client.Config{Resume: true, ReconnectMinDelay: time.Millisecond, ReconnectMaxDelay: 5 * time.Millisecond}.Dial(ctx, "tcp://"+proxy.addr())
+	a, err := client.Config{Resume: true, ReconnectMinDelay: time.Millisecond, ReconnectMaxDelay: 5 * time.Millisecond}.Dial(ctx, "tcp://"+proxy.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,10 +372,10 @@ func TestBackendHearsSuspendResumeAndCloseOfItsSessions(t *testing.T) {
 	}
 	// Refused until the backend has heard of the suspension: its watch,
 	// sent in the background, may reach the frontend after the drop.
-	proxy.setRefuse(true)
-	proxy.cut()
+	proxy.Refuse(true)
+	proxy.Cut()
 	next("suspended")
-	proxy.setRefuse(false)
+	proxy.Refuse(false)
 	next("resumed")
 	if err := a.Request(ctx, "room.h.hello", testkit.Struct(nil), nil); err != nil {
 		t.Fatalf("after the resume: %v", err)
