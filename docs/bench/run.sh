@@ -6,13 +6,15 @@
 #
 # POMELO_PEER is the directory of the peer's start.sh and stop.sh (started with PEER_NODELAY=1).
 # Knobs: DURATION (10s), WARMUP (2s), CLIENTS (50), ROUNDS (2: A B A B), IDLE (5000 connections),
-# FANOUT_INFLIGHT (8), ONE_PROCESS (1: also measure the example with every server in one process),
+# FANOUT_INFLIGHT (8), PUSH_FLUSH (2ms: also fan-out rounds with the frontends started with
+# -push-flush PUSH_FLUSH, against the peer again; empty for none),
+# ONE_PROCESS (1: also measure the example with every server in one process),
 # OUT (directory of the JSON results; default a new temporary one).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 : "${POMELO_PEER:?set POMELO_PEER to the directory of the Pomelo peer (start.sh, stop.sh)}"
 D=${DURATION:-10s} W=${WARMUP:-2s} C=${CLIENTS:-50} ROUNDS=${ROUNDS:-2} IDLE=${IDLE:-5000}
-M=${FANOUT_INFLIGHT:-8} ONE=${ONE_PROCESS:-1}
+M=${FANOUT_INFLIGHT:-8} ONE=${ONE_PROCESS:-1} PF=${PUSH_FLUSH-2ms}
 OUT=${OUT:-$(mktemp -d)}
 BIN=$(mktemp -d)
 mkdir -p "$OUT"
@@ -41,8 +43,12 @@ ready() {
 
 # A: the example split like a deployment: gate and connectors in one process, chat servers in another.
 CLUSTER=docs/bench/cluster.json
-POMELO_SECRET=bench-secret "$BIN/chat" -cluster "$CLUSTER" -servers gate-1,connector-1,connector-2 -web off -max-conns -1 >"$OUT/frontends.log" 2>&1 &
-FE=$!; PIDS+=("$FE")
+# frontends [FLAGS...]: starts the gate and both connectors in one process; its pid in FE.
+frontends() {
+  POMELO_SECRET=bench-secret "$BIN/chat" -cluster "$CLUSTER" -servers gate-1,connector-1,connector-2 -web off -max-conns -1 "$@" >>"$OUT/frontends.log" 2>&1 &
+  FE=$!; PIDS+=("$FE")
+}
+frontends
 POMELO_SECRET=bench-secret "$BIN/chat" -cluster "$CLUSTER" -servers chat-1,chat-2 >"$OUT/backends.log" 2>&1 &
 BE=$!; PIDS+=("$BE")
 ready ws://127.0.0.1:3014/
@@ -83,6 +89,19 @@ done
 run echo-tcp-pomelo-go-1 echo -c "$C" -k 1 "${A_TCP[@]}"
 run echo-tcp-pomelo-1 echo -c "$C" -k 1 "${B_TCP[@]}"
 
+if [ -n "$PF" ]; then
+  # The same fan-out with the frontends holding pushes up to PUSH_FLUSH (Config.PushFlushInterval).
+  kill -TERM "$FE"; wait "$FE" 2>/dev/null || true
+  frontends -push-flush "$PF"
+  ready ws://127.0.0.1:3014/
+  sleep 2
+  A_WS=(--gate ws://127.0.0.1:3014/ --pids "$FE,$BE")
+  for r in $(seq 1 "$ROUNDS"); do
+    run "fanout-pushflush-$r" fanout -c "$C" -k "$M" "${A_WS[@]}"
+    run "fanout-pomelo-again-$r" fanout -c "$C" -k "$M" "${B_WS[@]}"
+  done
+fi
+
 if [ "$ONE" = 1 ]; then
   kill -TERM "$FE" "$BE"; wait "$FE" "$BE" 2>/dev/null || true; PIDS=()
   POMELO_SECRET=bench-secret "$BIN/chat" -cluster "$CLUSTER" -web off -max-conns -1 >"$OUT/one.log" 2>&1 &
@@ -95,7 +114,7 @@ fi
 # The means of the rounds: ops/s, server CPU per op, p99 (ms).
 echo "== means of the rounds (results in $OUT)"
 for s in echo fanout echo-tcp idle; do
-  for t in pomelo-go pomelo one-process; do
+  for t in pomelo-go pomelo pushflush pomelo-again one-process; do
     files=$(ls "$OUT"/$s-$t-[0-9]*.json "$OUT/$s-$t.json" 2>/dev/null) || true
     [ -n "$files" ] || continue
     # shellcheck disable=SC2086

@@ -34,7 +34,7 @@ var envs = map[string]string{
 	"cluster": "POMELO_CLUSTER", "servers": "POMELO_SERVERS", "web": "POMELO_WEB",
 	"heartbeat": "POMELO_HEARTBEAT", "max-conns": "POMELO_MAX_CONNS",
 	"handshake-timeout": "POMELO_HANDSHAKE_TIMEOUT", "heartbeat-timeout": "POMELO_HEARTBEAT_TIMEOUT",
-	"resume-window": "POMELO_RESUME_WINDOW", "min-client-version": "POMELO_MIN_CLIENT_VERSION", "probe": "POMELO_PROBE",
+	"resume-window": "POMELO_RESUME_WINDOW", "push-flush": "POMELO_PUSH_FLUSH", "min-client-version": "POMELO_MIN_CLIENT_VERSION", "probe": "POMELO_PROBE",
 	"etcd": "POMELO_ETCD", "etcd-prefix": "POMELO_ETCD_PREFIX",
 	"redis": "POMELO_REDIS", "redis-prefix": "POMELO_REDIS_PREFIX",
 	"secret": "POMELO_SECRET", "v": "POMELO_VERBOSE", "admin": "POMELO_ADMIN",
@@ -47,6 +47,7 @@ type limits struct {
 	handshakeTimeout *time.Duration
 	heartbeatTimeout *time.Duration
 	resumeWindow     *time.Duration
+	pushFlush        *time.Duration
 }
 
 // frontendFlags defines the flags of the client connection limits and the
@@ -57,6 +58,7 @@ func frontendFlags(fs *flag.FlagSet) limits {
 		handshakeTimeout: fs.Duration("handshake-timeout", connector.DefaultHandshakeTimeout, "time a client has to complete its handshake"),
 		heartbeatTimeout: fs.Duration("heartbeat-timeout", 0, "close a client connection silent for this long (default 2 x -heartbeat)"),
 		resumeWindow:     fs.Duration("resume-window", connector.DefaultResumeWindow, "how long a connector keeps the session of a client whose connection dropped, for it to resume; 0 for none"),
+		pushFlush:        fs.Duration("push-flush", 0, "hold the pushes to a client connection for up to this long so that they share one write (0: write each at once)"),
 	}
 }
 
@@ -69,6 +71,7 @@ func (l limits) apply(opts *app.Options) {
 	opts.HandshakeTimeout = *l.handshakeTimeout
 	opts.HeartbeatTimeout = *l.heartbeatTimeout
 	opts.ResumeWindow = *l.resumeWindow
+	opts.PushFlushInterval = *l.pushFlush
 	if *l.resumeWindow <= 0 {
 		opts.ResumeWindow = connector.NoResume
 	}

@@ -59,8 +59,13 @@ type conn struct {
 	// loaded: the writer's last write carried several packages, so more
 	// are likely on their way; the next writer yields once before it
 	// takes. Only the writer reads and writes it.
-	loaded   bool
-	writer   func()        // writeLoop, bound once: starting it allocates nothing
+	loaded bool
+	writer func() // writeLoop, bound once: starting it allocates nothing
+	// With Config.PushFlushInterval, the writer holds pushes for up to
+	// that long before it takes; urgent says something else is queued
+	// (a response, a control package), hurry wakes a holding writer.
+	urgent   atomic.Bool
+	hurry    chan struct{} // nil without PushFlushInterval
 	done     chan struct{} // closed when the connection is finished
 	doneOnce sync.Once
 
@@ -103,6 +108,9 @@ func newConn(c *Connector, t transport) *conn {
 		readerDone: make(chan struct{}),
 		room:       make(chan struct{}, 1),
 	}
+	if c.cfg.PushFlushInterval > 0 {
+		cn.hurry = make(chan struct{}, 1)
+	}
 	cn.writer = cn.writeLoop
 	cn.ser.Store(jsonBox)
 	cn.inCtx, cn.inCancel = context.WithCancel(c.ctx)
@@ -141,6 +149,9 @@ func (cn *conn) Send(pkgs []byte) error {
 func (cn *conn) push(pkgs []byte) error {
 	switch cn.out.Push(pkgs) {
 	case nil:
+		if cn.hurry != nil && !isPush(pkgs) {
+			cn.hurryUp()
+		}
 		cn.wakeWriter()
 		return nil
 	case batchq.ErrFull:
@@ -160,7 +171,54 @@ func (cn *conn) sendControl(pkg []byte, thenClose bool) {
 	} else {
 		cn.out.PushUnbounded(pkg)
 	}
+	cn.wakeWriterNow()
+}
+
+// wakeWriterNow wakes the writer and has it write at once, with any
+// pushes it holds.
+func (cn *conn) wakeWriterNow() {
+	if cn.hurry != nil {
+		cn.hurryUp()
+	}
 	cn.wakeWriter()
+}
+
+// isPush reports whether pkgs starts with a DATA package holding a PUSH
+// message: what PushFlushInterval may hold.
+func isPush(pkgs []byte) bool {
+	return len(pkgs) > wire.HeaderLen && wire.PackageType(pkgs[0]) == wire.TypeData &&
+		wire.MessageType(pkgs[wire.HeaderLen]>>1&0x07) == wire.Push
+}
+
+// hurryUp tells a writer holding pushes that something else is queued:
+// it writes at once, with the pushes held.
+func (cn *conn) hurryUp() {
+	cn.urgent.Store(true)
+	select {
+	case cn.hurry <- struct{}{}:
+	default:
+	}
+}
+
+// holdPushes, before the writer takes, waits up to PushFlushInterval
+// while only pushes are queued, so that the pushes of that time share one
+// write; it returns at once when something else is queued or the
+// connection finishes.
+func (cn *conn) holdPushes() {
+	select {
+	case <-cn.hurry: // a stale wake-up from an earlier batch
+	default:
+	}
+	if !cn.urgent.Swap(false) {
+		t := time.NewTimer(cn.c.cfg.PushFlushInterval)
+		select {
+		case <-t.C:
+		case <-cn.hurry:
+			cn.urgent.Store(false)
+		case <-cn.done:
+		}
+		t.Stop()
+	}
 }
 
 // wakeWriter starts the writer unless one is running: an idle connection
@@ -256,7 +314,7 @@ func (cn *conn) closeAfterAnswers(kick bool, reason string) {
 		cn.sendControl(pkg, true)
 	} else {
 		cn.out.Close()
-		cn.wakeWriter()
+		cn.wakeWriterNow()
 	}
 	cn.setState(stateClosed)
 }
@@ -412,6 +470,9 @@ func (cn *conn) writeLoop() {
 			// (a push delivered to many) run first, so that one write
 			// carries more. An idle connection never waits here.
 			goruntime.Gosched()
+		}
+		if cn.hurry != nil {
+			cn.holdPushes()
 		}
 		var closing bool
 		batch, closing = cn.out.Take(batch)

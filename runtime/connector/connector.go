@@ -98,6 +98,16 @@ type Config struct {
 	SendQueueBytes int
 	// WriteTimeout bounds one write to a client (default 10s).
 	WriteTimeout time.Duration
+	// PushFlushInterval, when positive, holds the pushes to a connection
+	// for up to this long so that the pushes of that time share one write
+	// (one frame, one system call): fewer writes per delivery under a
+	// stream of pushes, for up to this much added latency per push. A
+	// response, a heartbeat, a kick or a close is written at once, with
+	// whatever is held; a connection holding pushes keeps a goroutine
+	// while it waits. Zero (the default) writes every push at once, as
+	// Pomelo's default push scheduler does (its "buffer" scheduler flushes
+	// every 20 ms). docs/BENCHMARKS.md measures 2 ms.
+	PushFlushInterval time.Duration
 	// OriginPatterns lists host patterns (path.Match syntax, as in
 	// github.com/coder/websocket) allowed as the Origin of browser
 	// WebSocket connections besides the server's own host. Nil allows any

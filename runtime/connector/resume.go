@@ -315,7 +315,7 @@ func (l *link) attach(cn *conn) bool {
 	for i := range l.ring.len() {
 		cn.out.PushUnbounded(l.ring.at(i).pkg)
 	}
-	cn.wakeWriter()
+	cn.wakeWriterNow()
 	l.pending, l.cur, l.state = nil, cn, linkConnected
 	l.resendMax = l.maxID
 	l.gen++

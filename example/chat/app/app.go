@@ -117,6 +117,10 @@ type Options struct {
 	// connector.DefaultResumeWindow; connector.NoResume for none). The
 	// page's client resumes.
 	ResumeWindow time.Duration
+	// PushFlushInterval holds the pushes to a client connection for up to
+	// this long so that they share one write (connector
+	// Config.PushFlushInterval; default 0: each is written at once).
+	PushFlushInterval time.Duration
 	// MaxConnections caps the client connections of each frontend (default
 	// connector.DefaultMaxConnections; connector.NoConnectionLimit for none).
 	MaxConnections int
@@ -289,11 +293,12 @@ func (a *App) configure(cfg *pomelo.Config) {
 	cfg.Routes = map[string]cluster.RouteFunc{TypeChat: ChatRoute}
 	if cfg.Frontend {
 		cfg.Connector = connector.Config{
-			Heartbeat:        a.opts.Heartbeat,
-			HeartbeatTimeout: a.opts.HeartbeatTimeout,
-			HandshakeTimeout: a.opts.HandshakeTimeout,
-			MaxConnections:   a.opts.MaxConnections,
-			ResumeWindow:     a.opts.ResumeWindow,
+			Heartbeat:         a.opts.Heartbeat,
+			HeartbeatTimeout:  a.opts.HeartbeatTimeout,
+			HandshakeTimeout:  a.opts.HandshakeTimeout,
+			MaxConnections:    a.opts.MaxConnections,
+			ResumeWindow:      a.opts.ResumeWindow,
+			PushFlushInterval: a.opts.PushFlushInterval,
 		}
 		minVersion := a.opts.MinClientVersion
 		cfg.CheckClient = func(_, version string) bool { return VersionAtLeast(version, minVersion) }
