@@ -75,8 +75,12 @@ type link struct {
 	gen        uint64 // invalidates the window timers of earlier suspensions
 	// running holds the ids of the requests accepted and not answered;
 	// maxID is the highest accepted, resendMax that highest at the last
-	// resume (a request up to it may be one the client sent again).
+	// resume (a request up to it may be one the client sent again), and
+	// answered the ids up to it answered in the replay or since: a copy
+	// the client sends again is not run, even once its answer has left
+	// the ring.
 	running   map[uint64]struct{}
+	answered  map[uint64]struct{}
 	maxID     uint64
 	resendMax uint64
 }
@@ -119,16 +123,6 @@ func (r *ring) reset() { *r = ring{} }
 
 // at returns the entry of the i-th package kept, oldest first.
 func (r *ring) at(i int) ringEntry { return r.buf[r.head+i] }
-
-// hasResponse reports whether a response to request id is kept.
-func (r *ring) hasResponse(id uint64) bool {
-	for _, e := range r.buf[r.head:] {
-		if e.id == id {
-			return true
-		}
-	}
-	return false
-}
 
 // newToken returns 128 random bits, base64url without padding.
 func newToken() string {
@@ -318,6 +312,12 @@ func (l *link) attach(cn *conn) bool {
 	cn.wakeWriter()
 	l.pending, l.cur, l.state = nil, cn, linkConnected
 	l.resendMax = l.maxID
+	l.answered = nil
+	for i := range l.ring.len() {
+		if id := l.ring.at(i).id; id != 0 {
+			l.answered = setAdd(l.answered, id)
+		}
+	}
 	l.gen++
 	if l.timer != nil {
 		l.timer.Stop()
@@ -343,15 +343,22 @@ func (l *link) admit(id uint64) bool {
 	if _, ok := l.running[id]; ok {
 		return false
 	}
-	if id <= l.resendMax && l.ring.hasResponse(id) {
+	if _, ok := l.answered[id]; ok && id <= l.resendMax {
+		delete(l.answered, id) // its one copy: a later id equal to it runs
 		return false
 	}
-	if l.running == nil {
-		l.running = make(map[uint64]struct{})
-	}
-	l.running[id] = struct{}{}
+	l.running = setAdd(l.running, id)
 	l.maxID = max(l.maxID, id)
 	return true
+}
+
+// setAdd adds id to set, making it if needed.
+func setAdd(set map[uint64]struct{}, id uint64) map[uint64]struct{} {
+	if set == nil {
+		set = make(map[uint64]struct{})
+	}
+	set[id] = struct{}{}
+	return set
 }
 
 // Send implements session.Conn: every DATA package is counted and kept,
@@ -377,6 +384,10 @@ func (l *link) Send(pkgs []byte) error {
 			if id, ok := responseID(p[wire.HeaderLen:n]); ok {
 				e.id = id
 				delete(l.running, id)
+				if id <= l.resendMax && l.state == linkConnected {
+					// Running at the resume: the client may send it again.
+					l.answered = setAdd(l.answered, id)
+				}
 			}
 			full = l.keep(e) || full
 		}
@@ -441,7 +452,7 @@ func (l *link) end() *conn {
 	cur, pending, prev, tok := l.cur, l.pending, l.prev, l.token
 	l.cur, l.pending, l.prev, l.token = nil, nil, nil, ""
 	l.ring.reset()
-	l.running = nil
+	l.running, l.answered = nil, nil
 	if l.timer != nil {
 		l.timer.Stop()
 		l.timer = nil

@@ -1,0 +1,79 @@
+package connector
+
+// Session resume under races and after the replay (docs/PROTOCOL.md
+// section 10): a request sent again is run once even when its answer has
+// left the buffer since.
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pomelo-go/pomelo/runtime/wire"
+)
+
+// nextResponse reads a DATA package that is a RESPONSE and returns its id
+// and body.
+func (c *rawTCP) nextResponse(t *testing.T) (uint64, string) {
+	t.Helper()
+	for {
+		typ, body := c.next(t)
+		if typ != wire.TypeData {
+			continue // a heartbeat
+		}
+		m, err := wire.DecodeMessage(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Type == wire.Response {
+			return m.ID, string(m.Body)
+		}
+	}
+}
+
+func (h *answeringHandler) servedIDs() []uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.served)
+}
+
+// The replay carries the answer of request 1; pushes sent after the resume
+// evict it from the buffer before the client's copy of request 1 arrives.
+// The server must still not run request 1 a second time.
+func TestRequestSentAgainRunsOnceAfterItsAnswerLeftTheBuffer(t *testing.T) {
+	h := &answeringHandler{release: make(chan struct{})}
+	_, svc, addr := startTCP(t, Config{ResumeBufferPackages: 4, ResumeWindow: time.Hour}, h)
+	suspended, _ := suspendEvents(svc)
+	a := dialRaw(t, addr)
+	r1, _ := a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	a.sendMessage(t, &wire.Message{Type: wire.Request, ID: 1, Route: "t.h.a"}, 0)
+	if id, _ := a.nextResponse(t); id != 1 {
+		t.Fatalf("response %d, want 1", id)
+	}
+	a.nc.Close() // the answer was written, but say it was lost
+	sid := recv(t, "suspended", suspended)
+
+	b := dialRaw(t, addr)
+	r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token))
+	if r2.Sys.Resume == nil || !r2.Sys.Resume.Resumed {
+		t.Fatalf("resume: %+v", r2.Sys.Resume)
+	}
+	b.ack(t)
+	if id, _ := b.nextResponse(t); id != 1 {
+		t.Fatalf("replayed response %d, want 1", id)
+	}
+	for i := range 8 { // more than the buffer keeps
+		push(t, svc, sid, fmt.Sprint(i))
+	}
+	// The client sends again the request it had no answer for, then a new one.
+	b.sendMessage(t, &wire.Message{Type: wire.Request, ID: 1, Route: "t.h.a"}, 0)
+	b.sendMessage(t, &wire.Message{Type: wire.Request, ID: 2, Route: "t.h.a"}, 0)
+	if id, _ := b.nextResponse(t); id != 2 {
+		t.Fatalf("response %d after the resent request, want 2 (request 1 answered twice)", id)
+	}
+	if got := h.servedIDs(); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("requests run %v, want [1 2]: request 1 ran twice", got)
+	}
+}
