@@ -169,7 +169,8 @@ func (c *Connector) grantResume(cn *conn, token string, received uint64, ser run
 		return nil, ""
 	}
 	l.mu.Lock()
-	if l.state == linkEnded {
+	if l.state == linkEnded || l.sess.Closed() {
+		// Ended, or its close has begun (the closed hooks run first).
 		l.mu.Unlock()
 		return nil, ""
 	}
@@ -235,6 +236,10 @@ func (l *link) suspendLocked() {
 func (l *link) expire(gen uint64) {
 	l.mu.Lock()
 	over := l.gen == gen && l.state == linkSuspended
+	if over {
+		// No resume is granted from now on; CloseSession finishes.
+		l.state = linkEnded
+	}
 	l.mu.Unlock()
 	if over {
 		l.c.sessions.CloseSession(l.sess, "", false)

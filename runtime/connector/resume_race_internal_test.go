@@ -2,7 +2,7 @@ package connector
 
 // Session resume under races and after the replay (docs/PROTOCOL.md
 // section 10): a request sent again is run once even when its answer has
-// left the buffer since.
+// left the buffer since, and a session that is closing is never resumed.
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
 
@@ -75,5 +76,51 @@ func TestRequestSentAgainRunsOnceAfterItsAnswerLeftTheBuffer(t *testing.T) {
 	}
 	if got := h.servedIDs(); !slices.Equal(got, []uint64{1, 2}) {
 		t.Fatalf("requests run %v, want [1 2]: request 1 ran twice", got)
+	}
+}
+
+// closingHook makes the closed hooks of svc block until release is closed,
+// and reports each session whose close has begun.
+func closingHook(svc *session.Service) (closing chan uint64, release chan struct{}) {
+	closing, release = make(chan uint64, 4), make(chan struct{})
+	svc.OnClosed(func(s *session.Session, _ string) {
+		closing <- s.ID()
+		<-release
+	})
+	return closing, release
+}
+
+// A session whose close has begun (its window ended, or it was kicked, and
+// the closed hooks are still running: they may call backends) cannot be
+// resumed: the client is answered resumed:false at once rather than
+// resumed:true followed by the end of its connection.
+func TestClosingSessionIsNotResumed(t *testing.T) {
+	for _, how := range []string{"kick", "window"} {
+		t.Run(how, func(t *testing.T) {
+			window := time.Hour
+			if how == "window" {
+				window = 50 * time.Millisecond
+			}
+			_, svc, addr := startTCP(t, Config{ResumeWindow: window}, newRecordHandler())
+			suspended, _ := suspendEvents(svc)
+			closing, release := closingHook(svc)
+			defer close(release)
+			a := dialRaw(t, addr)
+			r1, _ := a.resumeHandshake(t, `{}`)
+			a.ack(t)
+			a.nc.Close()
+			sid := recv(t, "suspended", suspended)
+			if how == "kick" {
+				go svc.Kick(sid, "relogin")
+			}
+			if got := recv(t, "the close to begin", closing); got != sid {
+				t.Fatalf("closing %d, want %d", got, sid)
+			}
+			b := dialRaw(t, addr)
+			r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token))
+			if r2.Sys.Resume == nil || r2.Sys.Resume.Resumed {
+				t.Fatalf("resume of a closing session: %+v", r2.Sys.Resume)
+			}
+		})
 	}
 }
