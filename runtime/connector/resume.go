@@ -189,6 +189,8 @@ func (c *Connector) grantResume(cn *conn, token string, received uint64, ser run
 	c.mu.Unlock()
 	if shuttingDown {
 		l.mu.Unlock()
+		// Shutdown may have looked for the token after it was taken.
+		c.sessions.CloseSession(l.sess, "", false)
 		return nil, ""
 	}
 	tok := l.token

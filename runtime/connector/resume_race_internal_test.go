@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pomelo-go/pomelo/runtime"
 	"github.com/pomelo-go/pomelo/runtime/session"
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
@@ -122,5 +123,31 @@ func TestClosingSessionIsNotResumed(t *testing.T) {
 				t.Fatalf("resume of a closing session: %+v", r2.Sys.Resume)
 			}
 		})
+	}
+}
+
+// A resume whose handshake is read while the connector shuts down takes
+// the session's token out of the connector's map; Shutdown, which closes
+// the suspended sessions it finds there, may then miss it. The refused
+// resume closes that session itself, so that backends hear closed now
+// rather than when a window that outlives the server ends.
+func TestResumeRefusedByShutdownClosesTheSession(t *testing.T) {
+	c, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, newRecordHandler())
+	suspended, _ := suspendEvents(svc)
+	closed := make(chan uint64, 4)
+	svc.OnClosed(func(s *session.Session, _ string) { closed <- s.ID() })
+	a := dialRaw(t, addr)
+	r1, _ := a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	a.nc.Close()
+	sid := recv(t, "suspended", suspended)
+	c.mu.Lock()
+	c.closed = true // Shutdown has begun, and looked at the tokens already
+	c.mu.Unlock()
+	if l, _ := c.grantResume(nil, r1.Sys.Resume.Token, 0, runtime.JSON); l != nil {
+		t.Fatal("resume granted during shutdown")
+	}
+	if got := recv(t, "the session closed", closed); got != sid {
+		t.Fatalf("closed %d, want %d", got, sid)
 	}
 }
