@@ -74,6 +74,10 @@ type Client struct {
 
 	received atomic.Uint64 // DATA packages received in the session (Received)
 
+	// stateMu is held while a change of connection state is made and
+	// reported: OnState is called one change at a time, in order.
+	stateMu sync.Mutex
+
 	pushes *pushes
 
 	mu         sync.Mutex
@@ -165,6 +169,7 @@ func (cfg Config) Dial(ctx context.Context, addr string) (*Client, error) {
 		return nil, err
 	}
 	go c.dispatch()
+	c.stateMu.Lock()
 	c.mu.Lock()
 	c.cur = k
 	if hs.Sys != nil && hs.Sys.Resume != nil {
@@ -172,6 +177,8 @@ func (cfg Config) Dial(ctx context.Context, addr string) (*Client, error) {
 	}
 	c.mu.Unlock()
 	c.report(StateConnected)
+	c.stateMu.Unlock()
+	c.inUse(k)
 	return c, nil
 }
 
@@ -577,6 +584,16 @@ func (c *Client) readLoop(k *cconn) {
 		err = fmt.Errorf("%w: %w", ErrConnectionLost, err)
 	}
 	c.connEnded(k, err, 0)
+}
+
+// inUse, called once k has been made the connection in use, handles its
+// end if it came before: connEnded did nothing then, k not being in use.
+func (c *Client) inUse(k *cconn) {
+	select {
+	case <-k.done:
+		c.connEnded(k, k.err, 0)
+	default:
+	}
 }
 
 // connEnded handles the end of connection k, for cause, closing it with the WebSocket close

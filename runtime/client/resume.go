@@ -94,7 +94,9 @@ func (c *Client) waitConnected(ctx context.Context) error {
 // backoff and jitter, until a connection is up (resumed or not) or ReconnectTimeout has passed
 // (the Client is then finished with cause).
 func (c *Client) reconnect(cause error) {
+	c.stateMu.Lock()
 	c.report(StateReconnecting)
+	c.stateMu.Unlock()
 	deadline := time.Now().Add(c.opts.reconnectTimeout)
 	delay := c.opts.minDelay
 	for attempt := 0; ; attempt++ {
@@ -125,8 +127,10 @@ func (c *Client) reconnect(cause error) {
 			return
 		}
 		if errors.As(err, &he) || !time.Now().Before(deadline) {
+			c.stateMu.Lock()
 			c.shutdown(fmt.Errorf("%w: gave up reconnecting (%w) after %w", ErrConnectionLost, err, cause), false)
 			c.report(StateLost)
+			c.stateMu.Unlock()
 			return
 		}
 	}
@@ -137,9 +141,11 @@ func (c *Client) reconnect(cause error) {
 // fail with ErrSessionLost.
 func (c *Client) resumed(k *cconn, hs *wire.HandshakeResponse) {
 	ok := hs.Sys != nil && hs.Sys.Resume != nil && hs.Sys.Resume.Resumed
+	c.stateMu.Lock()
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
+		c.stateMu.Unlock()
 		k.end(ErrClosed, websocket.StatusNormalClosure)
 		return
 	}
@@ -181,4 +187,6 @@ func (c *Client) resumed(k *cconn, hs *wire.HandshakeResponse) {
 	} else {
 		c.report(StateLost)
 	}
+	c.stateMu.Unlock()
+	c.inUse(k)
 }
