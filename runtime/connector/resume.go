@@ -286,11 +286,11 @@ func (l *link) suspend(cn *conn) bool {
 }
 
 // forget drops the link's reference to cn, a detached connection whose
-// inbox ran dry.
+// inbox ran dry, keeping the one cn was to wait for if it still runs.
 func (l *link) forget(cn *conn) {
 	l.mu.Lock()
 	if l.prev == cn {
-		l.prev = nil
+		l.prev = cn.runsAfter()
 	}
 	l.mu.Unlock()
 }
@@ -330,8 +330,8 @@ func (l *link) attach(cn *conn) bool {
 		l.timer.Stop()
 		l.timer = nil
 	}
-	if p := l.prev; p != nil && p.busy() {
-		cn.after = p
+	if p := l.prev; p != nil {
+		cn.after.Store(p.runsAfter())
 	}
 	l.prev = nil
 	a := cn.RemoteAddr()

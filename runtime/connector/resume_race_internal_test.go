@@ -151,3 +151,60 @@ func TestResumeRefusedByShutdownClosesTheSession(t *testing.T) {
 		t.Fatalf("closed %d, want %d", got, sid)
 	}
 }
+
+// The messages of a session run one at a time, in arrival order, across
+// its connections: a request read on a connection whose predecessor's
+// request is still running waits for it, also when a connection in
+// between (resumed, then dropped again) ran nothing.
+func TestResumedSessionRunsRequestsAfterThoseOfEveryEarlierConnection(t *testing.T) {
+	h := &answeringHandler{release: make(chan struct{})}
+	c, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, h)
+	suspended, resumed := suspendEvents(svc)
+	resume := func(tok string) (*rawTCP, string) {
+		t.Helper()
+		b := dialRaw(t, addr)
+		r, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, tok))
+		if !r.Sys.Resume.Resumed {
+			t.Fatalf("resume: %+v", r.Sys.Resume)
+		}
+		b.ack(t)
+		recv(t, "resumed", resumed)
+		return b, r.Sys.Resume.Token
+	}
+	a := dialRaw(t, addr)
+	r, _ := a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	first := onlyConn(t, c)
+	a.sendMessage(t, &wire.Message{Type: wire.Request, ID: 1, Route: "t.h.block"}, 0)
+	waitFor(t, "request 1 to run", func() bool { return len(h.servedIDs()) == 1 })
+	a.nc.Close()
+	recv(t, "suspended", suspended)
+	b, tok := resume(r.Sys.Resume.Token) // runs nothing, and drops again
+	b.nc.Close()
+	recv(t, "suspended", suspended)
+	d, _ := resume(tok)
+	var last *conn
+	waitFor(t, "the resumed connection", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for x := range c.conns {
+			if !x.detached.Load() && x != first {
+				last = x
+			}
+		}
+		return last != nil
+	})
+	if got := last.after.Load(); got != first {
+		t.Fatalf("the resumed connection's inbox waits for %p, want %p (the one still running request 1)", got, first)
+	}
+	d.sendMessage(t, &wire.Message{Type: wire.Request, ID: 2, Route: "t.h.a"}, 0)
+	close(h.release)
+	for _, want := range []uint64{1, 2} {
+		if id, _ := d.nextResponse(t); id != want {
+			t.Fatalf("response %d, want %d", id, want)
+		}
+	}
+	if got := h.servedIDs(); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("requests run %v, want [1 2]", got)
+	}
+}
