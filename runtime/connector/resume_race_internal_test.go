@@ -5,6 +5,7 @@ package connector
 // left the buffer since, and a session that is closing is never resumed.
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -206,5 +207,36 @@ func TestResumedSessionRunsRequestsAfterThoseOfEveryEarlierConnection(t *testing
 	}
 	if got := h.servedIDs(); !slices.Equal(got, []uint64{1, 2}) {
 		t.Fatalf("requests run %v, want [1 2]", got)
+	}
+}
+
+// Shutdown returns once the suspended sessions are closed too (their closed
+// hooks have run), not only the connected ones: what runs after it (online
+// status, the node) must see every session gone.
+func TestShutdownReturnsAfterClosingTheSuspendedSessions(t *testing.T) {
+	c, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, newRecordHandler())
+	suspended, _ := suspendEvents(svc)
+	closed := make(chan uint64, 4)
+	svc.OnClosed(func(s *session.Session, _ string) { closed <- s.ID() })
+	a := dialRaw(t, addr)
+	a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	a.nc.Close()
+	sid := recv(t, "suspended", suspended)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Shutdown(ctx, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-closed:
+		if got != sid {
+			t.Fatalf("closed %d, want %d", got, sid)
+		}
+	default:
+		t.Fatal("Shutdown returned before the suspended session was closed")
+	}
+	if n := svc.Count(); n != 0 {
+		t.Fatalf("%d sessions after Shutdown", n)
 	}
 }
