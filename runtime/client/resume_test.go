@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -16,8 +17,9 @@ import (
 // flakyResumer is a raw TCP frontend whose first drops connections end
 // right after the client's HANDSHAKE_ACK; every handshake is answered with a
 // resume reply (the first resumed:false, the others resumed:true). The
-// connection after those answers every request with {}.
-func flakyResumer(t *testing.T, drops int) string {
+// connection after those answers every request with {}; with silent, it
+// and every later one never answer the handshake.
+func flakyResumer(t *testing.T, drops int, silent bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,6 +41,10 @@ func flakyResumer(t *testing.T, drops int) string {
 				defer nc.Close()
 				r := wire.NewReader(nc, 0)
 				if typ, _, err := r.Next(); err != nil || typ != wire.TypeHandshake {
+					return
+				}
+				if silent && i >= drops {
+					r.Next() // until the client goes
 					return
 				}
 				reply := fmt.Appendf(nil, `{"code":200,"sys":{"heartbeat":30,"resume":{"token":"t%d","resumed":%t}}}`, i, i > 0)
@@ -79,7 +85,7 @@ func flakyResumer(t *testing.T, drops int) string {
 // at a time: connected, then reconnecting and resumed for each drop.
 func TestConnectionThatEndsAsSoonAsItIsUpIsReconnected(t *testing.T) {
 	const drops = 20
-	addr := flakyResumer(t, drops)
+	addr := flakyResumer(t, drops, false)
 	var (
 		mu      sync.Mutex
 		got     []client.State
@@ -116,5 +122,81 @@ func TestConnectionThatEndsAsSoonAsItIsUpIsReconnected(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(got, want) || overlap {
 		t.Fatalf("states %v (overlapping calls: %v), want %v", got, overlap, want)
+	}
+}
+
+// Close while the client reconnects (its attempt waits for a handshake
+// reply that does not come) ends the Client at once, with ErrClosed, and reports nothing after
+// reconnecting; TestMain checks that no goroutine of it is left.
+func TestCloseWhileReconnectingEndsTheClient(t *testing.T) {
+	addr := flakyResumer(t, 1, true)
+	states := make(chan client.State, 8)
+	cfg := client.Config{Resume: true, NoHeartbeat: true,
+		OnState: func(s client.State) { states <- s }}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := cfg.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []client.State{client.StateConnected, client.StateReconnecting} {
+		select {
+		case s := <-states:
+			if s != want {
+				t.Fatalf("state %v, want %v", s, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no %v", want)
+		}
+	}
+	c.Close()
+	if err := c.Err(); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("Err after Close: %v", err)
+	}
+	if _, _, err := c.RequestRaw(ctx, "test.h.echo", nil); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("request after Close: %v", err)
+	}
+	select {
+	case s := <-states:
+		t.Fatalf("state %v reported after Close", s)
+	default:
+	}
+}
+
+// A client that cannot get its session back within ReconnectTimeout (its
+// attempt waits for a handshake reply that does not come) gives up: the
+// Client is finished with an error wrapping ErrConnectionLost, and lost is
+// its last state.
+func TestReconnectGivesUpAfterReconnectTimeout(t *testing.T) {
+	addr := flakyResumer(t, 1, true)
+	states := make(chan client.State, 8)
+	cfg := client.Config{Resume: true, NoHeartbeat: true, ReconnectTimeout: 100 * time.Millisecond,
+		OnState: func(s client.State) { states <- s }}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := cfg.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("the client did not give up")
+	}
+	if err := c.Err(); !errors.Is(err, client.ErrConnectionLost) {
+		t.Fatalf("Err: %v, want ErrConnectionLost", err)
+	}
+	var got []client.State
+	for len(got) < 3 {
+		select {
+		case s := <-states:
+			got = append(got, s)
+		case <-ctx.Done():
+			t.Fatalf("states %v", got)
+		}
+	}
+	if want := []client.State{client.StateConnected, client.StateReconnecting, client.StateLost}; !slices.Equal(got, want) {
+		t.Fatalf("states %v, want %v", got, want)
 	}
 }
