@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -238,5 +239,37 @@ func TestShutdownReturnsAfterClosingTheSuspendedSessions(t *testing.T) {
 	}
 	if n := svc.Count(); n != 0 {
 		t.Fatalf("%d sessions after Shutdown", n)
+	}
+}
+
+// Hostile resume handshakes: a huge or bogus token is a new session
+// (resumed:false) and touches no other session; a count that is negative,
+// not an integer or beyond 64 bits is a malformed handshake (500, close).
+func TestHostileResumeHandshakes(t *testing.T) {
+	_, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, newRecordHandler())
+	victim := dialRaw(t, addr)
+	victim.resumeHandshake(t, `{}`)
+	victim.ack(t)
+	var sid uint64
+	svc.Range(func(s *session.Session) bool { sid = s.ID(); return false })
+	for _, tok := range []string{strings.Repeat("A", 200<<10), "", "AAAAAAAAAAAAAAAAAAAAAA", `\u0000`} {
+		c := dialRaw(t, addr)
+		r, _ := c.resumeHandshake(t, fmt.Sprintf(`{"token":"%s","received":18446744073709551615}`, tok))
+		if r.Code != 200 || r.Sys.Resume == nil || r.Sys.Resume.Resumed {
+			t.Fatalf("token of %d bytes: %+v", len(tok), r)
+		}
+	}
+	for _, n := range []string{"-1", "1.5", "1e3", "18446744073709551616", `"3"`, "{}"} {
+		c := dialRaw(t, addr)
+		r, _ := c.resumeHandshake(t, fmt.Sprintf(`{"token":"x","received":%s}`, n))
+		if r.Code != 500 {
+			t.Fatalf("received %s: code %d, want 500", n, r.Code)
+		}
+	}
+	if svc.SuspendedCount() != 0 {
+		t.Fatal("a hostile handshake suspended a session")
+	}
+	if s, ok := svc.Get(sid); !ok || s.Closed() || s.Suspended() {
+		t.Fatal("a hostile handshake closed or suspended another session")
 	}
 }
