@@ -470,15 +470,30 @@ func (l *link) end() *conn {
 		delete(l.c.links, tok)
 	}
 	l.c.mu.Unlock()
+	// The earlier connections still running messages of the session: the
+	// one that dropped last, and those the current one waits for. Their
+	// remaining messages are answered CLOSED, to nobody.
 	if prev != nil && prev != cur {
-		// Its remaining messages are answered CLOSED, to nobody.
-		prev.halt()
-		prev.inCancel()
+		prev.haltChain()
+	}
+	if cur != nil {
+		if w := cur.after.Load(); w != nil {
+			w.haltChain()
+		}
 	}
 	if pending != nil {
 		pending.Close()
 	}
 	return cur
+}
+
+// haltChain stops cn, a detached connection, and the ones its inbox waits
+// for: no more messages, the running ones cancelled.
+func (cn *conn) haltChain() {
+	for w := cn; w != nil; w = w.after.Load() {
+		w.halt()
+		w.inCancel()
+	}
 }
 
 // Kick implements session.Conn.

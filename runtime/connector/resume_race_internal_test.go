@@ -273,3 +273,45 @@ func TestHostileResumeHandshakes(t *testing.T) {
 		t.Fatal("a hostile handshake closed or suspended another session")
 	}
 }
+
+// returnsHandler runs "t.h.wait" until its context ends, then reports it.
+type returnsHandler struct {
+	answeringHandler
+	started, returned chan uint64
+}
+
+func (h *returnsHandler) ServeMessage(ctx context.Context, s *session.Session, m *wire.Message) {
+	h.started <- m.ID
+	<-ctx.Done()
+	h.returned <- m.ID
+}
+
+// A request still running on a connection the session has left (it
+// dropped, the session resumed on another) is cancelled when the session
+// closes, as the requests of its current connection are: the session is
+// gone, nothing waits for its answer.
+func TestClosedSessionCancelsTheRequestsOfItsEarlierConnections(t *testing.T) {
+	h := &returnsHandler{started: make(chan uint64, 4), returned: make(chan uint64, 4)}
+	_, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, h)
+	suspended, resumed := suspendEvents(svc)
+	a := dialRaw(t, addr)
+	r, _ := a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	a.sendMessage(t, &wire.Message{Type: wire.Request, ID: 1, Route: "t.h.wait"}, 0)
+	recv(t, "request 1 to start", h.started)
+	a.nc.Close()
+	sid := recv(t, "suspended", suspended)
+	b := dialRaw(t, addr)
+	r, _ = b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r.Sys.Resume.Token))
+	if !r.Sys.Resume.Resumed {
+		t.Fatalf("resume: %+v", r.Sys.Resume)
+	}
+	b.ack(t)
+	recv(t, "resumed", resumed)
+	if err := svc.Kick(sid, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, "request 1 to be cancelled", h.returned); got != 1 {
+		t.Fatalf("returned %d", got)
+	}
+}
