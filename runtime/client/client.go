@@ -322,12 +322,23 @@ func (c *Client) RequestRaw(ctx context.Context, route string, body []byte) (res
 		cl.pkg = pkg
 	}
 	c.pending[id] = cl
+	k := c.cur
 	c.mu.Unlock()
 
-	if err := c.write(ctx, pkg); err != nil {
+	var werr error
+	switch {
+	case k != nil:
+		werr = c.writeOn(ctx, k, pkg)
+	case c.opts.resume:
+		// Reconnecting: it goes with the unanswered requests once the
+		// session is back (resumed), and by nothing else, so it goes once.
+	default:
+		werr = c.lostErr()
+	}
+	if werr != nil {
 		if !c.opts.resume || c.Err() != nil {
 			c.forget(id)
-			return nil, false, err
+			return nil, false, werr
 		}
 		// The connection dropped: the request goes again after the resume.
 	}

@@ -200,3 +200,128 @@ func TestReconnectGivesUpAfterReconnectTimeout(t *testing.T) {
 		t.Fatalf("states %v, want %v", got, want)
 	}
 }
+
+// serverSide is the server end of one raw TCP connection of a test.
+type serverSide struct {
+	t  *testing.T
+	nc net.Conn
+	r  *wire.Reader
+}
+
+func (s serverSide) next(want wire.PackageType) []byte {
+	s.t.Helper()
+	s.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		typ, body, err := s.r.Next()
+		if err != nil {
+			s.t.Fatalf("server: reading %s: %v", want, err)
+		}
+		if typ == want {
+			return append([]byte(nil), body...)
+		}
+		if typ != wire.TypeHeartbeat {
+			s.t.Fatalf("server: got %s, want %s", typ, want)
+		}
+	}
+}
+
+func (s serverSide) write(b []byte) {
+	s.t.Helper()
+	if _, err := s.nc.Write(b); err != nil {
+		s.t.Fatalf("server: %v", err)
+	}
+}
+
+// acceptRaw listens on loopback TCP and hands over each connection.
+func acceptRaw(t *testing.T) (string, <-chan serverSide) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan serverSide, 4)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { nc.Close() })
+			conns <- serverSide{t: t, nc: nc, r: wire.NewReader(nc, 0)}
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return "tcp://" + ln.Addr().String(), conns
+}
+
+func nextConn(t *testing.T, conns <-chan serverSide) serverSide {
+	t.Helper()
+	select {
+	case s := <-conns:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection")
+		panic("unreachable")
+	}
+}
+
+// A request made while the client reconnects is sent once on the resumed
+// connection: it is one of the unanswered requests sent again after the
+// resume, and nothing else sends it (a second copy would run again once
+// the first is answered).
+func TestRequestMadeWhileReconnectingIsSentOnce(t *testing.T) {
+	addr, conns := acceptRaw(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dialed := make(chan *client.Client, 1)
+	go func() {
+		c, err := client.Config{Resume: true, NoHeartbeat: true}.Dial(ctx, addr)
+		if err != nil {
+			t.Error(err)
+		}
+		dialed <- c
+	}()
+	s0 := nextConn(t, conns)
+	s0.next(wire.TypeHandshake)
+	s0.write(pkg(wire.TypeHandshake, []byte(`{"code":200,"sys":{"heartbeat":30,"resume":{"token":"t0","resumed":false}}}`)))
+	s0.next(wire.TypeHandshakeAck)
+	c := <-dialed
+	if c == nil {
+		t.FailNow()
+	}
+	defer c.Close()
+	s0.nc.Close() // the client reconnects
+
+	s1 := nextConn(t, conns)
+	s1.next(wire.TypeHandshake)
+	answered := make(chan error, 1)
+	go func() {
+		_, _, err := c.RequestRaw(ctx, "test.h.a", nil)
+		answered <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for client.PendingCount(c) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request made while reconnecting is not pending")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s1.write(pkg(wire.TypeHandshake, []byte(`{"code":200,"sys":{"heartbeat":30,"resume":{"token":"t1","resumed":true}}}`)))
+	s1.next(wire.TypeHandshakeAck)
+	readRequest := func() uint64 {
+		m, err := wire.DecodeMessage(s1.next(wire.TypeData))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.ID
+	}
+	first := readRequest()
+	s1.write(dataPkg(wire.Message{Type: wire.Response, ID: first, Body: []byte("{}")}))
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	go c.RequestRaw(ctx, "test.h.b", nil)
+	if id := readRequest(); id == first {
+		t.Fatalf("request %d sent twice on the resumed connection", id)
+	}
+}
