@@ -104,6 +104,7 @@ type cconn struct {
 	hsCh     chan *wire.HandshakeResponse // capacity 1
 	hbRecv   chan struct{}                // capacity 1: a server heartbeat arrived
 	done     chan struct{}                // closed once the connection is gone
+	readDone chan struct{}                // closed once its read goroutine has returned
 	once     sync.Once
 	err      error        // why it ended; set before done is closed
 	hsSeen   bool         // read goroutine only
@@ -198,10 +199,11 @@ func (c *Client) connect(ctx context.Context, resume *wire.ResumeRequest) (*ccon
 		return nil, nil, err
 	}
 	k := &cconn{
-		tr:     tr,
-		hsCh:   make(chan *wire.HandshakeResponse, 1),
-		hbRecv: make(chan struct{}, 1),
-		done:   make(chan struct{}),
+		tr:       tr,
+		hsCh:     make(chan *wire.HandshakeResponse, 1),
+		hbRecv:   make(chan struct{}, 1),
+		readDone: make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	k.lastRecv.Store(c.now())
 	go c.readLoop(k)
@@ -584,6 +586,7 @@ func (c *Client) now() int64 { return int64(time.Since(c.start)) }
 // readLoop runs on its own goroutine and handles every package from the server on k until the
 // connection ends.
 func (c *Client) readLoop(k *cconn) {
+	defer close(k.readDone)
 	err := k.tr.readPackages(func(t wire.PackageType, body []byte) error { return c.handle(k, t, body) })
 	var ke *KickError
 	switch {
@@ -623,7 +626,7 @@ func (c *Client) connEnded(k *cconn, cause error, code websocket.StatusCode) {
 	k.end(cause, code)
 	switch {
 	case reconnect:
-		go c.reconnect(cause)
+		go c.reconnect(k, cause)
 	case current:
 		c.shutdown(cause, false)
 	}

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -323,5 +324,89 @@ func TestRequestMadeWhileReconnectingIsSentOnce(t *testing.T) {
 	go c.RequestRaw(ctx, "test.h.b", nil)
 	if id := readRequest(); id == first {
 		t.Fatalf("request %d sent twice on the resumed connection", id)
+	}
+}
+
+// The client's DATA count in its resume request includes every package it
+// delivered: when its connection ends (here as on a failed write) while
+// its reader still goes through packages it had read, the resume waits for
+// the reader to be done, so that the replay from that count brings each
+// push once.
+func TestResumeCountsEveryPackageTheReaderDelivered(t *testing.T) {
+	const n = 20000
+	addr, conns := acceptRaw(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pushes := func(from int) []byte {
+		var b []byte
+		for i := from; i < n; i++ {
+			b = append(b, dataPkg(wire.Message{Type: wire.Push, Route: "p", Body: []byte(fmt.Sprint(i))})...)
+		}
+		return b
+	}
+	dialed := make(chan *client.Client, 1)
+	go func() {
+		c, err := client.Config{Resume: true, NoHeartbeat: true}.Dial(ctx, addr)
+		if err != nil {
+			t.Error(err)
+		}
+		dialed <- c
+	}()
+	s0 := nextConn(t, conns)
+	s0.next(wire.TypeHandshake)
+	s0.write(pkg(wire.TypeHandshake, []byte(`{"code":200,"sys":{"heartbeat":30,"resume":{"token":"t0","resumed":false}}}`)))
+	s0.next(wire.TypeHandshakeAck)
+	c := <-dialed
+	if c == nil {
+		t.FailNow()
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var got []string
+	c.OnAnyPush(func(_ string, body []byte) {
+		mu.Lock()
+		got = append(got, string(body))
+		mu.Unlock()
+	})
+	go s0.nc.Write(pushes(0)) // fails once the client has gone
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Received() < 100 {
+		if time.Now().After(deadline) {
+			t.Fatal("no pushes")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	client.DropConn(c)
+
+	s1 := nextConn(t, conns)
+	var hs struct {
+		Sys struct {
+			Resume struct{ Received int }
+		}
+	}
+	if err := json.Unmarshal(s1.next(wire.TypeHandshake), &hs); err != nil {
+		t.Fatal(err)
+	}
+	s1.write(pkg(wire.TypeHandshake, []byte(`{"code":200,"sys":{"heartbeat":30,"resume":{"token":"t1","resumed":true}}}`)))
+	s1.next(wire.TypeHandshakeAck)
+	s1.write(pushes(hs.Sys.Resume.Received))
+	for {
+		mu.Lock()
+		k := len(got)
+		mu.Unlock()
+		if k >= n {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d pushes of %d", k, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, body := range got {
+		if body != fmt.Sprint(i) {
+			t.Fatalf("push %d is %s (resumed from %d): %d pushes for %d sent", i, body, hs.Sys.Resume.Received, len(got), n)
+		}
 	}
 }
