@@ -6,9 +6,11 @@ package connector
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -313,5 +315,106 @@ func TestClosedSessionCancelsTheRequestsOfItsEarlierConnections(t *testing.T) {
 	}
 	if got := recv(t, "request 1 to be cancelled", h.returned); got != 1 {
 		t.Fatalf("returned %d", got)
+	}
+}
+
+// A resume that arrives before the server noticed that the old connection
+// dropped (it still looks connected) takes the session over: the old
+// connection is closed, the packages after the client's count are
+// replayed once, in order, and backends hear suspended then resumed.
+func TestResumeTakesOverAConnectionNotSeenToDrop(t *testing.T) {
+	_, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, newRecordHandler())
+	suspended, resumed := suspendEvents(svc)
+	a := dialRaw(t, addr)
+	r, _ := a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	var sid uint64
+	svc.Range(func(s *session.Session) bool { sid = s.ID(); return false })
+	for i := range 3 {
+		push(t, svc, sid, fmt.Sprint(i))
+	}
+	a.nextPush(t) // the client got the first only
+	b := dialRaw(t, addr)
+	r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":1}`, r.Sys.Resume.Token))
+	if !r2.Sys.Resume.Resumed {
+		t.Fatalf("resume: %+v", r2.Sys.Resume)
+	}
+	recv(t, "suspended", suspended)
+	push(t, svc, sid, "3")
+	b.ack(t)
+	recv(t, "resumed", resumed)
+	var got string
+	for range 3 {
+		got += b.nextPush(t)
+	}
+	if got != "123" {
+		t.Fatalf("replay %q, want 123", got)
+	}
+	// The old connection is closed by the server (what it still had queued
+	// may arrive first).
+	a.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := a.r.Next(); err != nil {
+			if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+				t.Fatal("the old connection was not closed")
+			}
+			break
+		}
+	}
+	if s, ok := svc.Get(sid); !ok || s.Suspended() {
+		t.Fatal("the session is not connected")
+	}
+}
+
+// Resumes racing with one token: exactly one is granted; the others are new
+// sessions, and the granted one goes on.
+func TestRacingResumesWithOneTokenGrantOne(t *testing.T) {
+	_, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, newRecordHandler())
+	suspended, _ := suspendEvents(svc)
+	a := dialRaw(t, addr)
+	r, _ := a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	a.nc.Close()
+	sid := recv(t, "suspended", suspended)
+	const n = 8
+	conns := make([]*rawTCP, n)
+	for i := range conns {
+		conns[i] = dialRaw(t, addr)
+	}
+	hs := fmt.Appendf(nil, `{"sys":{"type":"go-client","version":"0.1.0","resume":{"token":%q,"received":0}},"user":{}}`, r.Sys.Resume.Token)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			pkg, _ := wire.AppendPackage(nil, wire.TypeHandshake, hs)
+			c.nc.Write(pkg)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	var winner *rawTCP
+	for _, c := range conns {
+		_, body := c.next(t)
+		var rr resumeReply
+		if err := json.Unmarshal(body, &rr); err != nil {
+			t.Fatal(err)
+		}
+		if rr.Sys.Resume.Resumed {
+			if winner != nil {
+				t.Fatal("two resumes granted with one token")
+			}
+			winner = c
+		}
+	}
+	if winner == nil {
+		t.Fatal("no resume granted")
+	}
+	winner.ack(t)
+	push(t, svc, sid, "x")
+	if got := winner.nextPush(t); got != "x" {
+		t.Fatalf("push %q", got)
 	}
 }
