@@ -1,8 +1,9 @@
 package connector
 
-// Session resume under races and after the replay (docs/PROTOCOL.md
-// section 10): a request sent again is run once even when its answer has
-// left the buffer since, and a session that is closing is never resumed.
+// Session resume under races and hostile input (docs/PROTOCOL.md section
+// 10): requests sent again run once, a closing session is never resumed,
+// shutdown closes every suspended session, the messages of a session run
+// in order across its connections, and racing or hostile handshakes.
 
 import (
 	"context"
