@@ -74,6 +74,10 @@ type Client struct {
 
 	received atomic.Uint64 // DATA packages received in the session (Received)
 
+	// stateMu is held while a change of connection state is made and
+	// reported: OnState is called one change at a time, in order.
+	stateMu sync.Mutex
+
 	pushes *pushes
 
 	mu         sync.Mutex
@@ -100,6 +104,7 @@ type cconn struct {
 	hsCh     chan *wire.HandshakeResponse // capacity 1
 	hbRecv   chan struct{}                // capacity 1: a server heartbeat arrived
 	done     chan struct{}                // closed once the connection is gone
+	readDone chan struct{}                // closed once its read goroutine has returned
 	once     sync.Once
 	err      error        // why it ended; set before done is closed
 	hsSeen   bool         // read goroutine only
@@ -165,6 +170,7 @@ func (cfg Config) Dial(ctx context.Context, addr string) (*Client, error) {
 		return nil, err
 	}
 	go c.dispatch()
+	c.stateMu.Lock()
 	c.mu.Lock()
 	c.cur = k
 	if hs.Sys != nil && hs.Sys.Resume != nil {
@@ -172,6 +178,8 @@ func (cfg Config) Dial(ctx context.Context, addr string) (*Client, error) {
 	}
 	c.mu.Unlock()
 	c.report(StateConnected)
+	c.stateMu.Unlock()
+	c.inUse(k)
 	return c, nil
 }
 
@@ -191,10 +199,11 @@ func (c *Client) connect(ctx context.Context, resume *wire.ResumeRequest) (*ccon
 		return nil, nil, err
 	}
 	k := &cconn{
-		tr:     tr,
-		hsCh:   make(chan *wire.HandshakeResponse, 1),
-		hbRecv: make(chan struct{}, 1),
-		done:   make(chan struct{}),
+		tr:       tr,
+		hsCh:     make(chan *wire.HandshakeResponse, 1),
+		hbRecv:   make(chan struct{}, 1),
+		readDone: make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	k.lastRecv.Store(c.now())
 	go c.readLoop(k)
@@ -315,12 +324,23 @@ func (c *Client) RequestRaw(ctx context.Context, route string, body []byte) (res
 		cl.pkg = pkg
 	}
 	c.pending[id] = cl
+	k := c.cur
 	c.mu.Unlock()
 
-	if err := c.write(ctx, pkg); err != nil {
+	var werr error
+	switch {
+	case k != nil:
+		werr = c.writeOn(ctx, k, pkg)
+	case c.opts.resume:
+		// Reconnecting: it goes with the unanswered requests once the
+		// session is back (resumed), and by nothing else, so it goes once.
+	default:
+		werr = c.lostErr()
+	}
+	if werr != nil {
 		if !c.opts.resume || c.Err() != nil {
 			c.forget(id)
-			return nil, false, err
+			return nil, false, werr
 		}
 		// The connection dropped: the request goes again after the resume.
 	}
@@ -566,6 +586,7 @@ func (c *Client) now() int64 { return int64(time.Since(c.start)) }
 // readLoop runs on its own goroutine and handles every package from the server on k until the
 // connection ends.
 func (c *Client) readLoop(k *cconn) {
+	defer close(k.readDone)
 	err := k.tr.readPackages(func(t wire.PackageType, body []byte) error { return c.handle(k, t, body) })
 	var ke *KickError
 	switch {
@@ -577,6 +598,16 @@ func (c *Client) readLoop(k *cconn) {
 		err = fmt.Errorf("%w: %w", ErrConnectionLost, err)
 	}
 	c.connEnded(k, err, 0)
+}
+
+// inUse, called once k has been made the connection in use, handles its
+// end if it came before: connEnded did nothing then, k not being in use.
+func (c *Client) inUse(k *cconn) {
+	select {
+	case <-k.done:
+		c.connEnded(k, k.err, 0)
+	default:
+	}
 }
 
 // connEnded handles the end of connection k, for cause, closing it with the WebSocket close
@@ -595,7 +626,7 @@ func (c *Client) connEnded(k *cconn, cause error, code websocket.StatusCode) {
 	k.end(cause, code)
 	switch {
 	case reconnect:
-		go c.reconnect(cause)
+		go c.reconnect(k, cause)
 	case current:
 		c.shutdown(cause, false)
 	}

@@ -90,11 +90,20 @@ func (c *Client) waitConnected(ctx context.Context) error {
 	}
 }
 
-// reconnect dials again after the connection of the session broke for cause, with exponential
+// reconnect dials again after connection k of the session broke for cause, with exponential
 // backoff and jitter, until a connection is up (resumed or not) or ReconnectTimeout has passed
 // (the Client is then finished with cause).
-func (c *Client) reconnect(cause error) {
+func (c *Client) reconnect(k *cconn, cause error) {
+	c.stateMu.Lock()
 	c.report(StateReconnecting)
+	c.stateMu.Unlock()
+	// k's reader may still be going through packages it had read (k ended on a failed write,
+	// or the heartbeat timeout): what it delivers is counted in the resume request.
+	select {
+	case <-k.readDone:
+	case <-c.life.Done():
+		return
+	}
 	deadline := time.Now().Add(c.opts.reconnectTimeout)
 	delay := c.opts.minDelay
 	for attempt := 0; ; attempt++ {
@@ -125,8 +134,10 @@ func (c *Client) reconnect(cause error) {
 			return
 		}
 		if errors.As(err, &he) || !time.Now().Before(deadline) {
+			c.stateMu.Lock()
 			c.shutdown(fmt.Errorf("%w: gave up reconnecting (%w) after %w", ErrConnectionLost, err, cause), false)
 			c.report(StateLost)
+			c.stateMu.Unlock()
 			return
 		}
 	}
@@ -137,9 +148,11 @@ func (c *Client) reconnect(cause error) {
 // fail with ErrSessionLost.
 func (c *Client) resumed(k *cconn, hs *wire.HandshakeResponse) {
 	ok := hs.Sys != nil && hs.Sys.Resume != nil && hs.Sys.Resume.Resumed
+	c.stateMu.Lock()
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
+		c.stateMu.Unlock()
 		k.end(ErrClosed, websocket.StatusNormalClosure)
 		return
 	}
@@ -181,4 +194,6 @@ func (c *Client) resumed(k *cconn, hs *wire.HandshakeResponse) {
 	} else {
 		c.report(StateLost)
 	}
+	c.stateMu.Unlock()
+	c.inUse(k)
 }

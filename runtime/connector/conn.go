@@ -46,7 +46,7 @@ type conn struct {
 	// (it dropped, or a resume took the session over); its inbox may still
 	// run the messages it accepted, which after waits for.
 	detached atomic.Bool
-	after    *conn                         // the detached connection whose inbox runs first
+	after    atomic.Pointer[conn]          // the detached connection whose inbox runs first
 	ser      atomic.Pointer[serializerBox] // set by the handshake
 	state    atomic.Int32
 	lastRecv atomic.Int64 // unix nanos of the last package received
@@ -404,6 +404,19 @@ func (cn *conn) forgotten() {
 			l.forget(cn)
 		}
 	}
+}
+
+// runsAfter returns the connection whose inbox must run dry before a
+// message that follows cn's runs: cn while its inbox has work, else the
+// one cn itself was to wait for (a connection that ran nothing leaves
+// that wait to its successor), or nil.
+func (cn *conn) runsAfter() *conn {
+	for w := cn; w != nil; w = w.after.Load() {
+		if w.busy() {
+			return w
+		}
+	}
+	return nil
 }
 
 // busy reports whether the inbox has work.
@@ -779,10 +792,10 @@ func (cn *conn) enqueue(m *wire.Message) {
 }
 
 func (cn *conn) drainInbox() {
-	if p := cn.after; p != nil {
+	if p := cn.after.Load(); p != nil {
 		// The session's messages from its previous connection run first.
 		p.waitIdle()
-		cn.after = nil
+		cn.after.Store(nil)
 	}
 	for {
 		cn.inMu.Lock()

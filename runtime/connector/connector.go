@@ -398,7 +398,8 @@ func (c *Connector) serve(t transport) {
 // running finish, answers the messages accepted but not started CLOSED,
 // then kicks every session with reason (or closes it when reason is empty),
 // flushes and closes: every accepted request gets exactly one response
-// before the KICK. It returns when every connection is gone, or when ctx is
+// before the KICK. Suspended sessions (resume) are closed too. It returns
+// when every connection is gone and every session closed, or when ctx is
 // done: then the running requests' contexts are cancelled (their answer is
 // CLOSED), and what is left is closed at once after a short grace.
 func (c *Connector) Shutdown(ctx context.Context, reason string) error {
@@ -423,7 +424,9 @@ func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 
 	// Kick and flush, each after its accepted requests are answered. Close
 	// hooks run in the kicks; ctx bounds them too.
+	kicked := make(chan struct{})
 	go func() {
+		defer close(kicked)
 		for _, cn := range conns {
 			cn.shutdown(reason)
 		}
@@ -439,7 +442,13 @@ func (c *Connector) Shutdown(ctx context.Context, reason string) error {
 	}()
 	select {
 	case <-done:
-		return nil
+		// Every connection is gone; the suspended sessions close too.
+		select {
+		case <-kicked:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	case <-ctx.Done():
 		c.cancel()
 		select { // let cancelled requests answer CLOSED and flush

@@ -75,8 +75,12 @@ type link struct {
 	gen        uint64 // invalidates the window timers of earlier suspensions
 	// running holds the ids of the requests accepted and not answered;
 	// maxID is the highest accepted, resendMax that highest at the last
-	// resume (a request up to it may be one the client sent again).
+	// resume (a request up to it may be one the client sent again), and
+	// answered the ids up to it answered in the replay or since: a copy
+	// the client sends again is not run, even once its answer has left
+	// the ring.
 	running   map[uint64]struct{}
+	answered  map[uint64]struct{}
 	maxID     uint64
 	resendMax uint64
 }
@@ -119,16 +123,6 @@ func (r *ring) reset() { *r = ring{} }
 
 // at returns the entry of the i-th package kept, oldest first.
 func (r *ring) at(i int) ringEntry { return r.buf[r.head+i] }
-
-// hasResponse reports whether a response to request id is kept.
-func (r *ring) hasResponse(id uint64) bool {
-	for _, e := range r.buf[r.head:] {
-		if e.id == id {
-			return true
-		}
-	}
-	return false
-}
 
 // newToken returns 128 random bits, base64url without padding.
 func newToken() string {
@@ -175,7 +169,8 @@ func (c *Connector) grantResume(cn *conn, token string, received uint64, ser run
 		return nil, ""
 	}
 	l.mu.Lock()
-	if l.state == linkEnded {
+	if l.state == linkEnded || l.sess.Closed() {
+		// Ended, or its close has begun (the closed hooks run first).
 		l.mu.Unlock()
 		return nil, ""
 	}
@@ -194,6 +189,8 @@ func (c *Connector) grantResume(cn *conn, token string, received uint64, ser run
 	c.mu.Unlock()
 	if shuttingDown {
 		l.mu.Unlock()
+		// Shutdown may have looked for the token after it was taken.
+		c.sessions.CloseSession(l.sess, "", false)
 		return nil, ""
 	}
 	tok := l.token
@@ -241,6 +238,10 @@ func (l *link) suspendLocked() {
 func (l *link) expire(gen uint64) {
 	l.mu.Lock()
 	over := l.gen == gen && l.state == linkSuspended
+	if over {
+		// No resume is granted from now on; CloseSession finishes.
+		l.state = linkEnded
+	}
 	l.mu.Unlock()
 	if over {
 		l.c.sessions.CloseSession(l.sess, "", false)
@@ -285,11 +286,11 @@ func (l *link) suspend(cn *conn) bool {
 }
 
 // forget drops the link's reference to cn, a detached connection whose
-// inbox ran dry.
+// inbox ran dry, keeping the one cn was to wait for if it still runs.
 func (l *link) forget(cn *conn) {
 	l.mu.Lock()
 	if l.prev == cn {
-		l.prev = nil
+		l.prev = cn.runsAfter()
 	}
 	l.mu.Unlock()
 }
@@ -318,13 +319,19 @@ func (l *link) attach(cn *conn) bool {
 	cn.wakeWriterNow()
 	l.pending, l.cur, l.state = nil, cn, linkConnected
 	l.resendMax = l.maxID
+	l.answered = nil
+	for i := range l.ring.len() {
+		if id := l.ring.at(i).id; id != 0 {
+			l.answered = setAdd(l.answered, id)
+		}
+	}
 	l.gen++
 	if l.timer != nil {
 		l.timer.Stop()
 		l.timer = nil
 	}
-	if p := l.prev; p != nil && p.busy() {
-		cn.after = p
+	if p := l.prev; p != nil {
+		cn.after.Store(p.runsAfter())
 	}
 	l.prev = nil
 	a := cn.RemoteAddr()
@@ -343,15 +350,22 @@ func (l *link) admit(id uint64) bool {
 	if _, ok := l.running[id]; ok {
 		return false
 	}
-	if id <= l.resendMax && l.ring.hasResponse(id) {
+	if _, ok := l.answered[id]; ok && id <= l.resendMax {
+		delete(l.answered, id) // its one copy: a later id equal to it runs
 		return false
 	}
-	if l.running == nil {
-		l.running = make(map[uint64]struct{})
-	}
-	l.running[id] = struct{}{}
+	l.running = setAdd(l.running, id)
 	l.maxID = max(l.maxID, id)
 	return true
+}
+
+// setAdd adds id to set, making it if needed.
+func setAdd(set map[uint64]struct{}, id uint64) map[uint64]struct{} {
+	if set == nil {
+		set = make(map[uint64]struct{})
+	}
+	set[id] = struct{}{}
+	return set
 }
 
 // Send implements session.Conn: every DATA package is counted and kept,
@@ -377,6 +391,10 @@ func (l *link) Send(pkgs []byte) error {
 			if id, ok := responseID(p[wire.HeaderLen:n]); ok {
 				e.id = id
 				delete(l.running, id)
+				if id <= l.resendMax && l.state == linkConnected {
+					// Running at the resume: the client may send it again.
+					l.answered = setAdd(l.answered, id)
+				}
 			}
 			full = l.keep(e) || full
 		}
@@ -441,7 +459,7 @@ func (l *link) end() *conn {
 	cur, pending, prev, tok := l.cur, l.pending, l.prev, l.token
 	l.cur, l.pending, l.prev, l.token = nil, nil, nil, ""
 	l.ring.reset()
-	l.running = nil
+	l.running, l.answered = nil, nil
 	if l.timer != nil {
 		l.timer.Stop()
 		l.timer = nil
@@ -452,15 +470,30 @@ func (l *link) end() *conn {
 		delete(l.c.links, tok)
 	}
 	l.c.mu.Unlock()
+	// The earlier connections still running messages of the session: the
+	// one that dropped last, and those the current one waits for. Their
+	// remaining messages are answered CLOSED, to nobody.
 	if prev != nil && prev != cur {
-		// Its remaining messages are answered CLOSED, to nobody.
-		prev.halt()
-		prev.inCancel()
+		prev.haltChain()
+	}
+	if cur != nil {
+		if w := cur.after.Load(); w != nil {
+			w.haltChain()
+		}
 	}
 	if pending != nil {
 		pending.Close()
 	}
 	return cur
+}
+
+// haltChain stops cn, a detached connection, and the ones its inbox waits
+// for: no more messages, the running ones cancelled.
+func (cn *conn) haltChain() {
+	for w := cn; w != nil; w = w.after.Load() {
+		w.halt()
+		w.inCancel()
+	}
 }
 
 // Kick implements session.Conn.

@@ -128,6 +128,8 @@ func TestParseHandshakeErrors(t *testing.T) {
 		`{"sys":{"resume":{"token":"t","received":-1}}}`,
 		`{"sys":{"resume":{"token":"t","received":1.5}}}`,
 		`{"sys":{"resume":{"token":"t","received":"3"}}}`,
+		`{"sys":{"resume":{"token":"t","received":18446744073709551616}}}`,
+		`{"sys":{"resume":{"token":"t","received":1e3}}}`,
 	} {
 		h, err := wire.ParseHandshake([]byte(body))
 		if !errors.Is(err, wire.ErrMalformed) || h != nil {
