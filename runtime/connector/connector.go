@@ -124,7 +124,9 @@ type Config struct {
 	// for it in its handshake, docs/PROTOCOL.md section 10) stays
 	// suspended after its connection dropped without a kick, waiting for
 	// the client to resume it (default DefaultResumeWindow, 30s; NoResume,
-	// or any negative value, turns resume off).
+	// or any negative value, turns resume off). At most MaxConnections
+	// sessions are suspended at once: beyond that a dropped session closes
+	// as it would without resume.
 	ResumeWindow time.Duration
 	// ResumeBufferBytes and ResumeBufferPackages bound the DATA packages a
 	// resumable session keeps for a replay (defaults

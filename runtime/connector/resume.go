@@ -254,6 +254,10 @@ func (l *link) expire(gen uint64) {
 // detached from the session, which is suspended unless cn no longer
 // carried it.
 func (l *link) suspend(cn *conn) bool {
+	// Suspended sessions are capped as connections are: dropped
+	// connections cannot pile up sessions beyond what the frontend may
+	// hold (a client that connects and drops in a loop).
+	full := l.c.cfg.MaxConnections > 0 && l.c.sessions.SuspendedCount() >= l.c.cfg.MaxConnections
 	l.mu.Lock()
 	switch {
 	case l.state == linkEnded || l.state == linkNew:
@@ -271,7 +275,7 @@ func (l *link) suspend(cn *conn) bool {
 	l.c.mu.Lock()
 	shuttingDown := l.c.closed
 	l.c.mu.Unlock()
-	if shuttingDown {
+	if shuttingDown || full {
 		l.mu.Unlock()
 		return false
 	}

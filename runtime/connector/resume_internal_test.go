@@ -286,3 +286,36 @@ func TestKickedResumableSessionClosesAtOnce(t *testing.T) {
 		t.Fatal("resumed a kicked session")
 	}
 }
+
+// Suspended sessions are capped at MaxConnections: a client that connects
+// and drops in a loop cannot pile them up. The drop beyond the cap closes
+// its session at once, as without resume.
+func TestDropsBeyondMaxConnectionsSuspendedSessionsCloseAtOnce(t *testing.T) {
+	_, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour, MaxConnections: 1}, newRecordHandler())
+	suspended, _ := suspendEvents(svc)
+	closed := make(chan uint64, 4)
+	svc.OnClosed(func(s *session.Session, _ string) { closed <- s.ID() })
+
+	a := dialRaw(t, addr)
+	a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	a.nc.Close()
+	first := recv(t, "the first drop suspended", suspended)
+
+	b := dialRaw(t, addr) // the connection cap counts connections only: admitted
+	b.resumeHandshake(t, `{}`)
+	b.ack(t)
+	b.nc.Close()
+	second := recv(t, "the second session closed", closed)
+	if second == first {
+		t.Fatalf("closed the suspended session %d, want the second one", first)
+	}
+	if n := svc.SuspendedCount(); n != 1 {
+		t.Fatalf("%d sessions suspended, want 1", n)
+	}
+	select {
+	case sid := <-suspended:
+		t.Fatalf("session %d suspended beyond the cap", sid)
+	default:
+	}
+}
