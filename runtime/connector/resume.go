@@ -23,7 +23,7 @@ import (
 // connection presents the token and the count of packages it has received:
 // then the link swaps the new connection in and replays the rest.
 //
-// Lock order: link.mu, then Connector.mu or conn.inMu.
+// Lock order: link.reportMu, then link.mu, then Connector.mu or conn.inMu.
 
 // Defaults of the resume fields of Config.
 const (
@@ -56,6 +56,10 @@ type link struct {
 	sess *session.Session
 	ser  runtime.Serializer
 	addr atomic.Pointer[net.Addr]
+
+	// reportMu serialises the reports of the state to the session
+	// service (report); taken before mu.
+	reportMu sync.Mutex
 
 	mu    sync.Mutex
 	state int
@@ -218,7 +222,7 @@ func (c *Connector) grantResume(cn *conn, token string, received uint64, ser run
 		if !dropped.busy() {
 			l.forget(dropped)
 		}
-		c.sessions.Suspend(l.sess)
+		l.report()
 	}
 	return l, tok
 }
@@ -285,7 +289,7 @@ func (l *link) suspend(cn *conn) bool {
 	if !cn.busy() {
 		l.forget(cn) // nothing of it runs: a suspended session keeps none of it
 	}
-	l.c.sessions.Suspend(l.sess)
+	l.report()
 	return true
 }
 
@@ -341,8 +345,28 @@ func (l *link) attach(cn *conn) bool {
 	a := cn.RemoteAddr()
 	l.addr.Store(&a)
 	l.mu.Unlock()
-	l.c.sessions.Resume(l.sess)
+	l.report()
 	return true
+}
+
+// report tells the session service whether the session is suspended
+// now. Every change of l.state between connected and suspended is
+// followed by a report, and reports run one at a time, each reading the
+// state as it is then: the last one leaves the service (its count, the
+// backends' events) with the link's final state, however a drop right
+// after a resume interleaves with the resume's own report.
+func (l *link) report() {
+	l.reportMu.Lock()
+	defer l.reportMu.Unlock()
+	l.mu.Lock()
+	state := l.state
+	l.mu.Unlock()
+	switch state {
+	case linkSuspended:
+		l.c.sessions.Suspend(l.sess)
+	case linkConnected:
+		l.c.sessions.Resume(l.sess)
+	}
 }
 
 // admit reports whether request id, read from the client, runs: not when

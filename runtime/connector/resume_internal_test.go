@@ -319,3 +319,34 @@ func TestDropsBeyondMaxConnectionsSuspendedSessionsCloseAtOnce(t *testing.T) {
 	default:
 	}
 }
+
+// The report of a resume that runs after the resumed connection dropped
+// again (a write failing right after the ack) leaves the session
+// suspended in the session service, not connected: each report reads the
+// link's state as it is then.
+func TestLateResumeReportLeavesADroppedSessionSuspended(t *testing.T) {
+	_, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, newRecordHandler())
+	suspended, resumed := suspendEvents(svc)
+	a := dialRaw(t, addr)
+	r1, _ := a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	a.nc.Close()
+	sid := recv(t, "suspended", suspended)
+	b := dialRaw(t, addr)
+	if r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token)); !r2.Sys.Resume.Resumed {
+		t.Fatal("not resumed")
+	}
+	b.ack(t)
+	recv(t, "resumed", resumed)
+	s, _ := svc.Get(sid)
+	l := s.Conn().(*link)
+	// The drop's state change, and then the resume's report, late.
+	l.mu.Lock()
+	l.state = linkSuspended
+	l.mu.Unlock()
+	l.report()
+	if n := svc.SuspendedCount(); n != 1 {
+		t.Fatalf("%d sessions suspended after the late report, want 1", n)
+	}
+	recv(t, "suspended again", suspended)
+}
