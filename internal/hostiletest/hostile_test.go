@@ -230,10 +230,52 @@ func neverReads(t *testing.T, addr net.Addr, n int, stop <-chan struct{}) {
 	<-stop
 }
 
+// resumeChurn makes n connections that ask for a resumable session, ack
+// and drop at once, each leaving a suspended session behind (within the
+// frontend's cap); the odd ones first present a token that was never
+// issued with an absurd count, which must be refused (resumed:false: the
+// connection gets a new session).
+func resumeChurn(t *testing.T, addr net.Addr, n int) {
+	for i := range n {
+		nc, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Errorf("resume churn dial: %v", err)
+			return
+		}
+		resume := `{}`
+		if i%2 == 1 {
+			resume = fmt.Sprintf(`{"token":"%022x","received":%d}`, i, uint64(1)<<62)
+		}
+		hs, _ := wire.AppendPackage(nil, wire.TypeHandshake, []byte(`{"sys":{"type":"hostile","version":"0.0.1","resume":`+resume+`},"user":{}}`))
+		nc.Write(hs)
+		rd := wire.NewReader(nc, 0)
+		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, body, err := rd.Next()
+		if err != nil {
+			t.Errorf("resume churn handshake reply: %v", err)
+			nc.Close()
+			return
+		}
+		var reply struct {
+			Sys struct {
+				Resume *struct{ Resumed bool } `json:"resume"`
+			} `json:"sys"`
+		}
+		if err := json.Unmarshal(body, &reply); err != nil || reply.Sys.Resume == nil {
+			t.Errorf("resume churn: handshake reply %q has no resume object", body)
+		} else if reply.Sys.Resume.Resumed {
+			t.Errorf("resume churn: a token never issued resumed a session")
+		}
+		nc.Write(wire.HandshakeAckPackage)
+		nc.Close()
+	}
+}
+
 // TestHostileClientsDoNotHurtWellBehavedOnes runs well-behaved clients (TCP
 // and WebSocket) doing echo round trips through a forwarding frontend while
 // hostile clients send invalid routes, wrong bodies, a 1000-request burst, an
-// oversized package and a flood they never read. The well-behaved clients
+// oversized package, a flood they never read, and resumable sessions
+// dropped at once or resumes with tokens never issued. The well-behaved clients
 // see zero errors, every hostile request gets its own error, and afterwards
 // goroutines and the heap return to their baseline.
 func TestHostileClientsDoNotHurtWellBehavedOnes(t *testing.T) {
@@ -270,6 +312,7 @@ func TestHostileClientsDoNotHurtWellBehavedOnes(t *testing.T) {
 	run(func() { burst(ctx, t, fe.TCPURL(), 1000) })
 	run(func() { burst(ctx, t, fe.WSURL(), 1000) })
 	run(func() { oversized(t, fe.Server.TCPAddr()) })
+	run(func() { resumeChurn(t, fe.Server.TCPAddr(), 300) })
 	for range 3 {
 		run(func() { neverReads(t, fe.Server.TCPAddr(), 2000, stopReaders) })
 	}
@@ -285,6 +328,11 @@ func TestHostileClientsDoNotHurtWellBehavedOnes(t *testing.T) {
 		t.Fatalf("%d of %d well-behaved requests failed beside hostile clients", f, sent.Load())
 	}
 	t.Logf("well-behaved requests: %d, all answered", sent.Load())
+	if n := fe.Server.Sessions().SuspendedCount(); n == 0 {
+		t.Error("the resume churn left no suspended session: it tested nothing")
+	} else {
+		t.Logf("suspended sessions left by the resume churn: %d", n)
+	}
 
 	// Back to baseline: every connection above is closed, so what it
 	// held must go.
