@@ -389,9 +389,17 @@ func (cn *conn) onTimer() {
 // connection failed. A resumable session is suspended instead of closed
 // (and the connection closed at once); any other closes.
 func (cn *conn) drop(leave bool) {
-	if l := cn.link.Load(); l != nil && !leave && l.suspend(cn) {
-		cn.transport.closeNow()
-		return
+	if l := cn.link.Load(); l != nil {
+		if leave && !l.carries(cn) {
+			// The session has moved to a newer connection: a leave read
+			// on this one ends this one only.
+			cn.transport.closeNow()
+			return
+		}
+		if !leave && l.suspend(cn) {
+			cn.transport.closeNow()
+			return
+		}
 	}
 	cn.c.sessions.CloseSession(cn.session(), "", false)
 }

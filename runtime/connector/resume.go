@@ -293,6 +293,14 @@ func (l *link) suspend(cn *conn) bool {
 	return true
 }
 
+// carries reports whether cn is the session's connection, or the one a
+// resume was granted to: a leave read on it is the client leaving.
+func (l *link) carries(cn *conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state != linkEnded && (cn == l.cur || cn == l.pending)
+}
+
 // forget drops the link's reference to cn, a detached connection whose
 // inbox ran dry, keeping the one cn was to wait for if it still runs.
 func (l *link) forget(cn *conn) {

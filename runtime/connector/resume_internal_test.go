@@ -350,3 +350,33 @@ func TestLateResumeReportLeavesADroppedSessionSuspended(t *testing.T) {
 	}
 	recv(t, "suspended again", suspended)
 }
+
+// A leave (a WebSocket close with code 1000) read on a connection the
+// session has already moved off (a resume came in before the server saw
+// the old connection drop) is that old connection's end only: the resumed
+// session stays.
+func TestLeaveOnAReplacedConnectionKeepsTheResumedSession(t *testing.T) {
+	c, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, newRecordHandler())
+	closed := make(chan uint64, 4)
+	svc.OnClosed(func(s *session.Session, _ string) { closed <- s.ID() })
+	a := dialRaw(t, addr)
+	r1, _ := a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	old := onlyConn(t, c)
+	sid := old.session().ID()
+	b := dialRaw(t, addr) // while a's connection is still open
+	if r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token)); !r2.Sys.Resume.Resumed {
+		t.Fatal("not resumed")
+	}
+	b.ack(t)
+	old.drop(true) // the old connection's reader read a close 1000
+	push(t, svc, sid, "after")
+	if got := b.nextPush(t); got != "after" {
+		t.Fatalf("push after the old connection's leave: %q", got)
+	}
+	select {
+	case id := <-closed:
+		t.Fatalf("session %d closed by a leave on the connection it had moved off", id)
+	default:
+	}
+}
