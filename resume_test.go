@@ -391,20 +391,26 @@ func TestBackendHearsSuspendResumeAndCloseOfItsSessions(t *testing.T) {
 	}
 }
 
-func TestResumableWebSocketClientCloseLeavesAtOnce(t *testing.T) {
+// A resumable client's Close is leaving: over WebSocket a close with code
+// 1000, over raw TCP a KICK from the client before the close. The session
+// closes at once; it is not suspended.
+func TestResumableClientCloseLeavesAtOnce(t *testing.T) {
 	rc := startResumeCluster(t, func(cfg *pomelo.Config) { cfg.Connector.ResumeWindow = time.Hour })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a, err := client.Config{Resume: true}.Dial(ctx, "ws://"+rc.app.WSAddr().String()+"/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	login(t, ctx, a, "a")
-	a.Close() // close code 1000: the client leaves
-	waitValue(t, "closed", rc.closed, "a")
-	select {
-	case uid := <-rc.susp:
-		t.Fatalf("session of %q suspended after the client closed", uid)
-	default:
+	for _, url := range []string{"ws://" + rc.app.WSAddr().String() + "/", "tcp://" + rc.app.TCPAddr().String()} {
+		a, err := client.Config{Resume: true}.Dial(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid := "a-" + url[:2]
+		login(t, ctx, a, uid)
+		a.Close()
+		waitValue(t, "closed", rc.closed, uid)
+		select {
+		case s := <-rc.susp:
+			t.Fatalf("%s: session of %q suspended after the client closed", url, s)
+		default:
+		}
 	}
 }

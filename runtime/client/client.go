@@ -435,8 +435,8 @@ func (c *Client) Err() error {
 // and a resumable session closes at once) if it is still open, fails the pending requests with
 // ErrClosed and releases the goroutines of the Client. It returns once the connection is gone.
 // Close may be called more than once and after the connection ended; it always returns nil,
-// Err tells why the connection ended. Over TCP there is no close code: the server cannot tell
-// a Close from a drop, so a resumable session stays suspended until its window ends.
+// Err tells why the connection ended. Over raw TCP, which has no close code, a resumable
+// session's Close sends a KICK package first, which tells the server the client leaves.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() { close(c.closeCalled) })
 	c.shutdown(ErrClosed, true)
@@ -685,6 +685,9 @@ func (c *Client) handleHandshake(k *cconn, body []byte) error {
 		if hs.Sys == nil || hs.Sys.Resume == nil || !hs.Sys.Resume.Resumed {
 			// A new session: its DATA count starts at 0, before any of its packages.
 			c.received.Store(0)
+		}
+		if t, ok := k.tr.(*tcpTransport); ok && hs.Sys != nil && hs.Sys.Resume != nil {
+			t.resumable.Store(true)
 		}
 		c.hs.Store(&hs)
 	}

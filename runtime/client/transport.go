@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -108,10 +109,18 @@ func (t *wsTransport) close(code websocket.StatusCode) error {
 	return nil
 }
 
+// leavePackage is a KICK with no body: a resumable client leaving over raw
+// TCP.
+var leavePackage, _ = wire.AppendPackage(nil, wire.TypeKick, nil)
+
 // tcpTransport is a raw TCP (or TLS) connection.
 type tcpTransport struct {
 	conn    net.Conn
 	maxBody int
+	// resumable: the server answered with a resumable session, so a
+	// leave (close with code 1000) sends a KICK first, raw TCP's way of
+	// saying so (docs/PROTOCOL.md section 10).
+	resumable atomic.Bool
 }
 
 func dialTCP(ctx context.Context, useTLS bool, host string, o *options) (*tcpTransport, error) {
@@ -153,7 +162,12 @@ func (t *tcpTransport) readPackages(fn func(wire.PackageType, []byte) error) err
 	}
 }
 
-func (t *tcpTransport) close(websocket.StatusCode) error {
+func (t *tcpTransport) close(code websocket.StatusCode) error {
+	if code == websocket.StatusNormalClosure && t.resumable.Load() {
+		if t.conn.SetWriteDeadline(time.Now().Add(time.Second)) == nil {
+			_, _ = t.conn.Write(leavePackage)
+		}
+	}
 	err := t.conn.Close()
 	if errors.Is(err, net.ErrClosed) {
 		return nil

@@ -579,6 +579,9 @@ func (cn *conn) readLoop() {
 	}
 }
 
+// errLeft stops the reader of a client that sent a KICK: it leaves.
+var errLeft = errors.New("client left (KICK)")
+
 // errDetached stops the reader of a connection that no longer carries its
 // session; errSessionGone, of one whose session ended before its ack.
 var (
@@ -621,6 +624,10 @@ func (cn *conn) onPackage(t wire.PackageType, body []byte) error {
 			return cn.onData(body)
 		case wire.TypeHandshakeAck:
 			return nil
+		case wire.TypeKick:
+			// A resumable client leaving over raw TCP, which has no close
+			// code (docs/PROTOCOL.md section 10).
+			return errLeft
 		}
 		return fmt.Errorf("%w: %s after handshake", errProtocol, t)
 	}

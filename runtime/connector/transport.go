@@ -237,9 +237,10 @@ func (t *tcpTransport) closeNow() { t.nc.Close() }
 func (t *tcpTransport) remoteAddr() net.Addr { return t.nc.RemoteAddr() }
 
 // isLeave reports a read error that is the client leaving on purpose: a
-// WebSocket close with code 1000 (docs/PROTOCOL.md section 10).
+// WebSocket close with code 1000, or a KICK from the client (raw TCP;
+// docs/PROTOCOL.md section 10).
 func isLeave(err error) bool {
-	return websocket.CloseStatus(err) == websocket.StatusNormalClosure
+	return errors.Is(err, errLeft) || websocket.CloseStatus(err) == websocket.StatusNormalClosure
 }
 
 // isClosedErr reports errors that just mean the peer went away.
