@@ -335,7 +335,7 @@ func (c *Client) RequestRaw(ctx context.Context, route string, body []byte) (res
 		// Reconnecting: it goes with the unanswered requests once the
 		// session is back (resumed), and by nothing else, so it goes once.
 	default:
-		werr = c.lostErr()
+		werr = c.lostErr(nil)
 	}
 	if werr != nil {
 		if !c.opts.resume || c.Err() != nil {
@@ -519,12 +519,12 @@ func (c *Client) writeOn(ctx context.Context, k *cconn, b []byte) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-k.done:
-		return c.lostErr()
+		return c.lostErr(k)
 	}
 	defer func() { <-c.wsem }()
 	select {
 	case <-k.done:
-		return c.lostErr()
+		return c.lostErr(k)
 	default:
 	}
 	if err := k.tr.writeFrame(b, c.opts.writeTimeout); err != nil {
@@ -538,10 +538,15 @@ func (c *Client) writeOn(ctx context.Context, k *cconn, b []byte) error {
 	return nil
 }
 
-// lostErr is the error of a write on a connection that has ended.
-func (c *Client) lostErr() error {
+// lostErr is the error of a write on k, a connection that has ended: the
+// Client's error once it has one, else why k ended (a *KickError for a
+// kick read just before), which the Client's error is about to become.
+func (c *Client) lostErr(k *cconn) error {
 	if err := c.Err(); err != nil {
 		return err
+	}
+	if k != nil && k.err != nil { // set before k.done was closed
+		return k.err
 	}
 	return ErrConnectionLost
 }
