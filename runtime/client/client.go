@@ -621,6 +621,10 @@ func (c *Client) inUse(k *cconn) {
 func (c *Client) connEnded(k *cconn, cause error, code websocket.StatusCode) {
 	var ke *KickError
 	resumable := c.opts.resume && !errors.As(cause, &ke) && !errors.Is(cause, ErrProtocol)
+	// k ends before it is looked up: inUse, called once k is made the
+	// connection in use, looks at k.done after that, so whichever comes
+	// second of the two sees k both in use and ended.
+	k.end(cause, code)
 	c.mu.Lock()
 	current := c.cur == k
 	reconnect := current && resumable && !c.closing && c.token != ""
@@ -628,7 +632,6 @@ func (c *Client) connEnded(k *cconn, cause error, code websocket.StatusCode) {
 		c.cur = nil
 	}
 	c.mu.Unlock()
-	k.end(cause, code)
 	switch {
 	case reconnect:
 		go c.reconnect(k, cause)
