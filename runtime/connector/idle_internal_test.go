@@ -117,22 +117,9 @@ func (g *gateTransport) written() [][]byte {
 // what is queued while it writes goes out in order as one frame, after
 // which the writer exits again.
 func TestBurstAfterIdleIsDeliveredInOrderCoalesced(t *testing.T) {
-	svc := session.NewService("f-1", session.AllowMany)
-	c := New(Config{Heartbeat: time.Minute}, nil, svc, &reviewHandler{})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c.Shutdown(ctx, "")
-	})
 	waitFor(t, "other tests' writers to exit", func() bool { return goroutinesIn("(*conn).writeLoop") == 0 })
 	g := newGateTransport()
-	c.admit()
-	cn := newConn(c, g)
-	if !c.addConn(cn) {
-		t.Fatal("connection refused")
-	}
-	go cn.readLoop()
-	cn.setState(stateWorking)
+	cn := workingConn(t, Config{Heartbeat: time.Minute}, g)
 	if cn.writing.Load() || goroutinesIn("(*conn).writeLoop") != 0 {
 		t.Fatal("an idle connection has a writer")
 	}

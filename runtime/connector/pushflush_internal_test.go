@@ -13,9 +13,8 @@ import (
 	"github.com/pomelo-go/pomelo/runtime/wire"
 )
 
-// flushConn is a WORKING connection of a connector with cfg on a
-// transport that records every frame and never blocks a write.
-func flushConn(t *testing.T, cfg Config) (*conn, *gateTransport) {
+// workingConn is a WORKING connection on g of a new connector with cfg.
+func workingConn(t *testing.T, cfg Config, g *gateTransport) *conn {
 	t.Helper()
 	svc := session.NewService("f-1", session.AllowMany)
 	c := New(cfg, nil, svc, &reviewHandler{})
@@ -24,8 +23,6 @@ func flushConn(t *testing.T, cfg Config) (*conn, *gateTransport) {
 		defer cancel()
 		c.Shutdown(ctx, "")
 	})
-	g := newGateTransport()
-	close(g.release)
 	c.admit()
 	cn := newConn(c, g)
 	if !c.addConn(cn) {
@@ -33,7 +30,16 @@ func flushConn(t *testing.T, cfg Config) (*conn, *gateTransport) {
 	}
 	go cn.readLoop()
 	cn.setState(stateWorking)
-	return cn, g
+	return cn
+}
+
+// flushConn is a WORKING connection of a connector with cfg on a
+// transport that records every frame and never blocks a write.
+func flushConn(t *testing.T, cfg Config) (*conn, *gateTransport) {
+	t.Helper()
+	g := newGateTransport()
+	close(g.release)
+	return workingConn(t, cfg, g), g
 }
 
 func pushPkg(body string) []byte {
