@@ -6,6 +6,7 @@ package connector
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -37,6 +38,26 @@ func (c *rawTCP) resumeHandshake(t *testing.T, resume string) (resumeReply, []by
 		t.Fatal(err)
 	}
 	return r, body
+}
+
+// suspendedSession connects a client asking for a resumable session,
+// acks, and drops the connection: it returns the handshake reply and the
+// session, once suspended.
+func suspendedSession(t *testing.T, addr net.Addr, suspended <-chan uint64) (resumeReply, uint64) {
+	t.Helper()
+	a := dialRaw(t, addr)
+	r, _ := a.resumeHandshake(t, `{}`)
+	a.ack(t)
+	a.nc.Close()
+	return r, recv(t, "suspended", suspended)
+}
+
+// resumeWith sends a handshake resuming the session of token, having
+// received that many DATA packages, and returns the reply.
+func (c *rawTCP) resumeWith(t *testing.T, token string, received uint64) resumeReply {
+	t.Helper()
+	r, _ := c.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":%d}`, token, received))
+	return r
 }
 
 // ack sends the HANDSHAKE_ACK and reads the server's HEARTBEAT.
@@ -139,7 +160,7 @@ func TestResumeReplaysWhatTheClientMissedAndRefusesUsedTokens(t *testing.T) {
 
 	// The client got only the first package: 2 and 3 come again, in order.
 	b := dialRaw(t, addr)
-	r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":1}`, r1.Sys.Resume.Token))
+	r2 := b.resumeWith(t, r1.Sys.Resume.Token, 1)
 	if r2.Sys.Resume == nil || !r2.Sys.Resume.Resumed || r2.Sys.Resume.Token == r1.Sys.Resume.Token {
 		t.Fatalf("resume: %+v", r2.Sys.Resume)
 	}
@@ -162,7 +183,7 @@ func TestResumeReplaysWhatTheClientMissedAndRefusesUsedTokens(t *testing.T) {
 
 	// The used token is refused: a new session; the resumed one goes on.
 	c := dialRaw(t, addr)
-	r3, _ := c.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":5}`, r1.Sys.Resume.Token))
+	r3 := c.resumeWith(t, r1.Sys.Resume.Token, 5)
 	if r3.Sys.Resume == nil || r3.Sys.Resume.Resumed {
 		t.Fatalf("a used token: %+v", r3.Sys.Resume)
 	}
@@ -177,7 +198,7 @@ func TestResumeRefusesACountItCannotReplay(t *testing.T) {
 	svc.OnClosed(func(s *session.Session, _ string) { closed <- s.ID() })
 	for _, tc := range []struct {
 		name     string
-		received int
+		received uint64
 	}{{"more than sent", 5}, {"older than kept", 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := dialRaw(t, addr)
@@ -196,7 +217,7 @@ func TestResumeRefusesACountItCannotReplay(t *testing.T) {
 			}
 			a.nc.Close()
 			b := dialRaw(t, addr)
-			r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":%d}`, r1.Sys.Resume.Token, tc.received))
+			r2 := b.resumeWith(t, r1.Sys.Resume.Token, tc.received)
 			if r2.Sys.Resume == nil || r2.Sys.Resume.Resumed {
 				t.Fatalf("resume from %d of 3 sent, 2 kept: %+v", tc.received, r2.Sys.Resume)
 			}
@@ -235,7 +256,7 @@ func TestSuspendedSessionOverflowEndsTheWindow(t *testing.T) {
 		t.Fatalf("closed %d, want %d", got, sid)
 	}
 	b := dialRaw(t, addr)
-	if r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":10}`, r1.Sys.Resume.Token)); r2.Sys.Resume.Resumed {
+	if r2 := b.resumeWith(t, r1.Sys.Resume.Token, 10); r2.Sys.Resume.Resumed {
 		t.Fatal("resumed a session closed by its overflow")
 	}
 }
@@ -245,16 +266,12 @@ func TestSuspendedSessionClosesWhenItsWindowEnds(t *testing.T) {
 	suspended, _ := suspendEvents(svc)
 	closed := make(chan uint64, 4)
 	svc.OnClosed(func(s *session.Session, _ string) { closed <- s.ID() })
-	a := dialRaw(t, addr)
-	r1, _ := a.resumeHandshake(t, `{}`)
-	a.ack(t)
-	a.nc.Close()
-	sid := recv(t, "suspended", suspended)
+	r1, sid := suspendedSession(t, addr, suspended)
 	if got := recv(t, "closed at the end of the window", closed); got != sid {
 		t.Fatalf("closed %d, want %d", got, sid)
 	}
 	b := dialRaw(t, addr)
-	if r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token)); r2.Sys.Resume.Resumed {
+	if r2 := b.resumeWith(t, r1.Sys.Resume.Token, 0); r2.Sys.Resume.Resumed {
 		t.Fatal("resumed after the window")
 	}
 }
@@ -282,7 +299,7 @@ func TestKickedResumableSessionClosesAtOnce(t *testing.T) {
 	default:
 	}
 	b := dialRaw(t, addr)
-	if r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token)); r2.Sys.Resume.Resumed {
+	if r2 := b.resumeWith(t, r1.Sys.Resume.Token, 0); r2.Sys.Resume.Resumed {
 		t.Fatal("resumed a kicked session")
 	}
 }
@@ -327,13 +344,9 @@ func TestDropsBeyondMaxConnectionsSuspendedSessionsCloseAtOnce(t *testing.T) {
 func TestLateResumeReportLeavesADroppedSessionSuspended(t *testing.T) {
 	_, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, newRecordHandler())
 	suspended, resumed := suspendEvents(svc)
-	a := dialRaw(t, addr)
-	r1, _ := a.resumeHandshake(t, `{}`)
-	a.ack(t)
-	a.nc.Close()
-	sid := recv(t, "suspended", suspended)
+	r1, sid := suspendedSession(t, addr, suspended)
 	b := dialRaw(t, addr)
-	if r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token)); !r2.Sys.Resume.Resumed {
+	if r2 := b.resumeWith(t, r1.Sys.Resume.Token, 0); !r2.Sys.Resume.Resumed {
 		t.Fatal("not resumed")
 	}
 	b.ack(t)
@@ -365,7 +378,7 @@ func TestLeaveOnAReplacedConnectionKeepsTheResumedSession(t *testing.T) {
 	old := onlyConn(t, c)
 	sid := old.session().ID()
 	b := dialRaw(t, addr) // while a's connection is still open
-	if r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token)); !r2.Sys.Resume.Resumed {
+	if r2 := b.resumeWith(t, r1.Sys.Resume.Token, 0); !r2.Sys.Resume.Resumed {
 		t.Fatal("not resumed")
 	}
 	b.ack(t)

@@ -63,7 +63,7 @@ func TestRequestSentAgainRunsOnceAfterItsAnswerLeftTheBuffer(t *testing.T) {
 	sid := recv(t, "suspended", suspended)
 
 	b := dialRaw(t, addr)
-	r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token))
+	r2 := b.resumeWith(t, r1.Sys.Resume.Token, 0)
 	if r2.Sys.Resume == nil || !r2.Sys.Resume.Resumed {
 		t.Fatalf("resume: %+v", r2.Sys.Resume)
 	}
@@ -123,7 +123,7 @@ func TestClosingSessionIsNotResumed(t *testing.T) {
 				t.Fatalf("closing %d, want %d", got, sid)
 			}
 			b := dialRaw(t, addr)
-			r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, r1.Sys.Resume.Token))
+			r2 := b.resumeWith(t, r1.Sys.Resume.Token, 0)
 			if r2.Sys.Resume == nil || r2.Sys.Resume.Resumed {
 				t.Fatalf("resume of a closing session: %+v", r2.Sys.Resume)
 			}
@@ -141,11 +141,7 @@ func TestResumeRefusedByShutdownClosesTheSession(t *testing.T) {
 	suspended, _ := suspendEvents(svc)
 	closed := make(chan uint64, 4)
 	svc.OnClosed(func(s *session.Session, _ string) { closed <- s.ID() })
-	a := dialRaw(t, addr)
-	r1, _ := a.resumeHandshake(t, `{}`)
-	a.ack(t)
-	a.nc.Close()
-	sid := recv(t, "suspended", suspended)
+	r1, sid := suspendedSession(t, addr, suspended)
 	c.mu.Lock()
 	c.closed = true // Shutdown has begun, and looked at the tokens already
 	c.mu.Unlock()
@@ -168,7 +164,7 @@ func TestResumedSessionRunsRequestsAfterThoseOfEveryEarlierConnection(t *testing
 	resume := func(tok string) (*rawTCP, string) {
 		t.Helper()
 		b := dialRaw(t, addr)
-		r, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":0}`, tok))
+		r := b.resumeWith(t, tok, 0)
 		if !r.Sys.Resume.Resumed {
 			t.Fatalf("resume: %+v", r.Sys.Resume)
 		}
@@ -336,7 +332,7 @@ func TestResumeTakesOverAConnectionNotSeenToDrop(t *testing.T) {
 	}
 	a.nextPush(t) // the client got the first only
 	b := dialRaw(t, addr)
-	r2, _ := b.resumeHandshake(t, fmt.Sprintf(`{"token":%q,"received":1}`, r.Sys.Resume.Token))
+	r2 := b.resumeWith(t, r.Sys.Resume.Token, 1)
 	if !r2.Sys.Resume.Resumed {
 		t.Fatalf("resume: %+v", r2.Sys.Resume)
 	}
@@ -372,11 +368,7 @@ func TestResumeTakesOverAConnectionNotSeenToDrop(t *testing.T) {
 func TestRacingResumesWithOneTokenGrantOne(t *testing.T) {
 	_, svc, addr := startTCP(t, Config{ResumeWindow: time.Hour}, newRecordHandler())
 	suspended, _ := suspendEvents(svc)
-	a := dialRaw(t, addr)
-	r, _ := a.resumeHandshake(t, `{}`)
-	a.ack(t)
-	a.nc.Close()
-	sid := recv(t, "suspended", suspended)
+	r, sid := suspendedSession(t, addr, suspended)
 	const n = 8
 	conns := make([]*rawTCP, n)
 	for i := range conns {
