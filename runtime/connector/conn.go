@@ -605,9 +605,11 @@ func (cn *conn) onPackage(t wire.PackageType, body []byte) error {
 		case wire.TypeHandshakeAck:
 			cn.setState(stateWorking)
 			cn.timer.Reset(cn.c.cfg.HeartbeatTimeout)
-			// The JS client starts heartbeating only after a server one.
-			cn.sendControl(wire.HeartbeatPackage, false)
-			if l := cn.link.Load(); l != nil && !l.attach(cn) {
+			// The JS client starts heartbeating only after a server one;
+			// a resumable session's link queues it with what follows.
+			if l := cn.link.Load(); l == nil {
+				cn.sendControl(wire.HeartbeatPackage, false)
+			} else if !l.attach(cn) {
 				return errSessionGone // the session ended before the ack
 			}
 			return nil

@@ -311,14 +311,18 @@ func (l *link) forget(cn *conn) {
 	l.mu.Unlock()
 }
 
-// attach is cn's HANDSHAKE_ACK, with the server's HEARTBEAT queued: the
-// session of a new link starts, a granted resume replays every package
-// after the client's count and makes cn the session's connection. It
-// reports false when the session ended meanwhile.
+// attach is cn's HANDSHAKE_ACK: it queues the server's HEARTBEAT, then
+// the session of a new link starts, or a granted resume replays every
+// package after the client's count and makes cn the session's
+// connection; both under l.mu, so that nothing sent to the session comes
+// between (Send holds l.mu too), and a client that has the HEARTBEAT is
+// sent everything after it. It reports false, queueing nothing, when the
+// session ended meanwhile.
 func (l *link) attach(cn *conn) bool {
 	l.mu.Lock()
 	switch {
 	case l.state == linkNew && cn == l.cur:
+		cn.sendControl(wire.HeartbeatPackage, false)
 		l.state = linkConnected
 		l.mu.Unlock()
 		return true
@@ -326,9 +330,10 @@ func (l *link) attach(cn *conn) bool {
 		l.mu.Unlock()
 		return false
 	}
+	cn.sendControl(wire.HeartbeatPackage, false)
 	// Everything kept is what the client has not received (grantResume
 	// dropped the rest): replayed, in order, before anything sent from now
-	// on (Send holds l.mu too).
+	// on.
 	for i := range l.ring.len() {
 		cn.out.PushUnbounded(l.ring.at(i).pkg)
 	}
